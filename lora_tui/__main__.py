@@ -1,0 +1,3 @@
+from lora_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""``lora-tui`` command line: every subcommand is a thin call into core (and, later, runs).
+
+Known errors print one line and exit non-zero; nothing prints a traceback unless
+``LORA_TUI_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lora_tui import __version__
+from lora_tui.core.errors import LoraTuiError
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from lora_tui.core import scaffold
+
+    plan = scaffold.new_project(Path(args.dir), args.name, Path(args.from_images) if args.from_images else None)
+    file = scaffold.write_project(plan)
+    _out(f"created {file}")
+    for ds in plan.datasets:
+        for sub in ds["subsets"]:
+            _out(f"  subset {sub['name']}: {sub['image_dir']} × {sub['num_repeats']} repeats")
+    _out(f"next: set [model] pretrained_model_name_or_path in {file}, then: lora-tui check {args.dir}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from lora_tui.core import scaffold
+
+    into = Path(args.into)
+    if args.legacy:
+        plan = scaffold.import_legacy(Path(args.source), into, Path(args.reg) if args.reg else None, args.name)
+    else:
+        if args.reg:
+            raise LoraTuiError("--reg only applies with --legacy", hint="add --legacy or drop --reg")
+        plan = scaffold.import_dataset_toml(Path(args.source), into, args.name)
+    file = scaffold.write_project(plan)
+    _out(f"created {file} with {sum(len(d['subsets']) for d in plan.datasets)} subsets (no files moved)")
+    for note in plan.notes:
+        _out(f"  note: {note}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lora_tui.core import lint, project
+
+    proj = project.load(Path(args.project))
+    report = lint.check_project(proj, deep=args.deep)
+    code = report.exit_code(args.strict)
+    if args.json:
+        _json({"project": str(proj.root), "exit_code": code, "token_counter": report.token_counter,
+               "errors": len(report.errors), "warnings": len(report.warnings),
+               "findings": [f.to_json() for f in report.findings]})
+        return code
+    for finding in report.findings:
+        _out(finding.line())
+    _out(f"{len(report.errors)} errors, {len(report.warnings)} warnings"
+         + ("" if report.token_counter == "clip" else " (caption token counts estimated: no CLIP tokenizer)"))
+    return code
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from lora_tui.core import configs, project, steps
+
+    proj = project.load(Path(args.project))
+    generated = configs.write(proj)
+    report = steps.compute(proj)
+    if args.json:
+        _json({"dataset_config": str(generated.dataset_config), "args_config": str(generated.args_config),
+               "steps_per_epoch": report.steps_per_epoch, "total_steps": report.total_steps,
+               "epochs": report.epochs, "batches_per_epoch": report.batches_per_epoch,
+               "command": generated.command, "argv": generated.argv, "steps": report.to_json()})
+        return 0
+    _out(f"wrote {generated.dataset_config}")
+    _out(f"wrote {generated.args_config}")
+    _out("")
+    _out(report.breakdown())
+    _out("")
+    _out(report.summary_line())
+    _out("")
+    _out("launch (from your sd-scripts checkout):")
+    _out(f"  {generated.command}")
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from lora_tui.core import project, steps
+
+    report = steps.compute(project.load(Path(args.project)))
+    if args.json:
+        _json(report.to_json())
+        return 0
+    _out(report.breakdown())
+    _out("")
+    _out(report.histogram())
+    _out("")
+    _out(report.summary_line())
+    return 0
+
+
+def cmd_captions(args: argparse.Namespace) -> int:
+    from lora_tui.cli_captions import run_captions
+
+    return run_captions(args)
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from lora_tui.core import project
+
+    proj = project.load(Path(args.project))
+    from lora_tui.ui.app import run_app
+
+    return run_app(proj)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-tui",
+        description="Prepare datasets and train Stable Diffusion LoRAs from one terminal.",
+        epilog="Run `lora-tui PROJECT` to open the app on a project folder.")
+    parser.add_argument("--version", action="version", version=f"lora-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("new", help="create a project (optionally around a folder of images)")
+    p.add_argument("dir", help="project folder to create")
+    p.add_argument("--from-images", metavar="SRC", help="use the images in SRC (or its subfolders) in place")
+    p.add_argument("--name", help="project name (default: the folder name)")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("import", help="make a project from an sd-scripts dataset TOML or legacy folders")
+    p.add_argument("source", help="DATASET.toml, or TRAIN_DIR with --legacy")
+    p.add_argument("--into", required=True, metavar="DIR", help="project folder to create")
+    p.add_argument("--legacy", action="store_true", help="SOURCE is a folder of '<repeats>_<name>' folders")
+    p.add_argument("--reg", metavar="REG_DIR", help="regularization folders (with --legacy)")
+    p.add_argument("--name", help="project name (default: the folder name)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("check", help="lint the project: exit 0 clean, 2 errors, 1 warnings with --strict")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true", help="machine-readable findings")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    p.add_argument("--deep", action="store_true", help="also decode every image (slow)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("config", help="write configs/ for sd-scripts and print steps and the launch command")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("steps", help="print the steps breakdown and bucket histogram (writes nothing)")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_steps)
+
+    from lora_tui.cli_captions import add_captions_parser
+
+    add_captions_parser(sub, cmd_captions)
+
+    p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
+    p.add_argument("project")
+    p.set_defaults(func=cmd_open)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        argv = ["open", *argv]
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except LoraTuiError as exc:
+        sys.stderr.write(f"lora-tui: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("lora-tui: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("LORA_TUI_DEBUG"):
+            raise
+        sys.stderr.write(f"lora-tui: internal error: {type(exc).__name__}: {exc} "
+                         "(set LORA_TUI_DEBUG=1 for the traceback and please report it)\n")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

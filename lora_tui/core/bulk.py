@@ -1,0 +1,227 @@
+"""Bulk caption edits as previews: compute every before/after first, apply through the journal.
+
+Each operation is a pure function over the captions' live lines (the first line, or every line with
+``enable_wildcard``), splitting and joining tags on the subset's ``caption_separator``. Nothing is
+written until :meth:`Preview.apply`, which goes through :class:`~lora_tui.core.journal.Journal` so it
+can be undone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.journal import Change, Entry, Journal
+from lora_tui.core.project import Subset
+from lora_tui.core.scan import ImageRecord, caption_target
+
+Target = tuple[Subset, ImageRecord]
+TagFn = Callable[[list[str], Subset], list[str]]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an operation would change; ``skipped`` lists captions it could not touch and why."""
+
+    label: str
+    changes: tuple[Change, ...]
+    skipped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def apply(self, journal: Journal) -> Entry | None:
+        return journal.apply(self.label, self.changes)
+
+    def render(self, limit: int = 20) -> str:
+        """Human-readable diff: path, then - before / + after for the first ``limit`` files."""
+        lines = [f"{self.label}: {len(self.changes)} caption files change"]
+        for change in self.changes[:limit]:
+            lines.append(f"  {change.path}")
+            lines.append(f"    - {_first_line(change.before, '(no file)')}")
+            lines.append(f"    + {_first_line(change.after, '(deleted)')}")
+        if len(self.changes) > limit:
+            lines.append(f"  … and {len(self.changes) - limit} more")
+        for why in self.skipped[:limit]:
+            lines.append(f"  skipped {why}")
+        return "\n".join(lines)
+
+
+def _first_line(text: str | None, missing: str) -> str:
+    if text is None:
+        return missing
+    return text.lstrip("\ufeff").splitlines()[0] if text.strip() else "(empty)"
+
+
+def _preview(label: str, targets: Iterable[Target], tag_fn: TagFn, *, create_missing: bool = False) -> Preview:
+    changes: list[Change] = []
+    skipped: list[str] = []
+    for subset, record in targets:
+        if record.meta_caption is not None:
+            skipped.append(f"{record.path}: caption lives in a metadata file")
+            continue
+        if record.caption_error:
+            skipped.append(record.caption_error)
+            continue
+        sep = subset.get("caption_separator") or ","
+        wildcard = bool(subset.get("enable_wildcard"))
+
+        def change(line: str, subset: Subset = subset, sep: str = sep) -> str:
+            return join_tags(tag_fn(split_tags(line, sep), subset), sep)
+
+        if record.caption is None:
+            if not create_missing:
+                continue
+            before, after = None, change("") + "\n"
+            if after.strip() == "":
+                continue
+        else:
+            before = ("\ufeff" if record.caption.had_bom else "") + record.caption.raw
+            after = map_caption_lines(record.caption.raw, wildcard, change)
+            if after == record.caption.raw:
+                continue
+        changes.append(Change(caption_target(subset, record), before, after))
+    return Preview(label, tuple(changes), tuple(skipped))
+
+
+def _text_preview(label: str, targets: Iterable[Target], line_fn: Callable[[str], str]) -> Preview:
+    changes: list[Change] = []
+    skipped: list[str] = []
+    for subset, record in targets:
+        if record.caption is None or record.caption_error:
+            if record.caption_error:
+                skipped.append(record.caption_error)
+            continue
+        after = map_caption_lines(record.caption.raw, bool(subset.get("enable_wildcard")), line_fn)
+        if after != record.caption.raw:
+            before = ("\ufeff" if record.caption.had_bom else "") + record.caption.raw
+            changes.append(Change(caption_target(subset, record), before, after))
+    return Preview(label, tuple(changes), tuple(skipped))
+
+
+def _norm(tag: str) -> str:
+    return tag.strip()
+
+
+def add_tag(targets: Sequence[Target], tag: str, *, position: str = "end",
+            create_missing: bool = False) -> Preview:
+    """Add ``tag`` to captions that lack it, as the first tag (``front``) or the last (``end``)."""
+    tag = _require_tag(tag)
+
+    def fn(tags: list[str], _: Subset) -> list[str]:
+        if tag in tags:
+            return tags
+        return [tag, *tags] if position == "front" else [*tags, tag]
+
+    return _preview(f"add tag '{tag}' ({position})", targets, fn, create_missing=create_missing)
+
+
+def remove_tag(targets: Sequence[Target], tag: str) -> Preview:
+    tag = _require_tag(tag)
+    return _preview(f"remove tag '{tag}'", targets, lambda tags, _: [t for t in tags if t != tag])
+
+
+def rename_tag(targets: Sequence[Target], old: str, new: str) -> Preview:
+    """Rename ``old`` to ``new`` in place; where ``new`` is already present the old one is dropped."""
+    old, new = _require_tag(old), _require_tag(new)
+
+    def fn(tags: list[str], _: Subset) -> list[str]:
+        if old not in tags:
+            return tags
+        out: list[str] = []
+        for t in tags:
+            t = new if t == old else t
+            if t == new and new in out:
+                continue
+            out.append(t)
+        return out
+
+    return _preview(f"rename tag '{old}' → '{new}'", targets, fn)
+
+
+def prepend_trigger(targets: Sequence[Target], word: str, *, create_missing: bool = False) -> Preview:
+    """Make ``word`` the first tag (moving it if it is elsewhere), as keep_tokens = 1 expects."""
+    word = _require_tag(word)
+
+    def fn(tags: list[str], _: Subset) -> list[str]:
+        return [word, *(t for t in tags if t != word)]
+
+    return _preview(f"prepend trigger '{word}'", targets, fn, create_missing=create_missing)
+
+
+def dedupe_tags(targets: Sequence[Target]) -> Preview:
+    def fn(tags: list[str], _: Subset) -> list[str]:
+        return list(dict.fromkeys(tags))
+
+    return _preview("dedupe tags", targets, fn)
+
+
+def sort_tags(targets: Sequence[Target]) -> Preview:
+    """Sort tags alphabetically, leaving the subset's first ``keep_tokens`` tags where they are."""
+
+    def fn(tags: list[str], subset: Subset) -> list[str]:
+        keep = int(subset.get("keep_tokens") or 0)
+        return tags[:keep] + sorted(tags[keep:], key=str.casefold)
+
+    return _preview("sort tags", targets, fn)
+
+
+def find_replace(targets: Sequence[Target], find: str, replace: str, *, regex: bool = False,
+                 ignore_case: bool = False) -> Preview:
+    """Literal or regex replace over the live caption lines (not the ignored ones)."""
+    if not find:
+        raise LoraTuiError("find text is empty", hint="give the text or pattern to replace")
+    flags = re.IGNORECASE if ignore_case else 0
+    try:
+        pattern = re.compile(find if regex else re.escape(find), flags)
+        # validate group references in the replacement once, up front
+        pattern.sub(replace if regex else replace.replace("\\", "\\\\"), "")
+    except re.error as exc:
+        raise LoraTuiError(f"invalid regular expression: {exc}", hint="check the pattern") from None
+    repl = replace if regex else replace.replace("\\", "\\\\")
+    kind = "regex" if regex else "text"
+    return _text_preview(f"replace {kind} '{find}' → '{replace}'", targets,
+                         lambda line: pattern.sub(repl, line))
+
+
+def _require_tag(tag: str) -> str:
+    tag = _norm(tag)
+    if not tag:
+        raise LoraTuiError("tag is empty", hint="give a non-empty tag")
+    return tag
+
+
+def select_targets(scans: Sequence, names: Sequence[str] = (), include_reg: bool = False) -> list[Target]:
+    """Records to edit: the named subsets (by name or ``D.S`` index), else every training subset."""
+    chosen = []
+    for scan in scans:
+        sub = scan.subset
+        if names:
+            if sub.name not in names and f"{sub.dataset_index}.{sub.index}" not in names:
+                continue
+        elif sub.is_reg and not include_reg:
+            continue
+        chosen.append(scan)
+    if names:
+        found = {s.subset.name for s in chosen} | {f"{s.subset.dataset_index}.{s.subset.index}" for s in chosen}
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise LoraTuiError(f"no subset named {unknown[0]!r}",
+                               hint="use a subset name or its index like 0.1 (see lora-tui steps)")
+    return [(scan.subset, record) for scan in chosen for record in scan.records]
+
+
+def tag_counts(targets: Sequence[Target]) -> dict[str, int]:
+    """How many captions carry each tag (each caption counted once per tag), most common first."""
+    counts: dict[str, int] = {}
+    for subset, record in targets:
+        text = record.text(bool(subset.get("enable_wildcard")))
+        if not text:
+            continue
+        sep = subset.get("caption_separator") or ","
+        for tag in {t for line in text.split("\n") for t in split_tags(line, sep)}:
+            counts[tag] = counts.get(tag, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

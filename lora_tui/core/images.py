@@ -1,0 +1,240 @@
+"""Image discovery and header reading, the way sd-scripts finds and sizes images.
+
+sd-scripts globs ``<image_dir>/*<ext>`` for a fixed, case-sensitive extension list (non-recursive;
+hidden files never match ``*``) and sizes images from their headers (the ``imagesize`` package,
+no EXIF rotation). We do the same with one ``os.scandir`` per folder and a few bytes per header,
+so 10,000 images are listed in milliseconds and sized without decoding a pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_tui.core.errors import ImageError
+
+# train_util.IMAGE_EXTENSIONS (avif/jxl only when their Pillow plugins are installed there).
+IMAGE_EXTENSIONS = frozenset((".png", ".jpg", ".jpeg", ".webp", ".bmp",
+                              ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP"))
+OPTIONAL_EXTENSIONS = frozenset((".avif", ".AVIF", ".jxl", ".JXL"))
+# Files sd-scripts writes next to images; never shown as dataset content.
+CACHE_SUFFIXES = ("_sd.npz", "_sdxl.npz", "metadata_cache.json")
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One image file found in a folder, with its sibling names for caption lookup."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one folder holds: images (sorted like sd-scripts) and all plain file names."""
+
+    folder: Path
+    images: list[DirEntry]
+    names: frozenset[str]
+    subdirs: list[str]
+    other_images: list[str]  # image-like names sd-scripts will not pick up (odd case, optional ext)
+
+
+def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Listing:
+    """List ``folder`` once; raises :class:`ImageError` when it cannot be read."""
+    images: list[DirEntry] = []
+    names: set[str] = set()
+    subdirs: list[str] = []
+    odd: list[str] = []
+    lowered = {e.lower() for e in extensions | OPTIONAL_EXTENSIONS}
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if is_dir:
+                    subdirs.append(name)
+                    continue
+                names.add(name)
+                if name.startswith("."):
+                    continue
+                ext = os.path.splitext(name)[1]
+                if ext in extensions:
+                    try:
+                        st = entry.stat()
+                    except OSError:  # dangling symlink or a symlink loop
+                        odd.append(name)
+                        continue
+                    images.append(DirEntry(Path(entry.path), st.st_size, st.st_mtime_ns))
+                elif ext.lower() in lowered:
+                    odd.append(name)
+    except FileNotFoundError:
+        raise ImageError("image folder does not exist", path=folder,
+                         hint="fix image_dir in lora-tui.toml or create the folder") from None
+    except NotADirectoryError:
+        raise ImageError("image_dir is a file, not a folder", path=folder) from None
+    except PermissionError:
+        raise ImageError("image folder is not readable", path=folder, hint=f"chmod u+rx '{folder}'") from None
+    except OSError as exc:
+        raise ImageError(f"cannot list folder: {exc.strerror or exc}", path=folder) from None
+    images.sort(key=lambda e: str(e.path))
+    return Listing(folder, images, frozenset(names), sorted(subdirs), sorted(odd))
+
+
+def _png(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
+def _webp(head: bytes) -> tuple[int, int] | None:
+    if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", head[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and head[20:21] == b"\x2f":
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return w, h
+    return None
+
+
+def _bmp(head: bytes) -> tuple[int, int] | None:
+    if head[:2] != b"BM" or len(head) < 26:
+        return None
+    header_size = struct.unpack("<I", head[14:18])[0]
+    if header_size == 12:
+        w, h = struct.unpack("<HH", head[18:22])
+        return w, h
+    w, h = struct.unpack("<ii", head[18:26])
+    return abs(w), abs(h)
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg(f, head: bytes) -> tuple[int, int] | None:
+    if head[:2] != b"\xff\xd8":
+        return None
+    f.seek(2)
+    while True:
+        byte = f.read(1)
+        while byte and byte != b"\xff":
+            byte = f.read(1)
+        while byte == b"\xff":
+            byte = f.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker in (0xD9, 0xDA):
+            return None
+        length_bytes = f.read(2)
+        if len(length_bytes) < 2:
+            return None
+        length = struct.unpack(">H", length_bytes)[0]
+        if marker in _SOF:
+            data = f.read(5)
+            if len(data) < 5:
+                return None
+            h, w = struct.unpack(">HH", data[1:5])
+            return w, h
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header; :class:`ImageError` for anything unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            if not head:
+                raise ImageError("image file is empty (0 bytes)", path=path,
+                                 hint="delete it or replace it with the real image")
+            size = _png(head) or _webp(head) or _bmp(head)
+            if size is None and head[:2] == b"\xff\xd8":
+                size = _jpeg(f, head)
+    except ImageError:
+        raise
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image", path=path) from None
+    except OSError as exc:
+        raise ImageError(f"cannot read image: {exc.strerror or exc}", path=path) from None
+    if size is None:
+        size = _pillow_size(path)
+    if size[0] <= 0 or size[1] <= 0:
+        raise ImageError("image header gives a zero size", path=path, hint="re-export the image")
+    return size
+
+
+def _pillow_size(path: Path) -> tuple[int, int]:
+    """Fallback for formats we do not parse by hand (AVIF, JXL, odd JPEGs): Pillow reads headers lazily."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # pragma: no cover
+        raise ImageError("not a recognised image format", path=path) from None
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageError("not a readable image (wrong extension or corrupt header)", path=path,
+                         hint="re-export it or remove it from the folder") from None
+
+
+def check_complete(path: Path) -> str | None:
+    """Cheap truncation check from the file's tail: None if it looks whole, else the reason."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(0, os.SEEK_END)
+            length = f.tell()
+            f.seek(max(0, length - 32))
+            tail = f.read()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return None if b"IEND" in tail[-12:] else "PNG is truncated (no IEND chunk at the end)"
+    if head[:2] == b"\xff\xd8":
+        return None if b"\xff\xd9" in tail.rstrip(b"\x00") [-8:] else "JPEG is truncated (no end-of-image marker)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        declared = struct.unpack("<I", head[4:8])[0] + 8
+        return None if length >= declared else f"WebP is truncated ({length} of {declared} bytes)"
+    if head[:2] == b"BM":
+        declared = struct.unpack("<I", head[2:6])[0]
+        return None if length >= declared else f"BMP is truncated ({length} of {declared} bytes)"
+    return None
+
+
+def verify_decode(path: Path) -> str | None:
+    """Full decode with Pillow (slow; for ``check --deep``): None if the pixels load."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        return f"cannot decode: {exc}"
+    return None
+
+
+def content_hash(path: Path) -> str:
+    """BLAKE2b of the file bytes, for duplicate detection."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

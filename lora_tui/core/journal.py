@@ -1,0 +1,210 @@
+"""The caption journal: every edit is recorded before it is applied, so undo survives restarts.
+
+``.lora-tui/journal.jsonl`` is append-only. An ``edit`` line carries each file's text before and
+after; ``undo``/``redo`` lines move the cursor; ``abort`` marks an edit whose writes never happened.
+Replaying the file rebuilds the undo and redo stacks, so quitting the app, a crash or a kill -9 loses
+neither the edits nor their history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_tui.core.errors import JournalError
+from lora_tui.core.fsio import WriteError, append_line, atomic_write_many, check_writable
+
+JOURNAL_NAME = "journal.jsonl"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file's content before and after an edit (None = the file does not exist)."""
+
+    path: Path
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    label: str
+    t: float
+    changes: tuple[Change, ...]
+
+
+def _read_current(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JournalError(f"cannot read: {exc}", path=path) from None
+
+
+class Journal:
+    """Undo/redo over caption files, persisted in ``<project>/.lora-tui/journal.jsonl``."""
+
+    def __init__(self, root: Path, allowed: Iterable[Path] = ()) -> None:
+        self.root = Path(root)
+        self.file = self.root / ".lora-tui" / JOURNAL_NAME
+        self.allowed = [self.root.resolve(), *(Path(p).resolve() for p in allowed)]
+        self._entries: dict[str, Entry] = {}
+        self._done: list[str] = []
+        self._undone: list[str] = []
+        self._load()
+
+    # -- persistence -----------------------------------------------------------------------
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def _abs(self, raw: str) -> Path:
+        path = Path(raw)
+        return path if path.is_absolute() else self.root / path
+
+    def _load(self) -> None:
+        if not self.file.exists():
+            return
+        with open(self.file, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line after a crash: the edit it began never applied
+                self._replay(rec)
+
+    def _replay(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("kind")
+        if kind == "edit":
+            changes = tuple(Change(self._abs(c["path"]), c.get("before"), c.get("after"))
+                            for c in rec.get("changes", []))
+            entry = Entry(rec["id"], rec.get("label", ""), rec.get("t", 0.0), changes)
+            self._entries[entry.id] = entry
+            self._done.append(entry.id)
+            self._undone.clear()
+        elif kind == "abort" and rec.get("id") in self._done:
+            self._done.remove(rec["id"])
+        elif kind == "undo" and self._done and self._done[-1] == rec.get("id"):
+            self._undone.append(self._done.pop())
+        elif kind == "redo" and self._undone and self._undone[-1] == rec.get("id"):
+            self._done.append(self._undone.pop())
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        append_line(self.file, json.dumps(rec, ensure_ascii=False))
+        self._replay(rec)
+
+    # -- queries ----------------------------------------------------------------------------
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._done)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
+
+    def history(self) -> list[Entry]:
+        """Applied edits, oldest first."""
+        return [self._entries[i] for i in self._done]
+
+    def peek_undo(self) -> Entry | None:
+        return self._entries[self._done[-1]] if self._done else None
+
+    def peek_redo(self) -> Entry | None:
+        return self._entries[self._undone[-1]] if self._undone else None
+
+    # -- mutations --------------------------------------------------------------------------
+    def _check_allowed(self, path: Path) -> None:
+        resolved = path.resolve()
+        if not any(resolved == a or a in resolved.parents for a in self.allowed):
+            raise WriteError("refusing to write outside the project and its image folders", path=path)
+
+    def apply(self, label: str, changes: Sequence[Change]) -> Entry | None:
+        """Journal then write ``changes``; refuses if a file changed since the preview was made."""
+        changes = [c for c in changes if c.before != c.after]
+        if not changes:
+            return None
+        for change in changes:
+            self._check_allowed(change.path)
+            if _read_current(change.path) != change.before:
+                raise JournalError("file changed on disk since the preview", path=change.path,
+                                   hint="preview the edit again")
+            check_writable(change.path)
+        entry_id = uuid.uuid4().hex[:12]
+        self._append({"kind": "edit", "id": entry_id, "t": time.time(), "label": label,
+                      "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after}
+                                  for c in changes]})
+        self._write(entry_id, [(c.path, c.after) for c in changes])
+        return self._entries[entry_id]
+
+    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]]) -> None:
+        writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
+        try:
+            atomic_write_many(writes)
+            for path, text in targets:
+                if text is None and path.exists():
+                    os.unlink(path)
+        except (WriteError, OSError):
+            self._append({"kind": "abort", "id": entry_id, "t": time.time()})
+            raise
+
+    def undo(self) -> Entry | None:
+        """Restore the files of the last edit; a file edited elsewhere since is a conflict."""
+        entry = self.peek_undo()
+        if entry is None:
+            return None
+        targets = self._plan(entry, forward=False)
+        self._append({"kind": "undo", "id": entry.id, "t": time.time()})
+        self._restore(entry, targets, "redo")
+        return entry
+
+    def redo(self) -> Entry | None:
+        entry = self.peek_redo()
+        if entry is None:
+            return None
+        targets = self._plan(entry, forward=True)
+        self._append({"kind": "redo", "id": entry.id, "t": time.time()})
+        self._restore(entry, targets, "undo")
+        return entry
+
+    def _plan(self, entry: Entry, *, forward: bool) -> list[tuple[Path, str | None]]:
+        targets = []
+        for c in entry.changes:
+            want, have = (c.after, c.before) if forward else (c.before, c.after)
+            current = _read_current(c.path)
+            if current == want:
+                continue  # already there (e.g. the edit was interrupted before this file)
+            if current != have:
+                raise JournalError("file was changed outside lora-tui since this edit", path=c.path,
+                                   hint="edit it by hand or discard the history with lora-tui captions --forget")
+            check_writable(c.path)
+            targets.append((c.path, want))
+        return targets
+
+    def _restore(self, entry: Entry, targets: list[tuple[Path, str | None]], inverse: str) -> None:
+        try:
+            writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
+            atomic_write_many(writes)
+            for path, text in targets:
+                if text is None and path.exists():
+                    os.unlink(path)
+        except (WriteError, OSError):
+            self._append({"kind": inverse, "id": entry.id, "t": time.time()})
+            raise
+
+    def forget(self) -> None:
+        """Drop the history (files stay as they are)."""
+        if self.file.exists():
+            self.file.unlink()
+        self._entries.clear()
+        self._done.clear()
+        self._undone.clear()

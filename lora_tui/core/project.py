@@ -1,0 +1,295 @@
+"""The user's project: ``lora-tui.toml`` and the folder around it.
+
+``lora-tui.toml`` is the single source of truth. Its ``[general]`` / ``[[datasets]]`` /
+``[[datasets.subsets]]`` tables use sd-scripts' dataset-config semantics key for key (paths may be
+relative to the project folder), ``[model]`` and ``[training]`` use ``train_network.py``'s flag
+names, ``[project]`` and ``[launch]`` hold what is ours. The file is read and written with tomlkit so
+the user's comments and layout survive every save.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.items import Table
+
+from lora_tui.core import dataset_toml, schema, train_args
+from lora_tui.core.errors import ConfigError, ProjectError
+from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.tomlio import locate_key, parse_document
+
+PROJECT_FILE = "lora-tui.toml"
+STATE_DIR = ".lora-tui"
+BACKENDS = ("builtin", "sd-scripts")
+# Keys of ours allowed inside [[datasets.subsets]]; stripped when rendering sd-scripts' TOML.
+PROJECT_SUBSET_KEYS = {"name": "str", "trigger_word": "str"}
+PROJECT_KEYS = {"name": "str", "backend": "str", "sd_scripts_dir": "str", "description": "str"}
+LAUNCH_KEYS = {"num_processes": "int", "num_machines": "int", "num_cpu_threads_per_process": "int",
+               "gpu_ids": "str", "main_process_port": "int", "mixed_precision": "str"}
+PATH_KEYS = ("image_dir", "metadata_file", "conditioning_data_dir")
+DEFAULT_CAPTION_EXTENSION = ".txt"
+
+
+@dataclass
+class Subset:
+    """One ``[[datasets.subsets]]`` entry with its settings resolved through sd-scripts' chain."""
+
+    dataset_index: int
+    index: int
+    values: dict[str, Any]
+    dataset_values: dict[str, Any]
+    general: dict[str, Any]
+    training: dict[str, Any]
+    root: Path
+
+    def get(self, key: str) -> Any:
+        """The effective value of a subset key, as sd-scripts would resolve it for this project."""
+        if key == "caption_extension":
+            value = next((src[key] for src in (self.values, self.dataset_values, self.general)
+                          if src.get(key) is not None), DEFAULT_CAPTION_EXTENSION)
+            return value if value.startswith(".") else "." + value
+        return dataset_toml.resolve_subset_value(key, self.values, self.dataset_values, self.general,
+                                                 self.training)
+
+    def path(self, key: str) -> Path | None:
+        raw = self.values.get(key)
+        return resolve_path(self.root, raw) if raw else None
+
+    @property
+    def image_dir(self) -> Path | None:
+        return self.path("image_dir")
+
+    @property
+    def is_reg(self) -> bool:
+        return bool(self.values.get("is_reg", False))
+
+    @property
+    def name(self) -> str:
+        if self.values.get("name"):
+            return str(self.values["name"])
+        if self.image_dir is not None:
+            return self.image_dir.name
+        meta = self.path("metadata_file")
+        return meta.stem if meta else f"subset {self.index}"
+
+    @property
+    def label(self) -> str:
+        """Address used in messages: ``datasets[0].subsets[1] (name)``."""
+        return f"datasets[{self.dataset_index}].subsets[{self.index}] ({self.name})"
+
+    @property
+    def trigger_word(self) -> str | None:
+        return self.values.get("trigger_word") or None
+
+
+@dataclass
+class Dataset:
+    """One ``[[datasets]]`` entry."""
+
+    index: int
+    values: dict[str, Any]
+    subsets: list[Subset]
+    general: dict[str, Any]
+    training: dict[str, Any]
+
+    def get(self, key: str) -> Any:
+        return dataset_toml.resolve_dataset_value(key, self.values, self.general, self.training)
+
+    @property
+    def style(self) -> str:
+        return schema.detect_style([s.values for s in self.subsets]) or "dreambooth"
+
+
+@dataclass
+class Project:
+    """A loaded project; ``doc`` keeps the file's comments for :func:`save`."""
+
+    root: Path
+    doc: tomlkit.TOMLDocument
+    name: str
+    backend: str
+    general: dict[str, Any]
+    datasets: list[Dataset]
+    model: dict[str, Any]
+    training: dict[str, Any]
+    launch: dict[str, Any]
+    sd_scripts_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def subsets(self) -> list[Subset]:
+        return [s for d in self.datasets for s in d.subsets]
+
+    @property
+    def model_path(self) -> Path | None:
+        raw = self.model.get("pretrained_model_name_or_path")
+        return resolve_path(self.root, raw) if raw else None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """[model] and [training] merged: the values sd-scripts' argparse would hold."""
+        return {**self.model, **self.training}
+
+
+def resolve_path(root: Path, raw: str) -> Path:
+    """Project paths may be relative to the project folder, absolute, or start with ``~``."""
+    path = Path(os.path.expanduser(str(raw)))
+    return path if path.is_absolute() else root / path
+
+
+def find_root(path: Path) -> Path:
+    """Accept the project folder or its lora-tui.toml, and fail with the fix when neither."""
+    path = Path(path).expanduser()
+    if path.name == PROJECT_FILE and path.is_file():
+        return path.parent.resolve()
+    if not path.exists():
+        raise ProjectError("project folder does not exist", path=path,
+                           hint=f"create one with: lora-tui new {path}")
+    if not path.is_dir():
+        raise ProjectError("not a project folder", path=path, hint="pass the folder holding lora-tui.toml")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ProjectError("project folder is not readable", path=path, hint=f"chmod u+rx '{path}'")
+    if not (path / PROJECT_FILE).is_file():
+        raise ProjectError(f"no {PROJECT_FILE} here", path=path,
+                           hint=f"run: lora-tui new {path}  (or lora-tui import ... --into {path})")
+    return path.resolve()
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def _table(doc: Mapping[str, Any], key: str, path: Path, text: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table", path=path, line=locate_key(text, key))
+    return dict(_plain(value))
+
+
+def _check_keys(table: Mapping[str, Any], legal: Mapping[str, str], where: str, path: Path,
+                text: str) -> None:
+    for key, value in table.items():
+        if key not in legal:
+            raise ConfigError(f"unknown key '{key}' in [{where}]", path=path,
+                              line=locate_key(text, f"{where}.{key}"),
+                              hint="allowed: " + ", ".join(sorted(legal)))
+        err = schema.check_type(legal[key], value)
+        if err:
+            raise ConfigError(f"{where}.{key}: {err}", path=path, line=locate_key(text, f"{where}.{key}"))
+
+
+def load(path: Path) -> Project:
+    """Load and validate a project; the first problem becomes a one-line :class:`ConfigError`."""
+    root = find_root(path)
+    file = root / PROJECT_FILE
+    doc = parse_document(file, PROJECT_FILE)
+    text = doc.as_string()
+    for key in doc:
+        if key not in ("project", "model", "general", "datasets", "training", "launch"):
+            raise ConfigError(f"unknown table [{key}]", path=file, line=locate_key(text, key),
+                              hint="allowed: [project], [model], [general], [[datasets]], [training], [launch]")
+    meta = _table(doc, "project", file, text)
+    _check_keys(meta, PROJECT_KEYS, "project", file, text)
+    backend = meta.get("backend", "builtin")
+    if backend not in BACKENDS:
+        raise ConfigError(f"project.backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
+                          path=file, line=locate_key(text, "project.backend"))
+    model = _table(doc, "model", file, text)
+    training = _table(doc, "training", file, text)
+    launch = _table(doc, "launch", file, text)
+    _check_keys(launch, LAUNCH_KEYS, "launch", file, text)
+    for where, table in (("model", model), ("training", training)):
+        for problem in train_args.validate(table):
+            raise ConfigError(f"{where}.{problem}", path=file,
+                              line=locate_key(text, f"{where}.{problem.path}"))
+    general = _table(doc, "general", file, text)
+    raw_datasets = _plain(doc.get("datasets", []))
+    if not isinstance(raw_datasets, list):
+        raise ConfigError("datasets must be [[datasets]] tables", path=file, line=locate_key(text, "datasets"))
+    for problem in dataset_toml.validate(_strip_project_keys(general, raw_datasets),
+                                         masked_loss=bool(training.get("masked_loss")),
+                                         bucket_step_multiple=64):
+        raise ConfigError(str(problem), path=file, line=locate_key(text, problem.path))
+    for di, ds in enumerate(raw_datasets):
+        for si, sub in enumerate(ds.get("subsets", [])):
+            for key, spec in PROJECT_SUBSET_KEYS.items():
+                if key in sub and schema.check_type(spec, sub[key]):
+                    where = f"datasets[{di}].subsets[{si}].{key}"
+                    raise ConfigError(f"{where}: {schema.check_type(spec, sub[key])}", path=file,
+                                      line=locate_key(text, where))
+    datasets = []
+    for di, ds in enumerate(raw_datasets):
+        values = {k: v for k, v in ds.items() if k != "subsets"}
+        subsets = [Subset(di, si, dict(sub), values, general, training, root)
+                   for si, sub in enumerate(ds.get("subsets", []))]
+        datasets.append(Dataset(di, values, subsets, general, training))
+    sd_dir = meta.get("sd_scripts_dir")
+    return Project(root=root, doc=doc, name=str(meta.get("name") or root.name), backend=backend,
+                   general=general, datasets=datasets, model=model, training=training, launch=launch,
+                   sd_scripts_dir=resolve_path(root, sd_dir) if sd_dir else None)
+
+
+def _strip_project_keys(general: Mapping[str, Any], datasets: list[Mapping[str, Any]]) -> dict[str, Any]:
+    out = []
+    for ds in datasets:
+        if not isinstance(ds, Mapping):
+            out.append(ds)
+            continue
+        copy = dict(ds)
+        subs = ds.get("subsets", [])
+        if isinstance(subs, list):
+            copy["subsets"] = [{k: v for k, v in s.items() if k not in PROJECT_SUBSET_KEYS}
+                               if isinstance(s, Mapping) else s for s in subs]
+        out.append(copy)
+    return {"general": dict(general), "datasets": out}
+
+
+def save(project: Project) -> None:
+    """Write ``project.doc`` back atomically, comments and layout intact."""
+    atomic_write_text(project.file, tomlkit.dumps(project.doc))
+
+
+def set_value(project: Project, table: str, key: str, value: Any) -> None:
+    """Set ``[table] key = value`` in the document (creating the table), keeping comments."""
+    if table not in project.doc:
+        project.doc.add(table, tomlkit.table())
+    tbl = project.doc[table]
+    assert isinstance(tbl, Table)
+    tbl[key] = value
+
+
+def sd_scripts_dataset_config(project: Project) -> dict[str, Any]:
+    """The dataset config sd-scripts will be given: absolute paths, our keys stripped,
+    ``caption_extension`` always explicit (sd-scripts' own default is ``.caption``)."""
+    general = dict(project.general)
+    general.setdefault("caption_extension", DEFAULT_CAPTION_EXTENSION)
+    datasets = []
+    for ds in project.datasets:
+        out = dict(ds.values)
+        subsets = []
+        for sub in ds.subsets:
+            values = {k: v for k, v in sub.values.items() if k not in PROJECT_SUBSET_KEYS}
+            for key in PATH_KEYS:
+                if values.get(key):
+                    values[key] = str(resolve_path(project.root, values[key]))
+            subsets.append(values)
+        out["subsets"] = subsets
+        datasets.append(out)
+    return {"general": general, "datasets": datasets}

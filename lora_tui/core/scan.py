@@ -1,0 +1,138 @@
+"""Scanning a project: every subset's images and the captions sd-scripts will read for them.
+
+One ``scandir`` per folder and one read per caption file; image headers are read only when sizes are
+asked for (steps math, lint), because listing and caption review do not need them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lora_tui.core import images
+from lora_tui.core.captions import CaptionText, decode_caption, find_caption, sidecar_path
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.project import Project, Subset
+
+
+@dataclass
+class ImageRecord:
+    """One training image and its caption as sd-scripts will see it."""
+
+    path: Path
+    file_size: int
+    mtime_ns: int
+    caption_path: Path | None
+    caption: CaptionText | None = None
+    caption_error: str | None = None
+    size: tuple[int, int] | None = None
+    size_error: str | None = None
+    meta_caption: str | None = None  # fine-tuning subsets: caption from the metadata file
+
+    def text(self, wildcard: bool = False) -> str | None:
+        if self.meta_caption is not None:
+            return self.meta_caption
+        return self.caption.effective(wildcard) if self.caption is not None else None
+
+
+@dataclass
+class SubsetScan:
+    subset: Subset
+    records: list[ImageRecord] = field(default_factory=list)
+    error: str | None = None
+    names: frozenset[str] = frozenset()
+    subdirs: list[str] = field(default_factory=list)
+    odd_images: list[str] = field(default_factory=list)
+
+
+def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
+    """List one subset's images and (optionally) read their captions."""
+    result = SubsetScan(subset)
+    meta = subset.path("metadata_file")
+    if meta is not None:
+        return _scan_metadata(result, meta)
+    folder = subset.image_dir
+    if folder is None:
+        result.error = "subset has no image_dir"
+        return result
+    try:
+        listing = images.list_folder(folder)
+    except LoraTuiError as exc:
+        result.error = str(exc)
+        return result
+    result.names, result.subdirs, result.odd_images = listing.names, listing.subdirs, listing.other_images
+    ext = subset.get("caption_extension")
+    for entry in listing.images:
+        cap = find_caption(entry.path, ext, listing.names)
+        record = ImageRecord(entry.path, entry.size, entry.mtime_ns, cap)
+        if cap is not None and read_captions:
+            try:
+                with open(cap, "rb") as f:
+                    record.caption = decode_caption(f.read(), cap)
+            except IsADirectoryError:
+                record.caption_error = f"{cap}: caption path is a folder, not a file"
+            except OSError as exc:
+                record.caption_error = f"{cap}: cannot read caption: {exc.strerror or exc}"
+            except LoraTuiError as exc:
+                record.caption_error = str(exc)
+        result.records.append(record)
+    return result
+
+
+def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
+    """Fine-tuning subsets list their images in a metadata .json/.jsonl (sd-scripts §1.9)."""
+    subset = result.subset
+    try:
+        text = meta.read_text("utf-8-sig")
+        if meta.suffix == ".jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            items = [(r.get("image_path", ""), r) for r in rows]
+        else:
+            data = json.loads(text)
+            items = list(data.items())
+    except (OSError, ValueError, AttributeError) as exc:
+        result.error = f"{meta}: cannot read metadata file: {exc}"
+        return result
+    sep = subset.get("caption_separator") or ","
+    for key, row in items:
+        path = Path(key)
+        if not path.is_absolute():
+            if subset.image_dir is None:
+                result.error = f"{meta}: relative image key {key!r} needs image_dir on the subset"
+                return result
+            path = subset.image_dir / path
+        caption = row.get("caption") or ""
+        tags = row.get("tags") or ""
+        text_ = caption + sep + tags if caption and tags else caption or tags
+        try:
+            st = path.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, 0
+        record = ImageRecord(path, size, mtime, None, meta_caption=text_)
+        if isinstance(row.get("image_size"), list) and len(row["image_size"]) == 2:
+            record.size = (int(row["image_size"][0]), int(row["image_size"][1]))
+        result.records.append(record)
+    return result
+
+
+def scan_project(project: Project, *, read_captions: bool = True) -> list[SubsetScan]:
+    """Scan every subset in project order."""
+    return [scan_subset(s, read_captions=read_captions) for s in project.subsets]
+
+
+def fill_sizes(records: Iterable[ImageRecord]) -> None:
+    """Read image sizes from headers where not known yet; failures land in ``size_error``."""
+    for record in records:
+        if record.size is None and record.size_error is None:
+            try:
+                record.size = images.image_size(record.path)
+            except LoraTuiError as exc:
+                record.size_error = str(exc)
+
+
+def caption_target(subset: Subset, record: ImageRecord) -> Path:
+    """The file an edit of ``record``'s caption writes: the existing sidecar or a new one."""
+    return record.caption_path or sidecar_path(record.path, subset.get("caption_extension"))

@@ -1,0 +1,288 @@
+"""Steps per epoch and total steps, computed the way sd-scripts computes them.
+
+Per dataset: every image goes to its bucket ``num_repeats`` times (regularization images with their
+balanced repeat count), each bucket rounds up to whole batches, datasets add up; then
+``train_network.py`` divides by processes and gradient accumulation (reference §2.3). The result
+carries a human breakdown and a bucket histogram, so the number is never a mystery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from lora_tui.core.buckets import BucketPlan
+from lora_tui.core.dataset_toml import parse_resolution
+from lora_tui.core.project import Dataset, Project
+from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
+
+DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's --max_train_steps default
+
+
+@dataclass
+class SubsetSteps:
+    name: str
+    is_reg: bool
+    images: int
+    repeats: int
+    samples: int  # images × repeats, before reg balancing
+    used_samples: int  # after balancing (equal to samples for training subsets)
+    skipped: str | None = None  # why sd-scripts ignores this subset
+
+
+@dataclass
+class DatasetSteps:
+    index: int
+    resolution: tuple[int, int] | None
+    batch_size: int
+    subsets: list[SubsetSteps] = field(default_factory=list)
+    buckets: Counter[tuple[int, int]] = field(default_factory=Counter)
+    batches: int = 0
+    unsized: int = 0  # images whose size could not be read (left out; lint reports them)
+    mean_ar_error: float = 0.0
+
+    @property
+    def samples(self) -> int:
+        return sum(self.buckets.values())
+
+    @property
+    def train_samples(self) -> int:
+        return sum(s.samples for s in self.subsets if not s.is_reg and s.skipped is None)
+
+    @property
+    def naive_batches(self) -> int:
+        return math.ceil(self.samples / self.batch_size) if self.batch_size else 0
+
+
+@dataclass
+class StepsReport:
+    datasets: list[DatasetSteps]
+    num_processes: int
+    grad_accum: int
+    max_train_epochs: int | None
+    max_train_steps: int
+    batches_per_epoch: int  # Σ batches (what sd-scripts calls len(train_dataloader) before prepare)
+    batches_per_process: int
+    steps_per_epoch: int  # optimizer steps per epoch
+    epochs: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.max_train_steps
+
+    def summary_line(self) -> str:
+        """One line: "27 images × 20 repeats = 540 → 135 steps/epoch at batch 4 × 10 epochs = 1,350 steps"."""
+        subs = [s for d in self.datasets for s in d.subsets if s.skipped is None]
+        train = [s for s in subs if not s.is_reg]
+        samples = sum(d.samples for d in self.datasets)
+        if len(train) == 1 and len(subs) == 1:
+            lead = f"{_n(train[0].images)} images × {train[0].repeats} repeats = {_n(samples)}"
+        else:
+            lead = (f"{_n(sum(s.images for s in subs))} images in {len(subs)} subsets "
+                    f"= {_n(samples)} samples")
+        batches = {d.batch_size for d in self.datasets}
+        batch = f"batch {batches.pop()}" if len(batches) == 1 else "per-dataset batch"
+        extra = []
+        if self.num_processes > 1:
+            extra.append(f"{self.num_processes} GPUs")
+        if self.grad_accum > 1:
+            extra.append(f"grad accum {self.grad_accum}")
+        how = f"{batch}" + (" / " + " / ".join(extra) if extra else "")
+        if self.max_train_epochs:
+            tail = f"× {self.max_train_epochs} epochs = {_n(self.total_steps)} steps"
+        else:
+            tail = f"max_train_steps = {_n(self.total_steps)} steps (≈ {self.epochs} epochs)"
+        return f"{lead} → {_n(self.steps_per_epoch)} steps/epoch at {how} {tail}"
+
+    def breakdown(self) -> str:
+        """Multi-line account: per subset, per dataset (bucket rounding shown), then the totals."""
+        out = []
+        for d in self.datasets:
+            reso = f"{d.resolution[0]}×{d.resolution[1]}" if d.resolution else "no resolution"
+            out.append(f"dataset {d.index} ({reso}, batch {d.batch_size}):")
+            for s in d.subsets:
+                label = ("reg " if s.is_reg else "") + s.name
+                if s.skipped:
+                    out.append(f"  {label:<24} skipped: {s.skipped}")
+                    continue
+                line = (f"  {label:<24} {_n(s.images):>6} images × {s.repeats:>3} repeats "
+                        f"= {_n(s.samples)}")
+                if s.is_reg and s.used_samples != s.samples:
+                    line += f" → balanced to {_n(s.used_samples)}"
+                out.append(line)
+            if d.unsized:
+                out.append(f"  ({d.unsized} unreadable images left out; see lora-tui check)")
+            rounding = d.batches - d.naive_batches
+            note = f" (per-bucket rounding adds {rounding})" if rounding > 0 else ""
+            out.append(f"  = {_n(d.samples)} samples in {len(d.buckets)} buckets → "
+                       f"{_n(d.batches)} batches{note}")
+        per = f"{_n(self.batches_per_epoch)} batches/epoch"
+        if self.num_processes > 1:
+            per += f" ÷ {self.num_processes} GPUs = {_n(self.batches_per_process)} per GPU"
+        if self.grad_accum > 1:
+            per += f" ÷ grad accum {self.grad_accum}"
+        per += f" = {_n(self.steps_per_epoch)} steps/epoch"
+        if self.max_train_epochs:
+            per += f" × {self.max_train_epochs} epochs = {_n(self.total_steps)} steps"
+        else:
+            per += f"; max_train_steps {_n(self.total_steps)} → {self.epochs} epochs"
+        out.append(per)
+        return "\n".join(out)
+
+    def histogram(self, width: int = 30) -> str:
+        """Bucket histogram (samples per bucket, with repeats), one bar per bucket."""
+        lines = []
+        for d in self.datasets:
+            if not d.buckets:
+                continue
+            top = max(d.buckets.values())
+            lines.append(f"dataset {d.index} buckets (samples incl. repeats):")
+            for (w, h), count in sorted(d.buckets.items()):
+                bar = "█" * max(1, round(count / top * width))
+                batches = math.ceil(count / d.batch_size)
+                lines.append(f"  {w:>5}×{h:<5} {bar:<{width}} {_n(count):>7}  ({batches} batches)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batches_per_epoch": self.batches_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "epochs": self.epochs,
+            "num_processes": self.num_processes,
+            "gradient_accumulation_steps": self.grad_accum,
+            "datasets": [
+                {"index": d.index, "resolution": list(d.resolution) if d.resolution else None,
+                 "batch_size": d.batch_size, "samples": d.samples, "batches": d.batches,
+                 "buckets": {f"{w}x{h}": c for (w, h), c in sorted(d.buckets.items())},
+                 "subsets": [s.__dict__ for s in d.subsets]}
+                for d in self.datasets
+            ],
+        }
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
+    """Buckets and batches for one dataset from its subsets' scans (sizes read as needed)."""
+    reso = parse_resolution(dataset.get("resolution"))
+    result = DatasetSteps(dataset.index, reso, int(dataset.get("batch_size")))
+    plan = None
+    if reso is not None:
+        plan = BucketPlan(reso, enable_bucket=bool(dataset.get("enable_bucket")),
+                          min_bucket_reso=int(dataset.get("min_bucket_reso")),
+                          max_bucket_reso=int(dataset.get("max_bucket_reso")),
+                          bucket_reso_steps=int(dataset.get("bucket_reso_steps")),
+                          bucket_no_upscale=bool(dataset.get("bucket_no_upscale")))
+    registered: list[tuple[ImageRecord, int]] = []
+    reg: list[tuple[ImageRecord, SubsetSteps, int]] = []
+    seen_dirs: set[str] = set()
+    num_train = 0
+    for scan in scans:
+        sub = scan.subset
+        repeats = int(sub.get("num_repeats"))
+        fill_sizes(scan.records)
+        usable = [r for r in scan.records if r.size is not None]
+        result.unsized += len(scan.records) - len(usable)
+        entry = SubsetSteps(sub.name, sub.is_reg, len(usable), repeats, len(usable) * repeats, 0)
+        result.subsets.append(entry)
+        key = str(sub.values.get("metadata_file") or sub.image_dir)
+        if repeats < 1:
+            entry.skipped = f"num_repeats {repeats} < 1"
+        elif key in seen_dirs:
+            entry.skipped = "duplicate of an earlier subset in this dataset"
+        elif scan.error:
+            entry.skipped = scan.error
+        elif not usable:
+            entry.skipped = "no images"
+        if entry.skipped:
+            entry.samples = 0
+            continue
+        seen_dirs.add(key)
+        if sub.is_reg:
+            reg.extend((r, entry, repeats) for r in usable)
+        else:
+            num_train += entry.samples
+            entry.used_samples = entry.samples
+            registered.extend((r, repeats) for r in usable)
+    registered.extend(_balance_reg(reg, num_train))
+    if plan is None:
+        return result
+    errors = []
+    for record, repeats in registered:
+        assert record.size is not None
+        assign = plan.select(*record.size)
+        result.buckets[assign.bucket] += repeats
+        errors.append(abs(assign.ar_error))
+    result.mean_ar_error = sum(errors) / len(errors) if errors else 0.0
+    if result.batch_size > 0:
+        result.batches = sum(math.ceil(c / result.batch_size) for c in result.buckets.values())
+    return result
+
+
+def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int]], num_train: int) -> list[tuple[ImageRecord, int]]:
+    """sd-scripts' regularization balancing: use reg images in order until they match the
+    training samples; first pass with their own repeats, then +1 repeat round-robin."""
+    if not reg or num_train <= 0:
+        return []
+    repeats = [0] * len(reg)
+    used = 0
+    n = 0
+    first = True
+    while n < num_train:
+        for i, (_, _, own) in enumerate(reg):
+            if first:
+                repeats[i] = own
+                used = i + 1
+                n += own
+            else:
+                repeats[i] += 1
+                n += 1
+            if n >= num_train:
+                break
+        first = False
+        reg = reg[:used]
+    out = []
+    for (record, entry, _), count in zip(reg, repeats):
+        entry.used_samples += count
+        out.append((record, count))
+    return out
+
+
+def compute(project: Project, scans: list[SubsetScan] | None = None) -> StepsReport:
+    """The full steps report for a project, optionally reusing scans already made."""
+    scan_by_subset = {}
+    if scans is not None:
+        scan_by_subset = {(s.subset.dataset_index, s.subset.index): s for s in scans}
+    datasets = []
+    for ds in project.datasets:
+        ds_scans = [scan_by_subset.get((ds.index, s.index)) or scan_subset(s, read_captions=False)
+                    for s in ds.subsets]
+        datasets.append(dataset_steps(ds, ds_scans))
+    args = project.args
+    return steps_from_batches(
+        datasets,
+        num_processes=int(project.launch.get("num_processes", 1)),
+        grad_accum=int(args.get("gradient_accumulation_steps") or 1),
+        max_train_epochs=args.get("max_train_epochs"),
+        max_train_steps=args.get("max_train_steps"),
+    )
+
+
+def steps_from_batches(datasets: list[DatasetSteps], *, num_processes: int = 1, grad_accum: int = 1,
+                       max_train_epochs: int | None = None, max_train_steps: int | None = None) -> StepsReport:
+    """train_network.py's arithmetic from Σ batches to optimizer steps and epochs (§2.3)."""
+    total_batches = sum(d.batches for d in datasets)
+    per_process = math.ceil(total_batches / num_processes)
+    steps_per_epoch = math.ceil(per_process / grad_accum)
+    if max_train_epochs:
+        steps = max_train_epochs * math.ceil(total_batches / num_processes / grad_accum)
+    else:
+        steps = int(max_train_steps or DEFAULT_MAX_TRAIN_STEPS)
+    epochs = math.ceil(steps / steps_per_epoch) if steps_per_epoch else 0
+    return StepsReport(datasets, num_processes, grad_accum, max_train_epochs or None, steps,
+                       total_batches, per_process, steps_per_epoch, epochs)

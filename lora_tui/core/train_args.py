@@ -1,0 +1,167 @@
+"""sd-scripts ``train_network.py`` arguments: validate ``[training]``, render ``--config_file`` TOML
+and the launch command.
+
+The list of options is data (``data/train_network_args.json``), read off sd-scripts' own parser, so
+every key we write exists there. sd-scripts keeps unknown keys of a config file silently, which
+turns typos into settings that never apply; we refuse them instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+# Options lora-tui sets itself; a user value would silently fight ours.
+MANAGED = {
+    "dataset_config": "lora-tui writes configs/<name>.toml and points dataset_config at it",
+    "config_file": "lora-tui passes its generated args file as --config_file",
+    "output_config": "it makes sd-scripts write a config and exit instead of training",
+    "train_data_dir": "lora-tui drives sd-scripts with a dataset config; add subsets in [[datasets]]",
+    "reg_data_dir": "add a subset with is_reg = true in [[datasets]] instead",
+    "in_json": "set metadata_file on a subset in [[datasets]] instead",
+}
+
+
+@dataclass(frozen=True)
+class ArgProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@cache
+def known_args() -> dict[str, dict[str, Any]]:
+    """Every option of sd-scripts' train_network.py parser: name → kind, default, choices."""
+    text = resources.files("lora_tui.core").joinpath("data/train_network_args.json").read_text("utf-8")
+    data = json.loads(text)
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def sd_scripts_commit() -> str:
+    text = resources.files("lora_tui.core").joinpath("data/train_network_args.json").read_text("utf-8")
+    return str(json.loads(text).get("_source", "unknown"))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _elem_ok(kind: str, v: Any) -> bool:
+    if kind == "int":
+        return _is_int(v)
+    if kind == "float":
+        return _is_int(v) or isinstance(v, float)
+    return isinstance(v, str)
+
+
+def check_arg(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid setting for option ``name``, or None."""
+    spec = known_args()[name]
+    kind = spec["kind"]
+    if kind == "flag":
+        return None if isinstance(value, bool) else "expected true or false"
+    if kind == "int":
+        return None if _is_int(value) else f"expected an integer, got {value!r}"
+    if kind == "float":
+        if _is_int(value) or isinstance(value, float):
+            return None
+        if spec.get("argparse_type") == "int_or_float" and isinstance(value, str) and value.endswith("%"):
+            return None
+        return f"expected a number, got {value!r}"
+    if kind == "str":
+        if name == "resolution" and not isinstance(value, str):
+            return 'set resolution on [[datasets]] (here it must be a string like "512,512")'
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    if kind == "choice":
+        choices = spec.get("choices") or []
+        return None if value in choices else "expected one of " + ", ".join(map(str, choices))
+    if kind == "list":
+        elem = spec.get("nargs_type", "str")
+        items = value if isinstance(value, list) else [value]
+        if all(_elem_ok(elem, v) for v in items):
+            return None
+        return f"expected a list of {elem} values"
+    return None
+
+
+def validate(table: Mapping[str, Any]) -> list[ArgProblem]:
+    """Unknown or mistyped options in ``[model]`` / ``[training]``."""
+    args = known_args()
+    problems = []
+    for key, value in table.items():
+        if key in MANAGED:
+            problems.append(ArgProblem(key, f"'{key}' is managed by lora-tui: {MANAGED[key]}"))
+            continue
+        if key not in args:
+            close = difflib.get_close_matches(key, list(args), n=1, cutoff=0.75)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(ArgProblem(key, f"unknown sd-scripts option '{key}'{hint}"))
+            continue
+        err = check_arg(key, value)
+        if err:
+            problems.append(ArgProblem(key, err))
+    return problems
+
+
+def normalise(name: str, value: Any) -> Any:
+    """Shape a value the way sd-scripts' config-file loader needs it (lists stay lists)."""
+    spec = known_args().get(name, {})
+    if spec.get("kind") == "list" and not isinstance(value, list):
+        return [value]
+    if spec.get("kind") == "float" and _is_int(value):
+        return float(value)
+    return value
+
+
+def render_args_toml(sections: Mapping[str, Mapping[str, Any]], *, header: str = "") -> str:
+    """Render a ``--config_file`` TOML; sd-scripts flattens the tables, so names are for humans."""
+    doc = tomlkit.document()
+    for line in header.splitlines():
+        doc.add(tomlkit.comment(line))
+    if header:
+        doc.add(tomlkit.nl())
+    seen: set[str] = set()
+    for section, values in sections.items():
+        table = tomlkit.table()
+        for key, value in values.items():
+            if key in seen or value is None:
+                continue
+            seen.add(key)
+            table.add(key, normalise(key, value))
+        if len(table):
+            doc.add(section, table)
+    return tomlkit.dumps(doc)
+
+
+def launch_command(script: Path | str, args_file: Path, launch: Mapping[str, Any]) -> list[str]:
+    """``accelerate launch ... train_network.py --config_file ...`` as argv."""
+    argv = ["accelerate", "launch",
+            "--num_cpu_threads_per_process", str(launch.get("num_cpu_threads_per_process", 1))]
+    procs = int(launch.get("num_processes", 1))
+    if procs > 1:
+        argv += ["--multi_gpu", "--num_processes", str(procs)]
+    if launch.get("num_machines", 1) != 1:
+        argv += ["--num_machines", str(launch["num_machines"])]
+    if launch.get("gpu_ids"):
+        argv += ["--gpu_ids", str(launch["gpu_ids"])]
+    if launch.get("main_process_port"):
+        argv += ["--main_process_port", str(launch["main_process_port"])]
+    if launch.get("mixed_precision"):
+        argv += ["--mixed_precision", str(launch["mixed_precision"])]
+    argv += [str(script), "--config_file", str(args_file)]
+    return argv
+
+
+def shell_join(argv: list[str]) -> str:
+    return shlex.join(argv)

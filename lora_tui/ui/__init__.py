@@ -1,0 +1,1 @@
+"""The Textual app. Imports core only; never torch, diffusers or transformers."""

@@ -1,0 +1,88 @@
+"""Project overview: subsets, steps math and lint findings at a glance."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from lora_tui.core import configs, lint, scan, steps
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.project import Project
+from lora_tui.ui.messages import ProjectAnalysed
+from lora_tui.ui.widgets.project.findings import FindingsTable
+from lora_tui.ui.widgets.project.subsets import SubsetTable
+
+
+class OverviewScreen(Screen):
+    """Everything `lora-tui check` and `lora-tui steps` say, kept fresh by a background worker."""
+
+    BINDING_GROUP_TITLE = "Project"
+    BINDINGS = [
+        Binding("r", "rescan", "Rescan", id="project.rescan", tooltip="Scan images and captions again"),
+        Binding("c", "write_configs", "Write configs", id="project.write_configs",
+                tooltip="Write configs/ for sd-scripts"),
+    ]
+    DEFAULT_CSS = """
+    OverviewScreen Vertical { padding: 0 1; }
+    OverviewScreen .section { color: $primary; text-style: bold; margin-top: 1; }
+    OverviewScreen #steps { height: auto; }
+    """
+
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("Subsets", classes="section")
+            yield SubsetTable(id="subsets")
+            yield Static("Steps", classes="section")
+            yield Static("scanning…", id="steps", markup=False)
+            yield Static("Lint", classes="section")
+            yield FindingsTable(id="findings")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.project.root)
+        self.action_rescan()
+
+    def action_rescan(self) -> None:
+        self.query_one("#steps", Static).update("scanning…")
+        self.analyse()
+
+    @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
+    def analyse(self) -> None:
+        try:
+            scans = scan.scan_project(self.project)
+            report = steps.compute(self.project, scans)
+            findings = lint.check_project(self.project, scans=scans)
+            self.post_message(ProjectAnalysed(scans, report, findings))
+        except LoraTuiError as exc:
+            self.post_message(ProjectAnalysed([], None, None, str(exc)))
+
+    @on(ProjectAnalysed)
+    def show_analysis(self, message: ProjectAnalysed) -> None:
+        if message.error:
+            self.notify(message.error, severity="error", markup=False)
+            return
+        self.query_one(SubsetTable).show(message.scans)
+        if message.steps is not None:
+            self.query_one("#steps", Static).update(
+                message.steps.breakdown() + "\n\n" + message.steps.summary_line())
+        if message.lint is not None:
+            self.query_one(FindingsTable).show(message.lint)
+            errors, warnings = len(message.lint.errors), len(message.lint.warnings)
+            self.title = f"lora-tui · {self.project.name} · {errors} errors, {warnings} warnings"
+
+    def action_write_configs(self) -> None:
+        try:
+            generated = configs.write(self.project)
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(f"wrote {generated.dataset_config.name} and {generated.args_config.name}", markup=False)

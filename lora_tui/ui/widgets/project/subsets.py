@@ -1,0 +1,34 @@
+"""The subsets table: one row per subset with what sd-scripts will see in it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from lora_tui.core.scan import SubsetScan
+
+
+class SubsetTable(DataTable):
+    """Read-only view of the scan; the project model stays in core."""
+
+    DEFAULT_CSS = "SubsetTable { height: auto; max-height: 14; }"
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        self.add_columns("dataset.subset", "name", "kind", "images", "captions", "repeats", "folder")
+
+    def show(self, scans: list[SubsetScan]) -> None:
+        self.clear()
+        for scan in scans:
+            sub = scan.subset
+            captioned = sum(1 for r in scan.records if r.caption_path or r.meta_caption is not None)
+            self.add_row(
+                f"{sub.dataset_index}.{sub.index}",
+                Text(sub.name),  # user text: never parsed as markup
+                "reg" if sub.is_reg else "train",
+                str(len(scan.records)) if not scan.error else Text("error", style="bold red"),
+                f"{captioned}/{len(scan.records)}",
+                str(sub.get("num_repeats")),
+                Text(str(sub.image_dir or sub.path("metadata_file") or "")),
+            )
