@@ -79,27 +79,21 @@ def locate_key(text: str, dotted: str) -> int | None:
     want = ".".join(name for name, _ in tables)
     counters: dict[str, int] = {}
     current = ""
-    index_ok = not tables
-    lines = text.splitlines()
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             current = header.group(2).replace(" ", "").replace('"', "")
             if header.group(1) == "[[":
                 counters[current] = counters.get(current, -1) + 1
-                # reset nested counters when a parent array element starts anew
-                for key in list(counters):
+                for key in counters:
                     if key.startswith(current + "."):
                         counters[key] = -1
-            index_ok = _indices_match(tables, counters) if current == want else False
-            if current == want and not tables:
-                index_ok = True
-            continue
-        if (current == want and index_ok) or (not tables and current == ""):
-            if re.match(rf"^\s*\"?{re.escape(leaf)}\"?\s*=", line):
+            if current == dotted:
                 return number
-    if tables and want and not leaf:
-        return None
+            continue
+        if current == want and _indices_match(tables, counters) and re.match(
+                rf"^\s*\"?{re.escape(leaf)}\"?\s*=", line):
+            return number
     return None
 
 

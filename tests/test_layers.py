@@ -1,0 +1,35 @@
+"""The layer rules of DESIGN.md, checked in a fresh interpreter per layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def modules_after_import(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(json.loads(out.stdout))
+
+
+def core_modules() -> list[str]:
+    return sorted("lora_tui.core." + p.stem for p in (ROOT / "lora_tui" / "core").glob("*.py")
+                  if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("module", [*core_modules(), "lora_tui.cli"])
+def test_core_and_cli_import_no_ui_or_torch(module: str) -> None:
+    loaded = modules_after_import(module)
+    banned = {"textual", "rich", "torch", "diffusers", "transformers"}
+    assert not banned & {m.split(".")[0] for m in loaded}
+
+
+def test_ui_imports_no_training_stack() -> None:
+    loaded = modules_after_import("lora_tui.ui.app")
+    assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
