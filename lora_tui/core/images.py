@@ -57,8 +57,8 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
                 name = entry.name
                 try:
                     is_dir = entry.is_dir()
-                except OSError:
-                    continue
+                except OSError:  # a symlink loop: sd-scripts' glob still lists it, so do we
+                    is_dir = False
                 if is_dir:
                     subdirs.append(name)
                     continue
@@ -69,8 +69,8 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
                 if ext in extensions:
                     try:
                         st = entry.stat()
-                    except OSError:  # dangling symlink or a symlink loop
-                        odd.append(name)
+                    except OSError:  # dangling symlink or a loop: listed, and unreadable later
+                        images.append(DirEntry(Path(entry.path), -1, 0))
                         continue
                     images.append(DirEntry(Path(entry.path), st.st_size, st.st_mtime_ns))
                 elif ext.lower() in lowered:
