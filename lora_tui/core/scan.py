@@ -64,9 +64,13 @@ def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
         return result
     result.names, result.subdirs, result.odd_images = listing.names, listing.subdirs, listing.other_images
     ext = subset.get("caption_extension")
+    dirs = frozenset(listing.subdirs)
     for entry in listing.images:
         cap = find_caption(entry.path, ext, listing.names)
         record = ImageRecord(entry.path, entry.size, entry.mtime_ns, cap)
+        if cap is None and dirs and (folder_cap := find_caption(entry.path, ext, dirs)) is not None:
+            record.caption_error = (f"{folder_cap}: caption path is a folder, not a file; sd-scripts skips it "
+                                    "and trains on class_tokens or an empty caption")
         if cap is not None and read_captions:
             try:
                 with open(cap, "rb") as f:
