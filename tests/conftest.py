@@ -14,3 +14,22 @@ def simple_project(tmp_path: Path) -> Path:
                  captions={i: f"sks dog, photo {i}, outdoors" for i in range(27)})
     return write_project(tmp_path, [{"resolution": 512, "batch_size": 4, "subsets": [
         {"image_dir": "data/dog", "num_repeats": 20, "trigger_word": "sks dog"}]}])
+
+
+@pytest.fixture(autouse=True)
+def _no_user_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the user's Hugging Face cache or theme folder."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A private copy of sample_project/ (tests may write configs and captions)."""
+    import shutil
+
+    dest = tmp_path / "sample_project"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_project", dest)
+    return dest

@@ -48,7 +48,7 @@ class OverviewScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.project.root)
+        self.sub_title = self.project.root.name
         self.action_rescan()
 
     def action_rescan(self) -> None:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.widgets import DataTable
 
 from lora_tui.core.scan import SubsetScan
+
+
+def _display_path(root: Path, path: Path | None) -> str:
+    """Folders inside the project show relative to it; others in full."""
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 class SubsetTable(DataTable):
@@ -30,5 +42,5 @@ class SubsetTable(DataTable):
                 str(len(scan.records)) if not scan.error else Text("error", style="bold red"),
                 f"{captioned}/{len(scan.records)}",
                 str(sub.get("num_repeats")),
-                Text(str(sub.image_dir or sub.path("metadata_file") or "")),
+                Text(_display_path(sub.root, sub.image_dir or sub.path("metadata_file"))),
             )

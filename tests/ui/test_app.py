@@ -1,0 +1,69 @@
+"""The app on the sample project, driven with Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from lora_tui.core import project
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens.overview import OverviewScreen
+
+
+async def _settled(pilot, app: LoraTuiApp) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_overview_shows_subsets_steps_and_findings(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _settled(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, OverviewScreen)
+        assert screen.query_one("#subsets", DataTable).row_count == 3
+        steps_text = str(screen.query_one("#steps", Static).render())
+        assert "232 steps/epoch" in steps_text
+        assert screen.query_one("#findings", DataTable).row_count >= 1
+        assert "1 errors" in screen.title
+
+
+async def test_write_configs_key(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test() as pilot:
+        await _settled(pilot, app)
+        await pilot.press("c")
+        await pilot.pause()
+        assert (sample_copy / "configs" / "sample.toml").is_file()
+        assert (sample_copy / "configs" / "sample-args.toml").is_file()
+
+
+async def test_captions_with_brackets_are_not_markup(sample_copy: Path) -> None:
+    (sample_copy / "data" / "mira").rename(sample_copy / "data" / "[bold]mira[b]")
+    text = (sample_copy / "lora-tui.toml").read_text().replace('"data/mira"', '"data/[bold]mira[b]"')
+    (sample_copy / "lora-tui.toml").write_text(text.replace('name = "mira"', 'name = "[red]x[/red]"'))
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _settled(pilot, app)
+        table = app.screen.query_one("#subsets", DataTable)
+        row = table.get_row_at(0)
+        assert str(row[1]) == "[red]x[/red]" and str(row[6]) == "data/[bold]mira[b]"
+
+
+def test_themes_load_from_data_files() -> None:
+    from lora_tui.ui.themes import builtin_theme_dir, load_themes
+
+    loaded = load_themes([builtin_theme_dir()])
+    assert {t.name for t in loaded.themes} >= {"lora-dark", "lora-light"} and not loaded.problems
+
+
+def test_a_broken_theme_file_is_reported_not_fatal(tmp_path: Path) -> None:
+    from lora_tui.ui.themes import load_themes
+
+    (tmp_path / "bad.toml").write_text('name = "bad"\nprimary = "not-a-colour"\n')
+    (tmp_path / "good.toml").write_text('name = "good"\nprimary = "#ff0000"\n')
+    loaded = load_themes([tmp_path])
+    assert [t.name for t in loaded.themes] == ["good"]
+    assert "not a colour" in loaded.problems[0]
