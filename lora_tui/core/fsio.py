@@ -13,10 +13,16 @@ import ctypes
 import ctypes.util
 import os
 import secrets
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from lora_tui.core.errors import LoraTuiError
+
+PARALLEL_THRESHOLD = 256  # files; below this a thread pool costs more than it saves
+WRITE_THREADS = 4
 
 
 class WriteError(LoraTuiError):
@@ -27,24 +33,43 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def check_writable(path: Path) -> None:
-    """Refuse to replace a file the user made read-only, or a folder posing as a file."""
-    if path.is_dir():
-        raise WriteError("is a folder, not a file", path=path, hint="rename or remove the folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise WriteError("file is read-only", path=path, hint=f"chmod u+w '{path}' to allow edits")
-    parent = path.parent
-    if not parent.is_dir():
-        raise WriteError("folder does not exist", path=parent, hint="create it or fix the path")
-    if not os.access(parent, os.W_OK):
-        raise WriteError("folder is not writable", path=parent, hint=f"chmod u+w '{parent}'")
+def check_many(paths: Iterable[Path]) -> dict[Path, int]:
+    """Refuse read-only files, folders posing as files and unwritable folders, before any write.
+
+    Returns each file's permission bits (0o644 for new files) so replacements keep them.
+    """
+    modes: dict[Path, int] = {}
+    folders_ok: set[Path] = set()
+    for path in paths:
+        parent = path.parent
+        if parent not in folders_ok:
+            if not parent.is_dir():
+                raise WriteError("folder does not exist", path=parent, hint="create it or fix the path")
+            if not os.access(parent, os.W_OK):
+                raise WriteError("folder is not writable", path=parent, hint=f"chmod u+w '{parent}'")
+            folders_ok.add(parent)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            modes[path] = 0o644
+            continue
+        except OSError as exc:
+            raise WriteError(f"cannot write: {exc.strerror or exc}", path=path) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise WriteError("is a folder, not a file", path=path, hint="rename or remove the folder")
+        if not os.access(path, os.W_OK):
+            raise WriteError("file is read-only", path=path, hint=f"chmod u+w '{path}' to allow edits")
+        modes[path] = st.st_mode & 0o777
+    return modes
 
 
-def _write_tmp(path: Path, data: bytes, *, sync: bool) -> Path:
+def check_writable(path: Path) -> int:
+    """Single-file :func:`check_many`; returns the mode a replacement should keep."""
+    return check_many([Path(path)])[Path(path)]
+
+
+def _write_tmp(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> Path:
     tmp = _tmp_name(path)
-    mode = 0o644
-    with contextlib.suppress(OSError):
-        mode = path.stat().st_mode & 0o777
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -75,8 +100,8 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
     path = Path(path)
-    check_writable(path)
-    tmp = _write_tmp(path, data, sync=True)
+    mode = check_writable(path)
+    tmp = _write_tmp(path, data, sync=True, mode=mode)
     try:
         os.replace(tmp, path)
     except OSError as exc:
@@ -109,43 +134,64 @@ def _syncfs(folder: Path) -> bool:
         os.close(fd)
 
 
-def atomic_write_many(items: Iterable[tuple[Path, bytes]]) -> None:
+def _run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """Map ``fn`` over ``items``; in a few threads for big batches (the syscalls release the GIL)."""
+    if len(items) < PARALLEL_THRESHOLD:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        return list(pool.map(fn, items))
+
+
+def atomic_write_many(items: Iterable[tuple[Path, bytes]], modes: Mapping[Path, int] | None = None) -> None:
     """Atomically replace many files at once, all-or-nothing up to the rename step.
 
-    All targets are checked first, all temporaries are written and flushed, and only then renamed;
-    if anything fails before the renames, no target has changed.
+    All targets are checked first (or pass ``modes`` from :func:`check_many`), all temporaries are
+    written and flushed, and only then renamed; if anything fails before the renames, no target
+    has changed.
     """
     pairs = [(Path(p), d) for p, d in items]
     if not pairs:
         return
-    for path, _ in pairs:
-        check_writable(path)
-    tmps: list[Path] = []
+    modes = modes if modes is not None else check_many(p for p, _ in pairs)
+    tmps: list[Path | BaseException] = []
     try:
-        for path, data in pairs:
-            tmps.append(_write_tmp(path, data, sync=False))
+        def write(pair: tuple[Path, bytes]) -> Path | BaseException:
+            try:
+                return _write_tmp(pair[0], pair[1], sync=False, mode=modes.get(pair[0], 0o644))
+            except WriteError as exc:
+                return exc
+
+        tmps = _run(write, pairs)
+        failed = next((t for t in tmps if isinstance(t, BaseException)), None)
+        if failed is not None:
+            raise failed
         if not _syncfs(pairs[0][0].parent):
             for tmp in tmps:
-                fd = os.open(tmp, os.O_RDONLY)
+                fd = os.open(tmp, os.O_RDONLY)  # type: ignore[arg-type]
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
     except BaseException:
         for tmp in tmps:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if isinstance(tmp, Path):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         raise
-    renamed = 0
-    try:
-        for (path, _), tmp in zip(pairs, tmps):
-            os.replace(tmp, path)
-            renamed += 1
-    except OSError as exc:
-        for tmp in tmps[renamed:]:
+
+    def rename(pair: tuple[Path, Path]) -> OSError | None:
+        try:
+            os.replace(pair[1], pair[0])
+        except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
-        raise WriteError(f"cannot replace: {exc.strerror or exc}", path=pairs[renamed][0]) from exc
+                pair[1].unlink()
+            return exc
+        return None
+
+    errors = _run(rename, [(p, t) for (p, _), t in zip(pairs, tmps)])  # type: ignore[misc]
+    for (path, _), err in zip(pairs, errors):
+        if err is not None:
+            raise WriteError(f"cannot replace: {err.strerror or err}", path=path) from err
     for folder in {p.parent for p, _ in pairs}:
         _fsync_dir(folder)
 

@@ -25,28 +25,23 @@ CACHE_SUFFIXES = ("_sd.npz", "_sdxl.npz", "metadata_cache.json")
 
 
 @dataclass(frozen=True)
-class DirEntry:
-    """One image file found in a folder, with its sibling names for caption lookup."""
-
-    path: Path
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True)
 class Listing:
     """What one folder holds: images (sorted like sd-scripts) and all plain file names."""
 
     folder: Path
-    images: list[DirEntry]
+    images: list[Path]
     names: frozenset[str]
     subdirs: list[str]
     other_images: list[str]  # image-like names sd-scripts will not pick up (odd case, optional ext)
 
 
 def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Listing:
-    """List ``folder`` once; raises :class:`ImageError` when it cannot be read."""
-    images: list[DirEntry] = []
+    """List ``folder`` once (no stat per file); raises :class:`ImageError` when it cannot be read.
+
+    Broken symlinks and symlink loops are listed like any file, as sd-scripts' glob lists them; they
+    fail later, when their header is read, and lint reports them there.
+    """
+    images: list[Path] = []
     names: set[str] = set()
     subdirs: list[str] = []
     odd: list[str] = []
@@ -67,12 +62,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
                     continue
                 ext = os.path.splitext(name)[1]
                 if ext in extensions:
-                    try:
-                        st = entry.stat()
-                    except OSError:  # dangling symlink or a loop: listed, and unreadable later
-                        images.append(DirEntry(Path(entry.path), -1, 0))
-                        continue
-                    images.append(DirEntry(Path(entry.path), st.st_size, st.st_mtime_ns))
+                    images.append(Path(entry.path))
                 elif ext.lower() in lowered:
                     odd.append(name)
     except FileNotFoundError:
@@ -84,7 +74,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
         raise ImageError("image folder is not readable", path=folder, hint=f"chmod u+rx '{folder}'") from None
     except OSError as exc:
         raise ImageError(f"cannot list folder: {exc.strerror or exc}", path=folder) from None
-    images.sort(key=lambda e: str(e.path))
+    images.sort(key=str)
     return Listing(folder, images, frozenset(names), sorted(subdirs), sorted(odd))
 
 

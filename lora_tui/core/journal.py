@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.core.errors import JournalError
-from lora_tui.core.fsio import WriteError, append_line, atomic_write_many, check_writable
+from lora_tui.core.fsio import WriteError, append_line, atomic_write_many, check_many, check_writable
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -123,33 +123,42 @@ class Journal:
         return self._entries[self._undone[-1]] if self._undone else None
 
     # -- mutations --------------------------------------------------------------------------
-    def _check_allowed(self, path: Path) -> None:
-        resolved = path.resolve()
-        if not any(resolved == a or a in resolved.parents for a in self.allowed):
-            raise WriteError("refusing to write outside the project and its image folders", path=path)
+    def _check_allowed(self, paths: Iterable[Path]) -> None:
+        """Caption edits stay inside the project and the image folders it names (resolved once per folder)."""
+        verdicts: dict[Path, bool] = {}
+        for path in paths:
+            parent = path.parent
+            if parent not in verdicts:
+                real = Path(os.path.realpath(parent))
+                verdicts[parent] = any(real == a or a in real.parents for a in self.allowed)
+            if not verdicts[parent]:
+                raise WriteError("refusing to write outside the project and its image folders", path=path)
+            if os.path.islink(path):
+                raise WriteError("caption file is a symlink; an atomic save would replace the link", path=path,
+                                 hint="replace the link with a copy of the file")
 
     def apply(self, label: str, changes: Sequence[Change]) -> Entry | None:
         """Journal then write ``changes``; refuses if a file changed since the preview was made."""
         changes = [c for c in changes if c.before != c.after]
         if not changes:
             return None
+        self._check_allowed(c.path for c in changes)
         for change in changes:
-            self._check_allowed(change.path)
             if _read_current(change.path) != change.before:
                 raise JournalError("file changed on disk since the preview", path=change.path,
                                    hint="preview the edit again")
-            check_writable(change.path)
+        modes = check_many(c.path for c in changes)
         entry_id = uuid.uuid4().hex[:12]
         self._append({"kind": "edit", "id": entry_id, "t": time.time(), "label": label,
                       "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after}
                                   for c in changes]})
-        self._write(entry_id, [(c.path, c.after) for c in changes])
+        self._write(entry_id, [(c.path, c.after) for c in changes], modes)
         return self._entries[entry_id]
 
-    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]]) -> None:
+    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[Path, int]) -> None:
         writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
         try:
-            atomic_write_many(writes)
+            atomic_write_many(writes, modes)
             for path, text in targets:
                 if text is None and path.exists():
                     os.unlink(path)

@@ -307,8 +307,12 @@ def _check_caption_lengths(project: Project, sub: Subset, scan: SubsetScan, add:
 def _check_duplicates(records: list, add: Callable[..., None]) -> None:
     by_size: dict[int, list[Path]] = defaultdict(list)
     for r in records:
-        if r.file_size > 0 and not r.size_error:
-            by_size[r.file_size].append(r.path)
+        if r.size_error:
+            continue
+        try:
+            by_size[r.path.stat().st_size].append(r.path)
+        except OSError:
+            continue
     groups: dict[str, list[Path]] = defaultdict(list)
     for paths in by_size.values():
         if len(paths) < 2:

@@ -7,6 +7,7 @@ asked for (steps math, lint), because listing and caption review do not need the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,6 @@ class ImageRecord:
     """One training image and its caption as sd-scripts will see it."""
 
     path: Path
-    file_size: int
-    mtime_ns: int
     caption_path: Path | None
     caption: CaptionText | None = None
     caption_error: str | None = None
@@ -65,10 +64,15 @@ def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
     result.names, result.subdirs, result.odd_images = listing.names, listing.subdirs, listing.other_images
     ext = subset.get("caption_extension")
     dirs = frozenset(listing.subdirs)
-    for entry in listing.images:
-        cap = find_caption(entry.path, ext, listing.names)
-        record = ImageRecord(entry.path, entry.size, entry.mtime_ns, cap)
-        if cap is None and dirs and (folder_cap := find_caption(entry.path, ext, dirs)) is not None:
+    names = listing.names
+    for image in listing.images:
+        stem = os.path.splitext(image.name)[0]
+        if stem + ext in names:  # the common case, without building candidate paths
+            cap: Path | None = image.parent / (stem + ext)
+        else:
+            cap = find_caption(image, ext, names)
+        record = ImageRecord(image, cap)
+        if cap is None and dirs and (folder_cap := find_caption(image, ext, dirs)) is not None:
             record.caption_error = (f"{folder_cap}: caption path is a folder, not a file; sd-scripts skips it "
                                     "and trains on class_tokens or an empty caption")
         if cap is not None and read_captions:
@@ -110,12 +114,7 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
         caption = row.get("caption") or ""
         tags = row.get("tags") or ""
         text_ = caption + sep + tags if caption and tags else caption or tags
-        try:
-            st = path.stat()
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime = -1, 0
-        record = ImageRecord(path, size, mtime, None, meta_caption=text_)
+        record = ImageRecord(path, None, meta_caption=text_)
         if isinstance(row.get("image_size"), list) and len(row["image_size"]) == 2:
             record.size = (int(row["image_size"][0]), int(row["image_size"][1]))
         result.records.append(record)

@@ -110,4 +110,4 @@ def test_bom_is_dropped_on_rewrite_and_restored_on_undo(proj: project.Project) -
 
 def test_tag_counts(proj: project.Project) -> None:
     counts = bulk.tag_counts(_targets(proj))
-    assert counts["red shirt"] == 2 and counts["1girl"] == 2 and list(counts)[0] in ("1girl", "red shirt")
+    assert counts["red shirt"] == 2 and counts["1girl"] == 2 and next(iter(counts)) in ("1girl", "red shirt")

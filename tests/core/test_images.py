@@ -42,7 +42,7 @@ def test_listing_follows_sd_scripts_rules(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "g.png").write_bytes(b"x")
     listing = images.list_folder(tmp_path)
-    assert [p.path.name for p in listing.images] == ["a.png", "b.JPG", "e.webp"]
+    assert [p.name for p in listing.images] == ["a.png", "b.JPG", "e.webp"]
     assert listing.other_images == ["c.Png"]
     assert listing.subdirs == ["sub"]
 
@@ -73,7 +73,7 @@ def test_truncated_images_are_detected_from_the_tail(tmp_path: Path, fmt: str, e
 def test_symlink_loop_does_not_hang_or_crash(tmp_path: Path) -> None:
     os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
     listing = images.list_folder(tmp_path)
-    assert [e.path.name for e in listing.images] == ["loop.png"]  # sd-scripts' glob lists it too
+    assert [e.name for e in listing.images] == ["loop.png"]  # sd-scripts' glob lists it too
     with pytest.raises(ImageError, match="cannot read image"):
         images.image_size(tmp_path / "loop.png")
 

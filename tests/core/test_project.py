@@ -63,7 +63,7 @@ def test_missing_folder_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_folder_without_project_file(tmp_path: Path) -> None:
-    with pytest.raises(ProjectError, match="no lora-tui.toml here"):
+    with pytest.raises(ProjectError, match=r"no lora-tui\.toml here"):
         project.load(tmp_path)
 
 
@@ -130,8 +130,8 @@ def test_generated_dataset_config_always_has_caption_extension(tmp_path: Path) -
 
 
 def test_args_config_contains_only_known_options(simple_project: Path) -> None:
-    from lora_tui.core.train_args import known_args
     from lora_tui.core.tomlio import parse_plain
+    from lora_tui.core.train_args import known_args
 
     generated = configs.write(project.load(simple_project))
     flat = {k: v for table in parse_plain(generated.args_config).values() for k, v in table.items()}

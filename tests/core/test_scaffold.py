@@ -30,7 +30,7 @@ def test_new_project_from_subfolders_makes_a_subset_each(tmp_path: Path) -> None
     write_images(tmp_path / "src" / "poses", [(512, 512)] * 2)
     plan = scaffold.new_project(tmp_path / "p", from_images=tmp_path / "src")
     subs = plan.datasets[0]["subsets"]
-    assert [(s["name"], s["num_repeats"]) for s in subs][0] == ("5_judy woman", 5)
+    assert (subs[0]["name"], subs[0]["num_repeats"]) == ("5_judy woman", 5)
     assert subs[0]["class_tokens"] == "judy woman"
 
 

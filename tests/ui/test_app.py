@@ -9,12 +9,11 @@ from textual.widgets import DataTable, Static
 from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.overview import OverviewScreen
+from tests.ui.settle import settled
 
 
 async def _settled(pilot, app: LoraTuiApp) -> None:
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await settled(pilot)
 
 
 async def test_overview_shows_subsets_steps_and_findings(sample_copy: Path) -> None:
