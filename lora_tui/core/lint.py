@@ -264,7 +264,7 @@ def _check_captions(sub: Subset, scan: SubsetScan, add: Callable[..., None]) -> 
         if lacking:
             add(WARNING, "trigger-missing", f"{sub.label}: trigger word '{trigger}' missing from "
                 f"{len(lacking)} of {len(records)} captions ({_some(lacking)})", where,
-                f"run: lora-tui captions PROJECT trigger '{trigger}'")
+                f"run: lora-tui captions {sub.root} trigger '{trigger}'")
         if sub.get("shuffle_caption") and int(sub.get("keep_tokens") or 0) < 1 \
                 and not sub.get("keep_tokens_separator"):
             add(WARNING, "trigger-shuffled", f"{sub.label}: shuffle_caption is on with keep_tokens = 0, so "

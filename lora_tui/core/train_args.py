@@ -119,8 +119,8 @@ def normalise(name: str, value: Any) -> Any:
     spec = known_args().get(name, {})
     if spec.get("kind") == "list" and not isinstance(value, list):
         return [value]
-    if spec.get("kind") == "float" and _is_int(value):
-        return float(value)
+    if spec.get("kind") == "float" and _is_int(value) and spec.get("argparse_type") != "int_or_float":
+        return float(value)  # int_or_float options (lr_warmup_steps) mean steps as ints, ratios as floats
     return value
 
 

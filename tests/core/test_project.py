@@ -161,3 +161,11 @@ def test_project_names_become_safe_file_names() -> None:
     assert configs.safe_name("../../etc/passwd") == "etc-passwd"
     assert configs.safe_name("Judy (v2)") == "Judy-v2"
     assert configs.safe_name("...") == "project"
+
+
+def test_warmup_steps_stay_integers_and_ratios_stay_floats(simple_project: Path) -> None:
+    proj = project.load(simple_project)
+    proj.training["lr_warmup_steps"] = 100
+    proj.training["network_alpha"] = 8
+    text = configs.build(proj).args_text
+    assert "lr_warmup_steps = 100\n" in text and "network_alpha = 8.0\n" in text
