@@ -152,10 +152,13 @@ class Journal:
         self._append({"kind": "edit", "id": entry_id, "t": time.time(), "label": label,
                       "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after}
                                   for c in changes]})
-        self._write(entry_id, [(c.path, c.after) for c in changes], modes)
+        self._write(entry_id, [(c.path, c.after) for c in changes], modes, on_failure="abort")
         return self._entries[entry_id]
 
-    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[Path, int]) -> None:
+    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[Path, int] | None,
+               *, on_failure: str) -> None:
+        """Write the targets (None = delete); if that fails, journal ``on_failure`` so the history
+        again matches the files (``abort`` for a new edit, the inverse move for undo/redo)."""
         writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
         try:
             atomic_write_many(writes, modes)
@@ -163,7 +166,7 @@ class Journal:
                 if text is None and path.exists():
                     os.unlink(path)
         except (WriteError, OSError):
-            self._append({"kind": "abort", "id": entry_id, "t": time.time()})
+            self._append({"kind": on_failure, "id": entry_id, "t": time.time()})
             raise
 
     def undo(self) -> Entry | None:
@@ -173,7 +176,7 @@ class Journal:
             return None
         targets = self._plan(entry, forward=False)
         self._append({"kind": "undo", "id": entry.id, "t": time.time()})
-        self._restore(entry, targets, "redo")
+        self._write(entry.id, targets, None, on_failure="redo")
         return entry
 
     def redo(self) -> Entry | None:
@@ -182,7 +185,7 @@ class Journal:
             return None
         targets = self._plan(entry, forward=True)
         self._append({"kind": "redo", "id": entry.id, "t": time.time()})
-        self._restore(entry, targets, "undo")
+        self._write(entry.id, targets, None, on_failure="undo")
         return entry
 
     def _plan(self, entry: Entry, *, forward: bool) -> list[tuple[Path, str | None]]:
@@ -194,21 +197,10 @@ class Journal:
                 continue  # already there (e.g. the edit was interrupted before this file)
             if current != have:
                 raise JournalError("file was changed outside lora-tui since this edit", path=c.path,
-                                   hint="edit it by hand or discard the history with lora-tui captions --forget")
+                                   hint="edit it by hand, or clear the history: lora-tui captions PROJECT forget")
             check_writable(c.path)
             targets.append((c.path, want))
         return targets
-
-    def _restore(self, entry: Entry, targets: list[tuple[Path, str | None]], inverse: str) -> None:
-        try:
-            writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
-            atomic_write_many(writes)
-            for path, text in targets:
-                if text is None and path.exists():
-                    os.unlink(path)
-        except (WriteError, OSError):
-            self._append({"kind": inverse, "id": entry.id, "t": time.time()})
-            raise
 
     def forget(self) -> None:
         """Drop the history (files stay as they are)."""

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lora_tui.core import clip_tokens, images
-from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
 
@@ -327,10 +326,3 @@ def _check_duplicates(records: list, add: Callable[..., None]) -> None:
         add(WARNING, "duplicate-image", f"{len(group)} identical images: " + ", ".join(map(str, group[:4])),
             str(group[0]), "keep one copy unless the repetition is deliberate (use num_repeats)")
 
-
-def safe_check(project: Project, **kwargs) -> LintReport:
-    """check_project, with any user-facing error turned into a single error finding."""
-    try:
-        return check_project(project, **kwargs)
-    except LoraTuiError as exc:
-        return LintReport([Finding(ERROR, "internal", str(exc))], "estimate")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,6 @@ class Project:
     training: dict[str, Any]
     launch: dict[str, Any]
     sd_scripts_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def file(self) -> Path:

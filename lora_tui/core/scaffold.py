@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,3 @@ def import_legacy(train_dir: Path, root: Path, reg_dir: Path | None = None, name
     return NewProject(root, name or root.name, general, [{**DEFAULT_DATASET, "subsets": subsets}],
                       notes=notes)
 
-
-def plain_subsets(datasets: Sequence[Mapping[str, Any]]) -> int:
-    return sum(len(d.get("subsets", [])) for d in datasets)

@@ -48,11 +48,6 @@ def known_args() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def sd_scripts_commit() -> str:
-    text = resources.files("lora_tui.core").joinpath("data/train_network_args.json").read_text("utf-8")
-    return str(json.loads(text).get("_source", "unknown"))
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
