@@ -1,17 +1,34 @@
-"""Wait for the overview's background analysis to land before asserting or snapshotting."""
+"""Wait for the overview's background analysis to land (and paint) before asserting or snapshotting."""
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
+
+
+def _landed(app) -> bool:
+    screen = app.screen
+    steps = screen.query("#steps")
+    findings = screen.query("#findings")
+    return bool(steps and findings and "scanning" not in str(steps.first(Static).render())
+                and findings.first(DataTable).row_count > 0 and "errors" in screen.title)
 
 
 async def settled(pilot) -> None:
     app = pilot.app
-    for _ in range(200):
+    for _ in range(500):
         await pilot.pause()
         await app.workers.wait_for_complete()
-        steps = app.screen.query("#steps")
-        if steps and "scanning" not in str(steps.first(Static).render()):
+        if _landed(app):
             break
         await pilot.pause(0.02)
-    await pilot.pause()
+    else:  # pragma: no cover - a hang here is a real failure
+        raise AssertionError("the overview never finished its analysis")
+    await pilot.wait_for_scheduled_animations()
+    # DataTable sizes its columns on idle after rows arrive: wait until two frames agree.
+    previous = None
+    for _ in range(100):
+        await pilot.pause(0.02)
+        frame = app.export_screenshot()
+        if frame == previous:
+            return
+        previous = frame

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from lora_tui.core.lint import LintReport
+from lora_tui.ui.widgets.tables import fill_table
 
 STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -14,11 +15,13 @@ ORDER = {"error": 0, "warning": 1, "info": 2}
 class FindingsTable(DataTable):
     DEFAULT_CSS = "FindingsTable { height: 1fr; }"
 
+    COLUMNS = ("", "finding", "fix")
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_columns("", "finding", "fix")
+        self.add_columns(*self.COLUMNS)
 
     def show(self, report: LintReport) -> None:
-        self.clear()
-        for f in sorted(report.findings, key=lambda f: ORDER.get(f.severity, 3)):
-            self.add_row(Text(f.severity, style=STYLES.get(f.severity, "")), Text(f.message), Text(f.fix or ""))
+        ordered = sorted(report.findings, key=lambda f: ORDER.get(f.severity, 3))
+        fill_table(self, self.COLUMNS, [(Text(f.severity, style=STYLES.get(f.severity, "")), Text(f.message),
+                                         Text(f.fix or "")) for f in ordered], max_width=100)

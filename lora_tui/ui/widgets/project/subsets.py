@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from lora_tui.core.scan import SubsetScan
+from lora_tui.ui.widgets.tables import fill_table
 
 
 def _display_path(root: Path, path: Path | None) -> str:
@@ -25,17 +26,19 @@ class SubsetTable(DataTable):
 
     DEFAULT_CSS = "SubsetTable { height: auto; max-height: 14; }"
 
+    COLUMNS = ("dataset.subset", "name", "kind", "images", "captions", "repeats", "folder")
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns("dataset.subset", "name", "kind", "images", "captions", "repeats", "folder")
+        self.add_columns(*self.COLUMNS)
 
     def show(self, scans: list[SubsetScan]) -> None:
-        self.clear()
+        rows = []
         for scan in scans:
             sub = scan.subset
             captioned = sum(1 for r in scan.records if r.caption_path or r.meta_caption is not None)
-            self.add_row(
+            rows.append((
                 f"{sub.dataset_index}.{sub.index}",
                 Text(sub.name),  # user text: never parsed as markup
                 "reg" if sub.is_reg else "train",
@@ -43,4 +46,5 @@ class SubsetTable(DataTable):
                 f"{captioned}/{len(scan.records)}",
                 str(sub.get("num_repeats")),
                 Text(_display_path(sub.root, sub.image_dir or sub.path("metadata_file"))),
-            )
+            ))
+        fill_table(self, self.COLUMNS, rows)
