@@ -21,10 +21,17 @@ def _width(cell: Cell) -> int:
 
 
 def fill_table(table: DataTable, columns: Sequence[str], rows: Sequence[Sequence[Cell]],
-               max_width: int = 80) -> None:
-    """Replace the table's columns and rows; column widths fit the widest cell (capped)."""
+               max_width: int = 80, multiline: bool = False) -> None:
+    """Replace the table's columns and rows; column widths fit the widest cell (capped).
+
+    ``multiline`` gives each row the height of its tallest cell (for cells with newlines).
+    """
     table.clear(columns=True)
     for index, label in enumerate(columns):
         width = max([cell_len(label), *(_width(row[index]) for row in rows)])
         table.add_column(label, width=min(width, max_width))
-    table.add_rows(rows)
+    if multiline:
+        for row in rows:
+            table.add_row(*row, height=None)
+    else:
+        table.add_rows(rows)

@@ -15,7 +15,7 @@ ORDER = {"error": 0, "warning": 1, "info": 2}
 class FindingsTable(DataTable):
     DEFAULT_CSS = "FindingsTable { height: 1fr; }"
 
-    COLUMNS = ("", "finding", "fix")
+    COLUMNS = ("", "finding")
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -23,5 +23,10 @@ class FindingsTable(DataTable):
 
     def show(self, report: LintReport) -> None:
         ordered = sorted(report.findings, key=lambda f: ORDER.get(f.severity, 3))
-        fill_table(self, self.COLUMNS, [(Text(f.severity, style=STYLES.get(f.severity, "")), Text(f.message),
-                                         Text(f.fix or "")) for f in ordered], max_width=100)
+        rows = []
+        for f in ordered:
+            text = Text(f.message)  # user paths and captions: never markup
+            if f.fix:
+                text.append(f"\n→ {f.fix}", style="dim")
+            rows.append((Text(f.severity, style=STYLES.get(f.severity, "")), text))
+        fill_table(self, self.COLUMNS, rows, max_width=200, multiline=True)
