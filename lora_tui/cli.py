@@ -80,8 +80,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     from lora_tui.core import configs, project, steps
 
     proj = project.load(Path(args.project))
-    generated = configs.write(proj)
     report = steps.compute(proj)
+    generated = configs.write(proj, report)
     if args.json:
         _json({"dataset_config": str(generated.dataset_config), "args_config": str(generated.args_config),
                "steps_per_epoch": report.steps_per_epoch, "total_steps": report.total_steps,

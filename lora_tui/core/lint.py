@@ -95,7 +95,11 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     file = str(project.file)
     args = project.args
     model = project.model_path
-    if model is None:
+    if project.model_hub_id:
+        add(WARNING, "model-hub", f"base model '{project.model_hub_id}' is a Hugging Face hub id: training "
+            "downloads it (and fails offline)", file,
+            "download it once and set pretrained_model_name_or_path to the local file or folder")
+    elif model is None:
         add(ERROR, "model-unset", "no base model set", file,
             "set [model] pretrained_model_name_or_path to a .safetensors/.ckpt file or a Diffusers folder")
     elif not model.exists():
@@ -201,7 +205,7 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
             add(WARNING, "image-small", f"{sub.label}: {len(small)} images have a side under "
                 f"min_bucket_reso {limit} and will be upscaled ({_some(small)})", str(sub.image_dir),
                 "use larger source images")
-    elif sub.get("bucket_no_upscale"):
+    elif sub.get("enable_bucket") and sub.get("bucket_no_upscale"):
         step = int(sub.get("bucket_reso_steps"))
         tiny = [r.path for r in scan.records if r.size and min(r.size) < step]
         if tiny:

@@ -10,6 +10,7 @@ the user's comments and layout survive every save.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,18 @@ class Project:
         return [s for d in self.datasets for s in d.subsets]
 
     @property
-    def model_path(self) -> Path | None:
+    def model_hub_id(self) -> str | None:
+        """The base model as a Hugging Face hub id ("org/name"), when it is one rather than a path."""
         raw = self.model.get("pretrained_model_name_or_path")
-        return resolve_path(self.root, raw) if raw else None
+        return raw if raw and is_hub_id(self.root, raw) else None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The base model on disk (file or Diffusers folder); None when unset or a hub id."""
+        raw = self.model.get("pretrained_model_name_or_path")
+        if not raw or is_hub_id(self.root, raw):
+            return None
+        return resolve_path(self.root, raw)
 
     @property
     def args(self) -> dict[str, Any]:
@@ -151,6 +161,16 @@ def resolve_path(root: Path, raw: str) -> Path:
     """Project paths may be relative to the project folder, absolute, or start with ``~``."""
     path = Path(os.path.expanduser(str(raw)))
     return path if path.is_absolute() else root / path
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_hub_id(root: Path, raw: str) -> bool:
+    """"org/name" that is not a file or folder relative to the project: what sd-scripts hands to
+    ``from_pretrained`` as a Hugging Face model id."""
+    return bool(_HUB_ID.match(raw)) and not (root / raw).exists() and not raw.endswith(
+        (".safetensors", ".ckpt", ".pt", ".bin"))
 
 
 def find_root(path: Path) -> Path:

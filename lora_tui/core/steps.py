@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lora_tui.core.buckets import BucketPlan
@@ -41,6 +42,7 @@ class DatasetSteps:
     buckets: Counter[tuple[int, int]] = field(default_factory=Counter)
     batches: int = 0
     unsized: int = 0  # images whose size could not be read (left out; lint reports them)
+    unbucketable: list[Path] = field(default_factory=list)  # images whose bucket has a zero side
     mean_ar_error: float = 0.0
 
     @property
@@ -71,6 +73,14 @@ class StepsReport:
     @property
     def total_steps(self) -> int:
         return self.max_train_steps
+
+    def blocking_problem(self) -> str | None:
+        """Why sd-scripts could not build these datasets at all, or None."""
+        bad = [p for d in self.datasets for p in d.unbucketable]
+        if bad:
+            return (f"{len(bad)} images are smaller than bucket_reso_steps with bucket_no_upscale = true; "
+                    f"sd-scripts cannot bucket them (first: {bad[0]})")
+        return None
 
     def summary_line(self) -> str:
         """One line: "27 images × 20 repeats = 540 → 135 steps/epoch at batch 4 × 10 epochs = 1,350 steps"."""
@@ -114,6 +124,9 @@ class StepsReport:
                 out.append(line)
             if d.unsized:
                 out.append(f"  ({d.unsized} unreadable images left out; see lora-tui check)")
+            if d.unbucketable:
+                out.append(f"  ({len(d.unbucketable)} images smaller than one bucket step left out: "
+                           "sd-scripts cannot bucket them; see lora-tui check)")
             rounding = d.batches - d.naive_batches
             note = f" (per-bucket rounding adds {rounding})" if rounding > 0 else ""
             out.append(f"  = {_n(d.samples)} samples in {len(d.buckets)} buckets → "
@@ -216,6 +229,9 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
     for record, repeats in registered:
         assert record.size is not None
         assign = plan.select(*record.size)
+        if 0 in assign.bucket:  # bucket_no_upscale with an image under one bucket step: sd-scripts fails
+            result.unbucketable.append(record.path)
+            continue
         result.buckets[assign.bucket] += repeats
         errors.append(abs(assign.ar_error))
     result.mean_ar_error = sum(errors) / len(errors) if errors else 0.0

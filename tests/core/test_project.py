@@ -169,3 +169,16 @@ def test_warmup_steps_stay_integers_and_ratios_stay_floats(simple_project: Path)
     proj.training["network_alpha"] = 8
     text = configs.build(proj).args_text
     assert "lr_warmup_steps = 100\n" in text and "network_alpha = 8.0\n" in text
+
+
+def test_hub_ids_pass_through_and_local_paths_resolve(simple_project: Path) -> None:
+    from lora_tui.core import lint
+
+    proj = project.load(simple_project)
+    proj.model["pretrained_model_name_or_path"] = "runwayml/stable-diffusion-v1-5"
+    assert proj.model_path is None and proj.model_hub_id == "runwayml/stable-diffusion-v1-5"
+    assert 'pretrained_model_name_or_path = "runwayml/stable-diffusion-v1-5"' in configs.build(proj).args_text
+    assert "model-hub" in {f.code for f in lint.check_project(proj).findings}
+    (simple_project / "models" / "sd15").mkdir(parents=True)
+    proj.model["pretrained_model_name_or_path"] = "models/sd15"
+    assert proj.model_path == simple_project.resolve() / "models" / "sd15"

@@ -162,3 +162,28 @@ def test_random_projects_match_the_formulas(tmp_path: Path, seed: int) -> None:
     plan = BucketPlan((512, 512))
     expected = _formula_batches(sizes, repeats, reg_sizes, reg_repeats, batch, plan)
     assert _steps(tmp_path).batches_per_epoch == expected
+
+
+def test_images_under_one_bucket_step_without_upscale_block_the_config(tmp_path: Path) -> None:
+    from lora_tui.core import configs
+    from lora_tui.core.errors import ConfigError
+
+    write_images(tmp_path / "a", [(40, 40), (512, 512)])
+    write_project(tmp_path, [{"resolution": 512, "enable_bucket": True, "bucket_no_upscale": True,
+                              "subsets": [{"image_dir": "a", "class_tokens": "x"}]}])
+    proj = project.load(tmp_path)
+    report = steps.compute(proj)
+    assert report.batches_per_epoch == 1 and "cannot bucket" in report.breakdown()
+    with pytest.raises(ConfigError, match="sd-scripts cannot bucket them"):
+        configs.write(proj, report)
+
+
+def test_tiny_images_are_fine_when_bucketing_is_off(tmp_path: Path) -> None:
+    from lora_tui.core import lint
+
+    write_images(tmp_path / "a", [(40, 40)])
+    write_project(tmp_path, [{"resolution": 512, "enable_bucket": False, "bucket_no_upscale": True,
+                              "subsets": [{"image_dir": "a", "class_tokens": "x"}]}])
+    proj = project.load(tmp_path)
+    assert steps.compute(proj).blocking_problem() is None
+    assert not [f for f in lint.check_project(proj).findings if f.code == "image-tiny"]

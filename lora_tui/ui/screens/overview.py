@@ -35,6 +35,7 @@ class OverviewScreen(Screen):
     def __init__(self, project: Project) -> None:
         super().__init__()
         self.project = project
+        self.steps: steps.StepsReport | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,6 +72,7 @@ class OverviewScreen(Screen):
             self.notify(message.error, severity="error", markup=False)
             return
         self.query_one(SubsetTable).show(message.scans)
+        self.steps = message.steps
         if message.steps is not None:
             self.query_one("#steps", Static).update(
                 message.steps.breakdown() + "\n\n" + message.steps.summary_line())
@@ -81,7 +83,7 @@ class OverviewScreen(Screen):
 
     def action_write_configs(self) -> None:
         try:
-            generated = configs.write(self.project)
+            generated = configs.write(self.project, self.steps)
         except LoraTuiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
