@@ -69,7 +69,7 @@ class CaptionText:
         return max(0, len([ln for ln in self.raw.splitlines() if ln.strip()]) - 1)
 
 
-def decode_caption(data: bytes, path: Path) -> CaptionText:
+def decode_caption(data: bytes, path: Path | str) -> CaptionText:
     """Decode caption bytes; non-UTF-8 is an error because sd-scripts would crash on it."""
     try:
         text = data.decode("utf-8")

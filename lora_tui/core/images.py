@@ -29,10 +29,14 @@ class Listing:
     """What one folder holds: images (sorted like sd-scripts) and all plain file names."""
 
     folder: Path
-    images: list[Path]
+    image_names: list[str]
     names: frozenset[str]
     subdirs: list[str]
     other_images: list[str]  # image-like names sd-scripts will not pick up (odd case, optional ext)
+
+    @property
+    def images(self) -> list[Path]:
+        return [self.folder / name for name in self.image_names]
 
 
 def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Listing:
@@ -41,7 +45,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
     Broken symlinks and symlink loops are listed like any file, as sd-scripts' glob lists them; they
     fail later, when their header is read, and lint reports them there.
     """
-    images: list[Path] = []
+    images: list[str] = []
     names: set[str] = set()
     subdirs: list[str] = []
     odd: list[str] = []
@@ -62,7 +66,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
                     continue
                 ext = os.path.splitext(name)[1]
                 if ext in extensions:
-                    images.append(Path(entry.path))
+                    images.append(name)
                 elif ext.lower() in lowered:
                     odd.append(name)
     except FileNotFoundError:
@@ -74,7 +78,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
         raise ImageError("image folder is not readable", path=folder, hint=f"chmod u+rx '{folder}'") from None
     except OSError as exc:
         raise ImageError(f"cannot list folder: {exc.strerror or exc}", path=folder) from None
-    images.sort(key=str)
+    images.sort()  # sd-scripts sorts full paths; within one folder that is the name order
     return Listing(folder, images, frozenset(names), sorted(subdirs), sorted(odd))
 
 

@@ -56,17 +56,16 @@ class Journal:
         self.root = Path(root)
         self.file = self.root / ".lora-tui" / JOURNAL_NAME
         self.allowed = [self.root.resolve(), *(Path(p).resolve() for p in allowed)]
+        self._root_prefix = os.path.join(str(self.root), "")
         self._entries: dict[str, Entry] = {}
         self._done: list[str] = []
         self._undone: list[str] = []
         self._load()
 
     # -- persistence -----------------------------------------------------------------------
-    def _rel(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
+    def _rel(self, path: Path | str) -> str:
+        text = os.fspath(path)
+        return text[len(self._root_prefix):] if text.startswith(self._root_prefix) else text
 
     def _abs(self, raw: str) -> Path:
         path = Path(raw)
@@ -125,9 +124,9 @@ class Journal:
     # -- mutations --------------------------------------------------------------------------
     def _check_allowed(self, paths: Iterable[Path]) -> None:
         """Caption edits stay inside the project and the image folders it names (resolved once per folder)."""
-        verdicts: dict[Path, bool] = {}
+        verdicts: dict[str, bool] = {}
         for path in paths:
-            parent = path.parent
+            parent = os.path.dirname(os.fspath(path))
             if parent not in verdicts:
                 real = Path(os.path.realpath(parent))
                 verdicts[parent] = any(real == a or a in real.parents for a in self.allowed)
@@ -148,14 +147,18 @@ class Journal:
                 raise JournalError("file changed on disk since the preview", path=change.path,
                                    hint="preview the edit again")
         modes = check_many(c.path for c in changes)
-        entry_id = uuid.uuid4().hex[:12]
-        self._append({"kind": "edit", "id": entry_id, "t": time.time(), "label": label,
-                      "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after}
-                                  for c in changes]})
-        self._write(entry_id, [(c.path, c.after) for c in changes], modes, on_failure="abort")
-        return self._entries[entry_id]
+        entry = Entry(uuid.uuid4().hex[:12], label, time.time(), tuple(changes))
+        append_line(self.file, json.dumps(
+            {"kind": "edit", "id": entry.id, "t": entry.t, "label": label,
+             "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after} for c in changes]},
+            ensure_ascii=False))
+        self._entries[entry.id] = entry
+        self._done.append(entry.id)
+        self._undone.clear()
+        self._write(entry.id, [(c.path, c.after) for c in changes], modes, on_failure="abort")
+        return entry
 
-    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[Path, int] | None,
+    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[str, int] | None,
                *, on_failure: str) -> None:
         """Write the targets (None = delete); if that fails, journal ``on_failure`` so the history
         again matches the files (``abort`` for a new edit, the inverse move for undo/redo)."""

@@ -10,7 +10,9 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from lora_tui.core import images
 from lora_tui.core.captions import CaptionText, decode_caption, find_caption, sidecar_path
@@ -20,15 +22,33 @@ from lora_tui.core.project import Project, Subset
 
 @dataclass
 class ImageRecord:
-    """One training image and its caption as sd-scripts will see it."""
+    """One training image and its caption as sd-scripts will see it.
 
-    path: Path
-    caption_path: Path | None
+    Paths are kept as folder + names and built on first use: on 10,000 images, constructing Path
+    objects up front costs more than reading every caption.
+    """
+
+    folder: str
+    name: str
+    caption_name: str | None
     caption: CaptionText | None = None
     caption_error: str | None = None
     size: tuple[int, int] | None = None
     size_error: str | None = None
     meta_caption: str | None = None  # fine-tuning subsets: caption from the metadata file
+
+    @classmethod
+    def at(cls, path: Path, **kw: Any) -> ImageRecord:
+        """A record for an image outside a folder scan (fine-tuning metadata), without a sidecar."""
+        return cls(str(path.parent), path.name, None, **kw)
+
+    @cached_property
+    def path(self) -> Path:
+        return Path(self.folder, self.name)
+
+    @cached_property
+    def caption_path(self) -> Path | None:
+        return Path(self.folder, self.caption_name) if self.caption_name is not None else None
 
     def text(self, wildcard: bool = False) -> str | None:
         if self.meta_caption is not None:
@@ -65,17 +85,18 @@ def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
     ext = subset.get("caption_extension")
     dirs = frozenset(listing.subdirs)
     names = listing.names
-    for image in listing.images:
-        stem = os.path.splitext(image.name)[0]
-        if stem + ext in names:  # the common case, without building candidate paths
-            cap: Path | None = image.parent / (stem + ext)
-        else:
-            cap = find_caption(image, ext, names)
-        record = ImageRecord(image, cap)
-        if cap is None and dirs and (folder_cap := find_caption(image, ext, dirs)) is not None:
+    base = str(folder)
+    for name in listing.image_names:
+        cap_name: str | None = os.path.splitext(name)[0] + ext
+        if cap_name not in names:  # the common case needs no candidate paths
+            found = find_caption(folder / name, ext, names)
+            cap_name = found.name if found is not None else None
+        record = ImageRecord(base, name, cap_name)
+        if cap_name is None and dirs and (folder_cap := find_caption(folder / name, ext, dirs)) is not None:
             record.caption_error = (f"{folder_cap}: caption path is a folder, not a file; sd-scripts skips it "
                                     "and trains on class_tokens or an empty caption")
-        if cap is not None and read_captions:
+        if cap_name is not None and read_captions:
+            cap = os.path.join(base, cap_name)
             try:
                 with open(cap, "rb") as f:
                     record.caption = decode_caption(f.read(), cap)
@@ -114,7 +135,7 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
         caption = row.get("caption") or ""
         tags = row.get("tags") or ""
         text_ = caption + sep + tags if caption and tags else caption or tags
-        record = ImageRecord(path, None, meta_caption=text_)
+        record = ImageRecord.at(path, meta_caption=text_)
         if isinstance(row.get("image_size"), list) and len(row["image_size"]) == 2:
             record.size = (int(row["image_size"][0]), int(row["image_size"][1]))
         result.records.append(record)
