@@ -176,13 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
     p.set_defaults(func=cmd_open)
+    parser.set_defaults(command_names=frozenset(sub.choices))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    commands = parser.get_default("command_names")
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         argv = ["open", *argv]
     args = parser.parse_args(argv)
