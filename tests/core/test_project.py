@@ -182,3 +182,15 @@ def test_hub_ids_pass_through_and_local_paths_resolve(simple_project: Path) -> N
     (simple_project / "models" / "sd15").mkdir(parents=True)
     proj.model["pretrained_model_name_or_path"] = "models/sd15"
     assert proj.model_path == simple_project.resolve() / "models" / "sd15"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("output_dir", "/tmp/elsewhere", "points outside the project"),
+    ("logging_dir", "../logs", "points outside the project"),
+    ("output_name", "../../evil", "not a plain file name"),
+])
+def test_training_outputs_stay_inside_the_project(simple_project: Path, key: str, value: str, message: str) -> None:
+    proj = project.load(simple_project)
+    proj.training[key] = value
+    with pytest.raises(ConfigError, match=message):
+        configs.build(proj)
