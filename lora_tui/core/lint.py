@@ -198,6 +198,8 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
             truncated.append((r.path, why))
     for path, why in truncated[:20]:
         add(ERROR, "image-corrupt", why, str(path), "re-export or remove the image")
+    if len(truncated) > 20:
+        add(ERROR, "image-corrupt", f"{sub.label}: {len(truncated) - 20} more corrupt images", str(sub.image_dir))
     if sub.get("enable_bucket") and not sub.get("bucket_no_upscale"):
         limit = int(sub.get("min_bucket_reso"))
         small = [r.path for r in scan.records if r.size and min(r.size) < limit]
