@@ -43,6 +43,7 @@ class DatasetSteps:
     batches: int = 0
     unsized: int = 0  # images whose size could not be read (left out; lint reports them)
     unbucketable: list[Path] = field(default_factory=list)  # images whose bucket has a zero side
+    held_out: int = 0  # images kept for validation (validation_split)
     mean_ar_error: float = 0.0
 
     @property
@@ -124,6 +125,9 @@ class StepsReport:
                 out.append(line)
             if d.unsized:
                 out.append(f"  ({d.unsized} unreadable images left out; see lora-tui check)")
+            if d.held_out:
+                out.append(f"  ({d.held_out} images held out for validation_split; with several buckets "
+                           "the per-bucket split is approximate)")
             if d.unbucketable:
                 out.append(f"  ({len(d.unbucketable)} images smaller than one bucket step left out: "
                            "sd-scripts cannot bucket them; see lora-tui check)")
@@ -193,6 +197,7 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
                           bucket_no_upscale=bool(dataset.get("bucket_no_upscale")))
     registered: list[tuple[ImageRecord, int]] = []
     reg: list[tuple[ImageRecord, SubsetSteps, int]] = []
+    split = float(dataset.get("validation_split") or 0.0)
     seen_dirs: set[str] = set()
     num_train = 0
     for scan in scans:
@@ -201,6 +206,13 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
         fill_sizes(scan.records)
         usable = [r for r in scan.records if r.size is not None]
         result.unsized += len(scan.records) - len(usable)
+        held_out = 0
+        if 0.0 < split < 1.0 and not sub.is_reg and dataset.style == "dreambooth":
+            # sd-scripts keeps ceil(n × (1 − split)) images of a shuffled order for training; which
+            # ones is random, so with several buckets the per-bucket split is an approximation.
+            keep = math.ceil(len(usable) * (1.0 - split))
+            held_out, usable = len(usable) - keep, usable[:keep]
+            result.held_out += held_out
         entry = SubsetSteps(sub.name, sub.is_reg, len(usable), repeats, len(usable) * repeats, 0)
         result.subsets.append(entry)
         key = str(sub.values.get("metadata_file") or sub.image_dir)

@@ -187,3 +187,14 @@ def test_tiny_images_are_fine_when_bucketing_is_off(tmp_path: Path) -> None:
     proj = project.load(tmp_path)
     assert steps.compute(proj).blocking_problem() is None
     assert not [f for f in lint.check_project(proj).findings if f.code == "image-tiny"]
+
+
+def test_validation_split_holds_images_out_of_training(tmp_path: Path) -> None:
+    write_images(tmp_path / "a", [(512, 512)] * 10)
+    write_images(tmp_path / "r", [(512, 512)] * 10, seed=7)
+    write_project(tmp_path, [{"resolution": 512, "batch_size": 1, "validation_split": 0.25, "subsets": [
+        {"image_dir": "a"}, {"image_dir": "r", "is_reg": True}]}])
+    report = _steps(tmp_path)
+    # ceil(10 × 0.75) = 8 training images; reg images are never split and balance to 8
+    assert report.batches_per_epoch == 16
+    assert "2 images held out" in report.breakdown()
