@@ -25,6 +25,7 @@ class OverviewScreen(Screen):
         Binding("r", "rescan", "Rescan", id="project.rescan", tooltip="Scan images and captions again"),
         Binding("c", "write_configs", "Write configs", id="project.write_configs",
                 tooltip="Write configs/ for sd-scripts"),
+        Binding("d", "dataset", "Dataset", id="project.dataset", tooltip="Browse images and edit captions"),
     ]
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
@@ -80,6 +81,11 @@ class OverviewScreen(Screen):
             self.query_one(FindingsTable).show(message.lint)
             errors, warnings = len(message.lint.errors), len(message.lint.warnings)
             self.title = f"lora-tui · {self.project.name} · {errors} errors, {warnings} warnings"
+
+    def action_dataset(self) -> None:
+        from lora_tui.ui.screens.dataset import DatasetScreen
+
+        self.app.push_screen(DatasetScreen(self.project), callback=lambda _: self.action_rescan())
 
     def action_write_configs(self) -> None:
         try:

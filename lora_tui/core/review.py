@@ -1,0 +1,76 @@
+"""Review marks per image (reviewed, flagged, excluded), kept in ``.lora-tui/review.json``.
+
+Marks are keyed by the image path relative to the project folder (absolute for folders outside
+it), so they survive moving the project with its images. Every change is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from lora_tui.core.fsio import atomic_write_text
+
+REVIEW_FILE = "review.json"
+MARKS = ("reviewed", "flagged", "excluded")
+
+
+class ReviewMarks:
+    """The set of marks of a project; ``toggle``/``set`` persist immediately."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.file = self.root / ".lora-tui" / REVIEW_FILE
+        self._prefix = os.path.join(str(self.root), "")
+        self._marks: dict[str, set[str]] = {}
+        try:
+            data = json.loads(self.file.read_text("utf-8"))
+            for key, marks in data.get("images", {}).items():
+                valid = {m for m in marks if m in MARKS}
+                if valid:
+                    self._marks[key] = valid
+        except (OSError, ValueError, AttributeError):
+            pass  # no file yet, or an unreadable one: start empty rather than refuse to open
+
+    def key(self, image: Path | str) -> str:
+        text = os.fspath(image)
+        return text[len(self._prefix):] if text.startswith(self._prefix) else text
+
+    def get(self, image: Path | str) -> frozenset[str]:
+        return frozenset(self._marks.get(self.key(image), ()))
+
+    def has(self, image: Path | str, mark: str) -> bool:
+        return mark in self._marks.get(self.key(image), ())
+
+    def set(self, images: Iterable[Path | str], mark: str, on: bool) -> None:
+        if mark not in MARKS:
+            raise ValueError(f"unknown mark {mark!r}")
+        for image in images:
+            key = self.key(image)
+            marks = self._marks.setdefault(key, set())
+            if on:
+                marks.add(mark)
+            else:
+                marks.discard(mark)
+            if not marks:
+                del self._marks[key]
+        self._save()
+
+    def toggle(self, image: Path | str, mark: str) -> bool:
+        """Flip one mark; returns the new state."""
+        on = not self.has(image, mark)
+        self.set([image], mark, on)
+        return on
+
+    def count(self, images: Iterable[Path | str], mark: str) -> int:
+        return sum(1 for image in images if self.has(image, mark))
+
+    def excluded(self) -> set[str]:
+        return {k for k, marks in self._marks.items() if "excluded" in marks}
+
+    def _save(self) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        data = {"version": 1, "images": {k: sorted(v) for k, v in sorted(self._marks.items())}}
+        atomic_write_text(self.file, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -1,0 +1,211 @@
+"""Dataset screen: image list, preview and caption editor, driven from the keyboard.
+
+Captions save automatically (leaving an image, leaving the editor, after a pause in typing, on
+exit) through the core journal, so every edit is atomic and undoable across restarts.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TextArea
+
+from lora_tui.core import scan
+from lora_tui.core.caption_edit import current_text, save_caption
+from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.journal import Journal
+from lora_tui.core.project import Project
+from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
+from lora_tui.ui.widgets.dataset.image_list import ImageList
+from lora_tui.ui.widgets.dataset.preview import ImagePreview
+
+AUTOSAVE_SECONDS = 1.5
+
+
+class DatasetScreen(Screen):
+    BINDING_GROUP_TITLE = "Dataset"
+    BINDINGS = [
+        Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
+        Binding("escape", "leave_editor", "List", id="dataset.leave_editor", show=False),
+        Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True),
+        Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True),
+        Binding("r", "mark('reviewed')", "Reviewed", id="dataset.reviewed"),
+        Binding("ctrl+r", "review_next", "Reviewed + next", id="dataset.review_next", priority=True),
+        Binding("f", "mark('flagged')", "Flag", id="dataset.flagged"),
+        Binding("x", "mark('excluded')", "Exclude", id="dataset.excluded"),
+        Binding("n", "next_unreviewed", "Next unreviewed", id="dataset.next_unreviewed"),
+        Binding("u", "undo", "Undo", id="dataset.undo"),
+        Binding("ctrl+y", "redo", "Redo", id="dataset.redo"),
+        Binding("o", "app.pop_screen", "Overview", id="dataset.overview"),
+    ]
+    DEFAULT_CSS = """
+    DatasetScreen #list { width: 45%; min-width: 40; border-right: tall $panel; }
+    DatasetScreen #status { height: 1; padding: 0 1; background: $panel; }
+    """
+
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+        self.marks = ReviewMarks(project.root)
+        self.journal = Journal(project.root, [s.image_dir for s in project.subsets if s.image_dir])
+        self.index: DatasetIndex | None = None
+        self.row: Row | None = None
+        # held directly: saving on unmount must not depend on the DOM still being there
+        self.image_list = ImageList(self.marks, id="list")
+        self.editor = CaptionEditor(id="editor")
+        self.preview = ImagePreview(id="preview")
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield self.image_list
+            with Vertical():
+                yield self.preview
+                yield self.editor
+        yield Static("scanning…", id="status", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"lora-tui · {self.project.name}"
+        self.sub_title = "dataset"
+        self.image_list.focus()
+        self.load_index()
+        self.set_interval(AUTOSAVE_SECONDS, self._autosave)
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def load_index(self) -> None:
+        scans = scan.scan_project(self.project)
+        index = DatasetIndex(scans, self.marks)
+        self.app.call_from_thread(self._show_index, index)
+
+    def _show_index(self, index: DatasetIndex) -> None:
+        self.index = index
+        self.image_list.set_rows(index.apply(Filter()))
+        self._status()
+
+    # -- current image ---------------------------------------------------------------------
+    @on(ImageList.Highlighted)
+    def _highlighted(self, message: ImageList.Highlighted) -> None:
+        self._save_current()
+        self.row = message.row
+        editor = self.editor
+        if self.row is None:
+            editor.load_caption("", "")
+            self.preview.show(None)
+            return
+        record = self.row.record
+        fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
+                   f"'{self.row.subset.get('class_tokens') or ''}')"
+        editor.load_caption(current_text(record), f"{record.name}{fallback}")
+        editor.read_only = record.meta_caption is not None or record.caption_error is not None
+        self.preview.show(record.path)
+        self._status()
+
+    def _save_current(self) -> bool:
+        editor = self.editor
+        if self.row is None or not editor.dirty:
+            return True
+        try:
+            changed = save_caption(self.journal, self.row.subset, self.row.record, editor.text)
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False, timeout=8)
+            return False
+        editor.loaded_text = editor.text
+        if changed:
+            self.image_list.refresh()
+        return True
+
+    def _autosave(self) -> None:
+        self._save_current()
+
+    @on(TextArea.Changed)
+    def _typed(self) -> None:
+        self._status()
+
+    def _status(self) -> None:
+        if self.index is None:
+            return
+        reviewed, total = self.index.progress()
+        dirty = " · unsaved" if self.editor.dirty else ""
+        cursor = self.image_list.cursor + 1 if self.index.view else 0
+        self.query_one("#status", Static).update(
+            f"{cursor}/{total} · {reviewed}/{total} reviewed{dirty}")
+
+    # -- actions ----------------------------------------------------------------------------
+    def action_edit(self) -> None:
+        self.editor.focus()
+
+    def action_leave_editor(self) -> None:
+        self._save_current()
+        self.image_list.focus()
+
+    def action_step(self, delta: int) -> None:
+        if self._save_current():
+            self.image_list.action_move(delta)
+
+    def action_mark(self, mark: str) -> None:
+        if self.row is None:
+            return
+        on_ = self.marks.toggle(self.row.record.path, mark)
+        self.image_list.refresh()
+        self._status()
+        self.notify(f"{self.row.record.name}: {mark}" if on_ else f"{self.row.record.name}: not {mark}",
+                    markup=False, timeout=2)
+
+    def action_review_next(self) -> None:
+        if self.row is None or not self._save_current():
+            return
+        if not self.marks.has(self.row.record.path, "reviewed"):
+            self.marks.set([self.row.record.path], "reviewed", True)
+        self.action_next_unreviewed()
+
+    def action_next_unreviewed(self) -> None:
+        image_list = self.image_list
+        rows = image_list.rows
+        for offset in range(1, len(rows) + 1):
+            i = (image_list.cursor + offset) % len(rows)
+            if not self.marks.has(rows[i].record.path, "reviewed"):
+                image_list.cursor = i
+                return
+        image_list.refresh()
+        self._status()
+        self.notify("every image here is reviewed", timeout=3)
+
+    def action_undo(self) -> None:
+        self._journal_move(undo=True)
+
+    def action_redo(self) -> None:
+        self._journal_move(undo=False)
+
+    def _journal_move(self, *, undo: bool) -> None:
+        self._save_current()
+        try:
+            entry = self.journal.undo() if undo else self.journal.redo()
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False, timeout=8)
+            return
+        if entry is None:
+            self.notify(f"nothing to {'undo' if undo else 'redo'}", timeout=2)
+            return
+        self.notify(f"{'undid' if undo else 'redid'}: {entry.label} ({len(entry.changes)} files)", markup=False)
+        cursor = self.image_list.cursor
+        self.row = None
+        self.load_index_keep(cursor)
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def load_index_keep(self, cursor: int) -> None:
+        index = DatasetIndex(scan.scan_project(self.project), self.marks)
+        self.app.call_from_thread(self._reshow, index, cursor)
+
+    def _reshow(self, index: DatasetIndex, cursor: int) -> None:
+        self.index = index
+        self.image_list.set_rows(index.apply(index.filter), cursor)
+        self._status()
+
+    def on_unmount(self) -> None:
+        self._save_current()  # quitting never loses an edit in progress
