@@ -171,12 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lora_tui.cli_captions import add_captions_parser
 
-    add_captions_parser(sub, cmd_captions)
+    captions_parser = add_captions_parser(sub, cmd_captions)
 
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
     p.set_defaults(func=cmd_open)
-    parser.set_defaults(command_names=frozenset(sub.choices))
+    parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
     return parser
 
 
@@ -186,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.get_default("command_names")
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         argv = ["open", *argv]
-    args = parser.parse_args(argv)
+    if argv and argv[0] == "captions":  # options may sit between its free-form values
+        args = parser.get_default("captions_parser").parse_intermixed_args(argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -13,7 +13,7 @@ OPS = ("stats", "add", "remove", "rename", "replace", "trigger", "dedupe", "sort
        "undo", "redo", "history", "forget")
 
 
-def add_captions_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
+def add_captions_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "captions", help="bulk caption edits (preview first, --yes applies), undo/redo, tag stats",
         description="Operations: stats; add TAG [--front]; remove TAG; rename OLD NEW; replace FIND REPL "
@@ -32,6 +32,7 @@ def add_captions_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) 
     p.add_argument("-y", "--yes", action="store_true", help="apply the edit (otherwise only preview)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=handler)
+    return p
 
 
 def _need(args: argparse.Namespace, n: int, usage: str) -> list[str]:
@@ -45,11 +46,15 @@ def _need(args: argparse.Namespace, n: int, usage: str) -> list[str]:
 
 def run_captions(args: argparse.Namespace) -> int:
     from lora_tui.core import bulk, project, scan
-    from lora_tui.core.journal import Journal
+    from lora_tui.core.journal import Journal, clear_journal
 
     proj = project.load(Path(args.project))
-    journal = Journal(proj.root, [s.image_dir for s in proj.subsets if s.image_dir])
     out = sys.stdout.write
+    if args.op == "forget":
+        clear_journal(proj.root)
+        out("caption history cleared\n")
+        return 0
+    journal = Journal(proj.root, [s.image_dir for s in proj.subsets if s.image_dir])
     if args.op in ("undo", "redo"):
         entry = journal.undo() if args.op == "undo" else journal.redo()
         out(f"{args.op}: {entry.label} ({len(entry.changes)} files)\n" if entry else f"nothing to {args.op}\n")
@@ -60,10 +65,6 @@ def run_captions(args: argparse.Namespace) -> int:
         nxt = journal.peek_redo()
         if nxt:
             out(f"(redo available: {nxt.label})\n")
-        return 0
-    if args.op == "forget":
-        journal.forget()
-        out("caption history cleared\n")
         return 0
     targets = bulk.select_targets(scan.scan_project(proj), args.subset, args.include_reg)
     if args.op == "stats":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
@@ -20,6 +21,7 @@ from lora_tui.core.scan import ImageRecord, caption_target
 
 Target = tuple[Subset, ImageRecord]
 TagFn = Callable[[list[str], Subset], list[str]]
+LineFn = Callable[[str, Subset], str]
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,16 @@ def _first_line(text: str | None, missing: str) -> str:
     return text.lstrip("\ufeff").splitlines()[0] if text.strip() else "(empty)"
 
 
-def _preview(label: str, targets: Iterable[Target], tag_fn: TagFn, *, create_missing: bool = False) -> Preview:
+def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_missing: bool = False) -> Preview:
+    """Run ``line_fn`` over every target's live caption lines and collect what would change.
+
+    A caption that would become blank is deleted instead (sd-scripts stops on an empty caption
+    file; without one it falls back to class_tokens). Images sharing one sidecar (sd-scripts'
+    face-crop naming) change it once.
+    """
     changes: list[Change] = []
     skipped: list[str] = []
+    seen: set[Path] = set()
     for subset, record in targets:
         if record.meta_caption is not None:
             skipped.append(f"{record.path}: caption lives in a metadata file")
@@ -66,67 +75,78 @@ def _preview(label: str, targets: Iterable[Target], tag_fn: TagFn, *, create_mis
         if record.caption_error:
             skipped.append(record.caption_error)
             continue
-        sep = subset.get("caption_separator") or ","
+        target = caption_target(subset, record)
+        if target in seen:
+            continue
         wildcard = bool(subset.get("enable_wildcard"))
 
-        def change(line: str, subset: Subset = subset, sep: str = sep) -> str:
-            return join_tags(tag_fn(split_tags(line, sep), subset), sep)
+        def change(line: str, subset: Subset = subset) -> str:
+            return line_fn(line, subset)
 
         if record.caption is None:
             if not create_missing:
                 continue
-            before, after = None, change("") + "\n"
-            if after.strip() == "":
+            before, after = None, change("").strip()
+            if not after:
                 continue
+            after += "\n"
         else:
             before = ("\ufeff" if record.caption.had_bom else "") + record.caption.raw
             after = map_caption_lines(record.caption.raw, wildcard, change)
             if after == record.caption.raw:
                 continue
-        changes.append(Change(caption_target(subset, record), before, after))
+            if not after.strip():
+                after = None  # type: ignore[assignment]
+        seen.add(target)
+        changes.append(Change(target, before, after))
     return Preview(label, tuple(changes), tuple(skipped))
 
 
-def _text_preview(label: str, targets: Iterable[Target], line_fn: Callable[[str], str]) -> Preview:
-    changes: list[Change] = []
-    skipped: list[str] = []
-    for subset, record in targets:
-        if record.caption is None or record.caption_error:
-            if record.caption_error:
-                skipped.append(record.caption_error)
-            continue
-        after = map_caption_lines(record.caption.raw, bool(subset.get("enable_wildcard")), line_fn)
-        if after != record.caption.raw:
-            before = ("\ufeff" if record.caption.had_bom else "") + record.caption.raw
-            changes.append(Change(caption_target(subset, record), before, after))
-    return Preview(label, tuple(changes), tuple(skipped))
+def _on_tags(fn: TagFn) -> LineFn:
+    """Lift a tag-list function to a line function using the subset's caption_separator."""
+
+    def line_fn(line: str, subset: Subset) -> str:
+        sep = subset.get("caption_separator") or ","
+        return join_tags(fn(split_tags(line, sep), subset), sep)
+
+    return line_fn
 
 
-def _norm(tag: str) -> str:
-    return tag.strip()
+def _checked_tag(tag: str, targets: Sequence[Target]) -> str:
+    """A tag must be one line and must not contain a target subset's separator."""
+    tag = tag.strip()
+    if not tag:
+        raise LoraTuiError("tag is empty", hint="give a non-empty tag")
+    if "\n" in tag or "\r" in tag:
+        raise LoraTuiError(f"tag {tag!r} contains a line break", hint="a tag is one line of text")
+    for sep in {s.get("caption_separator") or "," for s, _ in targets}:
+        if sep.strip() and sep.strip() in tag:
+            raise LoraTuiError(f"tag {tag!r} contains the caption separator {sep.strip()!r}",
+                               hint="add the tags one at a time")
+    return tag
 
 
 def add_tag(targets: Sequence[Target], tag: str, *, position: str = "end",
             create_missing: bool = False) -> Preview:
     """Add ``tag`` to captions that lack it, as the first tag (``front``) or the last (``end``)."""
-    tag = _require_tag(tag)
+    tag = _checked_tag(tag, targets)
 
     def fn(tags: list[str], _: Subset) -> list[str]:
         if tag in tags:
             return tags
         return [tag, *tags] if position == "front" else [*tags, tag]
 
-    return _preview(f"add tag '{tag}' ({position})", targets, fn, create_missing=create_missing)
+    return _preview(f"add tag '{tag}' ({position})", targets, _on_tags(fn), create_missing=create_missing)
 
 
 def remove_tag(targets: Sequence[Target], tag: str) -> Preview:
-    tag = _require_tag(tag)
-    return _preview(f"remove tag '{tag}'", targets, lambda tags, _: [t for t in tags if t != tag])
+    tag = _checked_tag(tag, targets)
+    return _preview(f"remove tag '{tag}'", targets, _on_tags(lambda tags, _: [t for t in tags if t != tag]))
 
 
 def rename_tag(targets: Sequence[Target], old: str, new: str) -> Preview:
     """Rename ``old`` to ``new`` in place; where ``new`` is already present the old one is dropped."""
-    old, new = _require_tag(old), _require_tag(new)
+    old, new = _checked_tag(old, targets), _checked_tag(new, targets)
 
     def fn(tags: list[str], _: Subset) -> list[str]:
         if old not in tags:
@@ -139,34 +159,45 @@ def rename_tag(targets: Sequence[Target], old: str, new: str) -> Preview:
             out.append(t)
         return out
 
-    return _preview(f"rename tag '{old}' → '{new}'", targets, fn)
+    return _preview(f"rename tag '{old}' → '{new}'", targets, _on_tags(fn))
 
 
 def prepend_trigger(targets: Sequence[Target], word: str, *, create_missing: bool = False) -> Preview:
     """Make ``word`` the first tag (moving it if it is elsewhere), as keep_tokens = 1 expects."""
-    word = _require_tag(word)
+    word = _checked_tag(word, targets)
 
     def fn(tags: list[str], _: Subset) -> list[str]:
         return [word, *(t for t in tags if t != word)]
 
-    return _preview(f"prepend trigger '{word}'", targets, fn, create_missing=create_missing)
+    return _preview(f"prepend trigger '{word}'", targets, _on_tags(fn), create_missing=create_missing)
 
 
 def dedupe_tags(targets: Sequence[Target]) -> Preview:
     def fn(tags: list[str], _: Subset) -> list[str]:
         return list(dict.fromkeys(tags))
 
-    return _preview("dedupe tags", targets, fn)
+    return _preview("dedupe tags", targets, _on_tags(fn))
 
 
 def sort_tags(targets: Sequence[Target]) -> Preview:
-    """Sort tags alphabetically, leaving the subset's first ``keep_tokens`` tags where they are."""
+    """Sort the tags sd-scripts may shuffle, leaving the fixed ones where they are: the part before
+    ``keep_tokens_separator`` (and after a second one) when the caption has it, else the first
+    ``keep_tokens`` tags."""
 
-    def fn(tags: list[str], subset: Subset) -> list[str]:
+    def line_fn(line: str, subset: Subset) -> str:
+        sep = subset.get("caption_separator") or ","
+        ksep = subset.get("keep_tokens_separator") or ""
+        if ksep and ksep in line:
+            head, rest = line.split(ksep, 1)
+            middle, tail = rest.split(ksep, 1) if ksep in rest else (rest, None)
+            body = join_tags(sorted(split_tags(middle, sep), key=str.casefold), sep)
+            out = f"{head.rstrip()} {ksep} {body}"
+            return out if tail is None else f"{out} {ksep}{tail}"
         keep = int(subset.get("keep_tokens") or 0)
-        return tags[:keep] + sorted(tags[keep:], key=str.casefold)
+        tags = split_tags(line, sep)
+        return join_tags(tags[:keep] + sorted(tags[keep:], key=str.casefold), sep)
 
-    return _preview("sort tags", targets, fn)
+    return _preview("sort tags", targets, line_fn)
 
 
 def find_replace(targets: Sequence[Target], find: str, replace: str, *, regex: bool = False,
@@ -183,15 +214,7 @@ def find_replace(targets: Sequence[Target], find: str, replace: str, *, regex: b
         raise LoraTuiError(f"invalid regular expression: {exc}", hint="check the pattern") from None
     repl = replace if regex else replace.replace("\\", "\\\\")
     kind = "regex" if regex else "text"
-    return _text_preview(f"replace {kind} '{find}' → '{replace}'", targets,
-                         lambda line: pattern.sub(repl, line))
-
-
-def _require_tag(tag: str) -> str:
-    tag = _norm(tag)
-    if not tag:
-        raise LoraTuiError("tag is empty", hint="give a non-empty tag")
-    return tag
+    return _preview(f"replace {kind} '{find}' → '{replace}'", targets, lambda line, _: pattern.sub(repl, line))
 
 
 def select_targets(scans: Sequence, names: Sequence[str] = (), include_reg: bool = False) -> list[Target]:

@@ -8,12 +8,26 @@ would keep it inside the first tag), and never lose the lines sd-scripts ignores
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_tui.core.errors import CaptionError
 
 BOM = "\ufeff"
+# sd-scripts opens captions in text mode (universal newlines), so \r\n, \r and \n end a line and
+# nothing else does (unlike str.splitlines, which also splits on U+2028, form feeds, ...).
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_KEEP = re.compile(r"(\r\n|\r|\n)")
+
+
+def caption_lines(text: str) -> list[str]:
+    """Lines as sd-scripts' ``readlines()`` sees them (without a trailing empty line)."""
+    lines = _NEWLINE.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def caption_candidates(image: Path, extension: str) -> list[Path]:
@@ -50,11 +64,11 @@ class CaptionText:
     had_bom: bool = False
 
     def lines(self) -> list[str]:
-        return self.raw.splitlines()
+        return caption_lines(self.raw)
 
     def effective(self, wildcard: bool = False) -> str:
         """First line stripped, or with wildcards every non-empty stripped line joined by newlines."""
-        lines = [ln.strip() for ln in self.raw.splitlines()]
+        lines = [ln.strip() for ln in caption_lines(self.raw)]
         if wildcard:
             return "\n".join(ln for ln in lines if ln)
         return lines[0] if lines else ""
@@ -66,7 +80,7 @@ class CaptionText:
     @property
     def ignored_lines(self) -> int:
         """Lines after the first, which sd-scripts ignores without enable_wildcard."""
-        return max(0, len([ln for ln in self.raw.splitlines() if ln.strip()]) - 1)
+        return max(0, len([ln for ln in caption_lines(self.raw) if ln.strip()]) - 1)
 
 
 def decode_caption(data: bytes, path: Path | str) -> CaptionText:
@@ -111,19 +125,17 @@ def join_tags(tags: list[str], separator: str = ",") -> str:
     return glue.join(tags)
 
 
-def map_caption_lines(raw: str, wildcard: bool, change) -> str:
+def map_caption_lines(raw: str, wildcard: bool, change: Callable[[str], str]) -> str:
     """Apply ``change(line) -> line`` to the lines sd-scripts trains on, keep the rest verbatim.
 
     Without wildcards only the first line is live; with them every non-empty line is a variant.
-    The file's trailing newline (or lack of one) is preserved.
+    Line endings (LF, CRLF, CR) and the final newline (or its absence) are preserved.
     """
-    trailing = raw.endswith("\n")
-    lines = raw.splitlines()
-    if not lines:
-        lines = [""]
-    if wildcard:
-        lines = [change(ln) if ln.strip() else ln for ln in lines]
-    else:
-        lines[0] = change(lines[0])
-    out = "\n".join(lines)
-    return out + "\n" if trailing else out
+    parts = _NEWLINE_KEEP.split(raw)  # [line, sep, line, sep, ..., line]
+    if not wildcard:
+        parts[0] = change(parts[0])
+        return "".join(parts)
+    for i in range(0, len(parts), 2):
+        if parts[i].strip() or len(parts) == 1:
+            parts[i] = change(parts[i])
+    return "".join(parts)

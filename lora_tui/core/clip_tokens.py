@@ -9,7 +9,6 @@ otherwise we estimate and say so.
 from __future__ import annotations
 
 import html
-import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -106,13 +105,15 @@ def find_tokenizer(model_path: Path | None, extra: list[Path] | None = None) -> 
                                                                         "huggingface")) / "hub")
     for name in CLIP_HUB_DIRS:
         snapshots = hub / name / "snapshots"
-        if snapshots.is_dir():
+        try:
             for snap in sorted(snapshots.iterdir()):
                 candidates += [snap, snap / "tokenizer"]
+        except OSError:  # absent, or a shared cache we may not read: fall back to estimates
+            continue
     for folder in candidates:
-        if (folder / "merges.txt").is_file():
-            try:
+        try:
+            if (folder / "merges.txt").is_file():
                 return ClipTokenizer.from_folder(folder)
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                continue
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue  # unreadable or damaged: try the next place
     return None

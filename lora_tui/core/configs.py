@@ -99,10 +99,15 @@ def write(project: Project, report: StepsReport | None = None) -> GeneratedConfi
     sd-scripts could not even build (rather than hand it a config that crashes)."""
     problem = report.blocking_problem() if report is not None else None
     if problem:
-        raise ConfigError(problem, path=project.file,
-                          hint="remove those images or set bucket_no_upscale = false")
+        hint = "add images or fix the subsets" if problem.startswith("nothing") else \
+            "remove those images or set bucket_no_upscale = false"
+        raise ConfigError(problem, path=project.file, hint=hint)
     generated = build(project)
-    project.configs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        project.configs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the configs folder: {exc.strerror or exc}", path=project.configs_dir,
+                          hint="remove or rename what is in the way") from None
     atomic_write_text(generated.dataset_config, generated.dataset_text)
     atomic_write_text(generated.args_config, generated.args_text)
     return generated

@@ -54,7 +54,7 @@ def _check_table(table: Mapping[str, Any], legal: Mapping[str, str], where: str,
                 msg = f"unknown key '{key}' at {level} level{_suggest(key, legal)}"
             problems.append(Problem(path, msg))
             continue
-        err = schema.check_type(legal[key], value)
+        err = schema.check_type(legal[key], value) or schema.check_range(key, value)
         if err:
             problems.append(Problem(path, err))
         elif key == "resize_interpolation" and value not in schema.RESIZE_INTERPOLATIONS:

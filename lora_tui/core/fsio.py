@@ -21,7 +21,10 @@ from lora_tui.core.errors import LoraTuiError
 
 
 class WriteError(LoraTuiError):
-    """A file could not be written; the original is untouched."""
+    """A file could not be written. ``applied`` counts the files of a batch already replaced
+    (0: every original is untouched)."""
+
+    applied = 0
 
 
 def _tmp_name(path: str, token: str) -> str:
@@ -166,9 +169,11 @@ def atomic_write_many(items: Iterable[tuple[Path | str, bytes]], modes: Mapping[
                 os.unlink(tmp)
         raise
     first_error: tuple[str, OSError] | None = None
+    applied = 0
     for (path, _), tmp in zip(pairs, tmps):
         try:
             os.replace(tmp, path)
+            applied += 1
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -177,16 +182,32 @@ def atomic_write_many(items: Iterable[tuple[Path | str, bytes]], modes: Mapping[
         _fsync_dir(folder)
     if first_error:
         path, exc = first_error
-        raise WriteError(f"cannot replace: {exc.strerror or exc}", path=path) from exc
+        error = WriteError(f"cannot replace: {exc.strerror or exc} ({applied} of {len(pairs)} files were "
+                           "replaced)", path=path)
+        error.applied = applied
+        raise error from exc
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line to a log (journal, events) and make it durable before returning."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append one line to a log (journal, events) and make it durable before returning.
+
+    If a crash left the file without a final newline (a torn record), the new line starts on a
+    line of its own, so the torn fragment can never swallow it.
+    """
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise WriteError(f"cannot append: {exc.strerror or exc}", path=path,
+                         hint="check that the folder is writable") from exc

@@ -78,6 +78,9 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
         raise ImageError("image folder is not readable", path=folder, hint=f"chmod u+rx '{folder}'") from None
     except OSError as exc:
         raise ImageError(f"cannot list folder: {exc.strerror or exc}", path=folder) from None
+    except ValueError as exc:  # e.g. an embedded NUL in a hand-edited path
+        raise ImageError(f"not a usable folder path: {exc}", path=repr(str(folder)),
+                         hint="fix image_dir in lora-tui.toml") from None
     images.sort()  # sd-scripts sorts full paths; within one folder that is the name order
     return Listing(folder, images, frozenset(names), sorted(subdirs), sorted(odd))
 

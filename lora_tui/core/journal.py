@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,7 @@ class Journal:
         self._entries: dict[str, Entry] = {}
         self._done: list[str] = []
         self._undone: list[str] = []
+        self._cleared_redo: tuple[str, list[str]] = ("", [])
         self._load()
 
     # -- persistence -----------------------------------------------------------------------
@@ -72,27 +74,35 @@ class Journal:
         return path if path.is_absolute() else self.root / path
 
     def _load(self) -> None:
-        if not self.file.exists():
+        try:
+            data = self.file.read_bytes()
+        except FileNotFoundError:
             return
-        with open(self.file, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line after a crash: the edit it began never applied
-                self._replay(rec)
+        except OSError as exc:
+            raise JournalError(f"cannot read the caption journal: {exc.strerror or exc}", path=self.file,
+                               hint="fix its permissions, or clear it: lora-tui captions PROJECT forget") from None
+        for raw in data.split(b"\n"):
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                if isinstance(rec, dict):
+                    self._replay(rec)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a torn record after a crash (its edit never applied) or a damaged line
 
     def _replay(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
         if kind == "edit":
             changes = tuple(Change(self._abs(c["path"]), c.get("before"), c.get("after"))
                             for c in rec.get("changes", []))
-            entry = Entry(rec["id"], rec.get("label", ""), rec.get("t", 0.0), changes)
+            entry = Entry(str(rec["id"]), rec.get("label", ""), rec.get("t", 0.0), changes)
             self._entries[entry.id] = entry
             self._done.append(entry.id)
+            self._cleared_redo = (entry.id, list(self._undone))
             self._undone.clear()
         elif kind == "abort" and rec.get("id") in self._done:
             self._done.remove(rec["id"])
+            if self._cleared_redo[0] == rec["id"]:  # an edit that never happened keeps redo alive
+                self._undone = self._cleared_redo[1]
         elif kind == "undo" and self._done and self._done[-1] == rec.get("id"):
             self._undone.append(self._done.pop())
         elif kind == "redo" and self._undone and self._undone[-1] == rec.get("id"):
@@ -154,6 +164,7 @@ class Journal:
             ensure_ascii=False))
         self._entries[entry.id] = entry
         self._done.append(entry.id)
+        self._cleared_redo = (entry.id, list(self._undone))
         self._undone.clear()
         self._write(entry.id, [(c.path, c.after) for c in changes], modes, on_failure="abort")
         return entry
@@ -165,12 +176,19 @@ class Journal:
         writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
         try:
             atomic_write_many(writes, modes)
-            for path, text in targets:
-                if text is None and path.exists():
-                    os.unlink(path)
-        except (WriteError, OSError):
-            self._append({"kind": on_failure, "id": entry_id, "t": time.time()})
+        except WriteError as exc:
+            if exc.applied == 0:  # nothing changed on disk: history goes back to match the files
+                self._append({"kind": on_failure, "id": entry_id, "t": time.time()})
+            # else some files changed: the entry stays, so undo/redo can finish or revert it
             raise
+        for path, text in targets:
+            if text is None:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise WriteError(f"cannot delete: {exc.strerror or exc}", path=path) from exc
 
     def undo(self) -> Entry | None:
         """Restore the files of the last edit; a file edited elsewhere since is a conflict."""
@@ -207,8 +225,19 @@ class Journal:
 
     def forget(self) -> None:
         """Drop the history (files stay as they are)."""
-        if self.file.exists():
-            self.file.unlink()
+        clear_journal(self.root)
         self._entries.clear()
         self._done.clear()
         self._undone.clear()
+
+
+def clear_journal(root: Path) -> None:
+    """Remove a project's caption history, even one too damaged to load."""
+    file = Path(root) / ".lora-tui" / JOURNAL_NAME
+    try:
+        if file.is_dir():
+            shutil.rmtree(file)
+        elif file.exists() or file.is_symlink():
+            file.unlink()
+    except OSError as exc:
+        raise JournalError(f"cannot remove the journal: {exc.strerror or exc}", path=file) from None

@@ -83,6 +83,11 @@ def check_project(project: Project, *, deep: bool = False, scans: list[SubsetSca
         _check_subset(project, scan, add, tokenizer, deep)
         all_records.extend(scan.records)
     _check_duplicates(all_records, add)
+    if not any(not s.subset.is_reg and s.records and not s.error and int(s.subset.get("num_repeats")) >= 1
+               for s in scans):
+        add(ERROR, "nothing-to-train", "no training images: every training subset is empty, unreadable or has "
+            "num_repeats < 1 (sd-scripts stops with 'No data found')", str(project.file),
+            "add images to a subset or set its num_repeats to 1 or more")
     return LintReport(out, "clip" if tokenizer else "estimate")
 
 

@@ -53,7 +53,8 @@ class Subset:
         if key == "caption_extension":
             value = next((src[key] for src in (self.values, self.dataset_values, self.general)
                           if src.get(key) is not None), DEFAULT_CAPTION_EXTENSION)
-            return value if value.startswith(".") else "." + value
+            # sd-scripts adds a missing leading dot, but keeps an empty extension empty
+            return value if not value or value.startswith(".") else "." + value
         return dataset_toml.resolve_subset_value(key, self.values, self.dataset_values, self.general,
                                                  self.training)
 
@@ -209,7 +210,7 @@ def _check_keys(table: Mapping[str, Any], legal: Mapping[str, str], where: str, 
             raise ConfigError(f"unknown key '{key}' in [{where}]", path=path,
                               line=locate_key(text, f"{where}.{key}"),
                               hint="allowed: " + ", ".join(sorted(legal)))
-        err = schema.check_type(legal[key], value)
+        err = schema.check_type(legal[key], value) or schema.check_range(key, value)
         if err:
             raise ConfigError(f"{where}.{key}: {err}", path=path, line=locate_key(text, f"{where}.{key}"))
 

@@ -15,7 +15,7 @@ from typing import Any
 import tomlkit
 
 from lora_tui.core import dataset_toml, images
-from lora_tui.core.errors import ConfigError, ProjectError
+from lora_tui.core.errors import ConfigError, ImageError, ProjectError
 from lora_tui.core.fsio import atomic_write_text
 from lora_tui.core.project import PROJECT_FILE, STATE_DIR
 from lora_tui.core.tomlio import parse_plain
@@ -75,6 +75,7 @@ class NewProject:
     training: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TRAINING))
     model: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)  # project-relative folders to create
 
 
 def _value(value: Any) -> str:
@@ -124,13 +125,15 @@ def render_project(p: NewProject) -> str:
 def write_project(p: NewProject) -> Path:
     """Create the folder layout and the project file; refuses to overwrite an existing project."""
     file = p.root / PROJECT_FILE
+    if p.root.exists() and not p.root.is_dir():
+        raise ProjectError("not a folder", path=p.root, hint="choose a folder path for the new project")
     if file.exists():
         raise ProjectError("a project already exists here", path=file,
                            hint="open it, or choose another folder")
     try:
         p.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("data", "configs", STATE_DIR):
-            (p.root / sub).mkdir(exist_ok=True)
+        for sub in ("data", "configs", STATE_DIR, *p.folders):
+            (p.root / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ProjectError(f"cannot create project folder: {exc.strerror or exc}", path=p.root) from None
     atomic_write_text(file, render_project(p))
@@ -184,10 +187,12 @@ def new_project(root: Path, name: str | None = None, from_images: Path | None = 
     if from_images is None:
         subsets.append({"name": trigger, "image_dir": f"data/{trigger}", "num_repeats": 10,
                         "class_tokens": trigger, "trigger_word": trigger})
-        (root / "data" / trigger).mkdir(parents=True, exist_ok=True)
     else:
         src = Path(from_images).expanduser().absolute()
-        listing = images.list_folder(src)
+        try:
+            listing = images.list_folder(src)
+        except ImageError as exc:
+            raise ProjectError(exc.message, path=src, hint="check the --from-images folder") from None
         folders = [src] if listing.images else [src / d for d in listing.subdirs
                                                 if images.list_folder(src / d).images]
         if not folders:
@@ -205,7 +210,8 @@ def new_project(root: Path, name: str | None = None, from_images: Path | None = 
                 sub["class_tokens"] = (match.group(2) if match and match.group(2) else trigger)
             sub["trigger_word"] = trigger
             subsets.append(sub)
-    return NewProject(root, name, general, [{**DEFAULT_DATASET, "subsets": subsets}])
+    folders = [f"data/{trigger}"] if from_images is None else []
+    return NewProject(root, name, general, [{**DEFAULT_DATASET, "subsets": subsets}], folders=folders)
 
 
 def import_dataset_toml(source: Path, root: Path, name: str | None = None) -> NewProject:

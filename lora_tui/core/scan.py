@@ -125,19 +125,25 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
         result.error = f"{meta}: cannot read metadata file: {exc}"
         return result
     sep = subset.get("caption_separator") or ","
-    for key, row in items:
-        path = Path(key)
-        if not path.is_absolute():
-            if subset.image_dir is None:
-                result.error = f"{meta}: relative image key {key!r} needs image_dir on the subset"
-                return result
-            path = subset.image_dir / path
-        caption = row.get("caption") or ""
-        tags = row.get("tags") or ""
-        text_ = caption + sep + tags if caption and tags else caption or tags
-        record = ImageRecord.at(path, meta_caption=text_)
-        if isinstance(row.get("image_size"), list) and len(row["image_size"]) == 2:
-            record.size = (int(row["image_size"][0]), int(row["image_size"][1]))
+    for number, (key, row) in enumerate(items, start=1):
+        try:
+            if not isinstance(row, dict):
+                raise TypeError("an entry must be an object with caption/tags/image_size")
+            path = Path(str(key))
+            if not path.is_absolute():
+                if subset.image_dir is None:
+                    result.error = f"{meta}: relative image key {key!r} needs image_dir on the subset"
+                    return result
+                path = subset.image_dir / path
+            caption, tags = str(row.get("caption") or ""), str(row.get("tags") or "")
+            text_ = caption + sep + tags if caption and tags else caption or tags
+            record = ImageRecord.at(path, meta_caption=text_)
+            size = row.get("image_size")
+            if isinstance(size, list) and len(size) == 2:
+                record.size = (int(size[0]), int(size[1]))
+        except (TypeError, ValueError) as exc:
+            result.error = f"{meta}: entry {number} ({key!r}) is malformed: {exc}"
+            return result
         result.records.append(record)
     return result
 

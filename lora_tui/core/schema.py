@@ -106,6 +106,55 @@ ARGPARSE_ALIASES = {"batch_size": "train_batch_size", "num_repeats": "dataset_re
 ARGPARSE_ONLY = ("prior_loss_weight", "debug_dataset", "max_token_length")
 
 
+# Value bounds (inclusive) beyond the type: values sd-scripts would divide by, or reject later.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "batch_size": (1, None),
+    "resolution": (64, None),
+    "min_bucket_reso": (1, None),
+    "max_bucket_reso": (1, None),
+    "bucket_reso_steps": (1, None),
+    "validation_split": (0.0, 1.0),
+    "keep_tokens": (0, None),
+    "caption_dropout_rate": (0.0, 1.0),
+    "caption_tag_dropout_rate": (0.0, 1.0),
+    "caption_dropout_every_n_epochs": (0, None),
+    "token_warmup_min": (0, None),
+    "token_warmup_step": (0, None),
+    # train_network.py options and [launch]
+    "train_batch_size": (1, None),
+    "gradient_accumulation_steps": (1, None),
+    "max_train_epochs": (1, None),
+    "max_train_steps": (1, None),
+    "network_dim": (1, None),
+    "learning_rate": (0.0, None),
+    "unet_lr": (0.0, None),
+    "save_every_n_epochs": (1, None),
+    "save_every_n_steps": (1, None),
+    "max_data_loader_n_workers": (0, None),
+    "seed": (0, None),
+    "num_processes": (1, None),
+    "num_machines": (1, None),
+    "num_cpu_threads_per_process": (1, None),
+}
+
+
+def check_range(key: str, value: Any) -> str | None:
+    """Why a well-typed ``value`` is still out of bounds for ``key``, or None."""
+    bounds = RANGES.get(key)
+    if bounds is None or isinstance(value, bool):
+        return None
+    values = value if isinstance(value, list) else [value]
+    lo, hi = bounds
+    for v in values:
+        if not isinstance(v, (int, float)):
+            continue
+        if lo is not None and v < lo:
+            return f"must be at least {lo}, got {v}"
+        if hi is not None and v > hi:
+            return f"must be at most {hi}, got {v}"
+    return None
+
+
 def _merge(*groups: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for group in groups:

@@ -77,6 +77,9 @@ class StepsReport:
 
     def blocking_problem(self) -> str | None:
         """Why sd-scripts could not build these datasets at all, or None."""
+        if not any(d.train_samples for d in self.datasets):
+            return ("nothing to train on: every training subset is empty, unreadable or has num_repeats < 1 "
+                    "(sd-scripts stops with 'No data found')")
         bad = [p for d in self.datasets for p in d.unbucketable]
         if bad:
             return (f"{len(bad)} images are smaller than bucket_reso_steps with bucket_no_upscale = true; "

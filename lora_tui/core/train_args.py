@@ -20,6 +20,8 @@ from typing import Any
 
 import tomlkit
 
+from lora_tui.core import schema
+
 # Options lora-tui sets itself; a user value would silently fight ours.
 MANAGED = {
     "dataset_config": "lora-tui writes configs/<name>.toml and points dataset_config at it",
@@ -103,7 +105,7 @@ def validate(table: Mapping[str, Any]) -> list[ArgProblem]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(ArgProblem(key, f"unknown sd-scripts option '{key}'{hint}"))
             continue
-        err = check_arg(key, value)
+        err = check_arg(key, value) or schema.check_range(key, value)
         if err:
             problems.append(ArgProblem(key, err))
     return problems

@@ -66,3 +66,11 @@ def test_editing_touches_only_live_lines_and_keeps_the_newline() -> None:
     upper = str.upper
     assert map_caption_lines("a, b\nignored\n", False, upper) == "A, B\nignored\n"
     assert map_caption_lines("a\n\nb", True, upper) == "A\n\nB"
+
+
+def test_only_real_line_breaks_split_lines_like_sd_scripts() -> None:
+    from lora_tui.core.captions import CaptionText
+
+    cap = CaptionText("a, b\u2028c, d\x0cе\r\nsecond")
+    assert cap.effective() == "a, b\u2028c, d\x0cе"
+    assert map_caption_lines("a, b\u2028c\r\nkept\r\n", False, str.upper) == "A, B\u2028C\r\nkept\r\n"

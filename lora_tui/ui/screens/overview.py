@@ -85,7 +85,12 @@ class OverviewScreen(Screen):
     def action_dataset(self) -> None:
         from lora_tui.ui.screens.dataset import DatasetScreen
 
-        self.app.push_screen(DatasetScreen(self.project), callback=lambda _: self.action_rescan())
+        try:
+            screen = DatasetScreen(self.project)
+        except LoraTuiError as exc:  # e.g. a caption journal that cannot be read
+            self.notify(str(exc), severity="error", markup=False, timeout=10)
+            return
+        self.app.push_screen(screen, callback=lambda _: self.action_rescan())
 
     def action_write_configs(self) -> None:
         try:
