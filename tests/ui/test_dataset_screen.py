@@ -86,3 +86,66 @@ async def test_review_and_next_from_the_editor(sample_copy: Path) -> None:
         await pilot.pause()
         assert screen.query_one(ImageList).cursor == 2
         assert screen.index.progress() == (2, 32)
+
+
+async def test_rename_a_tag_everywhere_with_a_preview_then_undo_after_restart(sample_copy: Path) -> None:
+    from lora_tui.ui.screens.modals import AskText, ConfirmPreview
+    from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
+
+    captions = sorted((sample_copy / "data" / "armsup").glob("*.txt"))
+    before = [p.read_text() for p in captions]
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        panel = screen.query_one(TagPanel)
+        panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index("short hair"))
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, AskText)
+        app.screen.query_one("#answer").value = ""
+        await pilot.press(*"cropped hair", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmPreview)
+        assert "14 caption files change" in str(app.screen.preview.render())
+        assert [p.read_text() for p in captions] == before  # nothing written before confirming
+        await pilot.press("enter")
+        await pilot.pause()
+        assert all("cropped hair" in p.read_text() and "short hair" not in p.read_text() for p in captions)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _open_dataset(pilot)
+        await pilot.press("u")
+        await pilot.pause()
+    assert [p.read_text() for p in captions] == before
+
+
+async def test_picking_a_tag_filters_the_list_and_escape_clears_it(sample_copy: Path) -> None:
+    from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
+
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        panel = screen.query_one(TagPanel)
+        panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index("woman"))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(screen.image_list.rows) == 6
+        await pilot.press("escape", "escape")  # leave the panel, then clear the filter
+        await pilot.pause()
+        assert len(screen.image_list.rows) == 32
+
+
+async def test_subset_filter_and_review_a_whole_subset_with_the_keyboard(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        await pilot.press("s", "s")  # subset 0.1 (armsup)
+        await pilot.pause()
+        assert {r.subset.name for r in screen.image_list.rows} == {"armsup"}
+        await pilot.press("e", *(["ctrl+r"] * 14))
+        await pilot.pause()
+        assert screen.index.progress() == (14, 14)

@@ -20,18 +20,19 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.screens.dataset_actions import DatasetActions
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
 AUTOSAVE_SECONDS = 1.5
 
 
-class DatasetScreen(Screen):
+class DatasetScreen(DatasetActions, Screen):
     BINDING_GROUP_TITLE = "Dataset"
     BINDINGS = [
         Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
-        Binding("escape", "leave_editor", "List", id="dataset.leave_editor", show=False),
         Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True),
         Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True),
         Binding("r", "mark('reviewed')", "Reviewed", id="dataset.reviewed"),
@@ -42,6 +43,15 @@ class DatasetScreen(Screen):
         Binding("u", "undo", "Undo", id="dataset.undo"),
         Binding("ctrl+y", "redo", "Redo", id="dataset.redo"),
         Binding("o", "app.pop_screen", "Overview", id="dataset.overview"),
+        Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
+        Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
+        Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset"),
+        Binding("v", "cycle_state", "State", id="dataset.cycle_state"),
+        Binding("escape", "escape", "Back", id="dataset.escape", show=False),
+        Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag"),
+        Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
+        Binding("A", "add_tag", "Add tag", id="dataset.add_tag", show=False),
+        Binding("F", "find_replace", "Find/replace", id="dataset.find_replace", show=False),
     ]
     DEFAULT_CSS = """
     DatasetScreen #list { width: 45%; min-width: 40; border-right: tall $panel; }
@@ -67,10 +77,12 @@ class DatasetScreen(Screen):
             with Vertical():
                 yield self.preview
                 yield self.editor
+            yield TagPanel(id="tags")
         yield Static("scanning…", id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(TagPanel).display = False
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
@@ -134,15 +146,22 @@ class DatasetScreen(Screen):
         dirty = " · unsaved" if self.editor.dirty else ""
         cursor = self.image_list.cursor + 1 if self.index.view else 0
         self.query_one("#status", Static).update(
-            f"{cursor}/{total} · {reviewed}/{total} reviewed{dirty}")
+            f"{cursor}/{total} · {reviewed}/{total} reviewed{self.filter_label()}{dirty}")
 
     # -- actions ----------------------------------------------------------------------------
     def action_edit(self) -> None:
         self.editor.focus()
 
-    def action_leave_editor(self) -> None:
-        self._save_current()
-        self.image_list.focus()
+    def action_escape(self) -> None:
+        """Leave the editor (saving), or else clear the filter."""
+        if self.editor.has_focus:
+            self._save_current()
+            self.image_list.focus()
+        elif self.query_one(TagPanel).has_focus:
+            self.image_list.focus()
+        else:
+            self.action_clear_filter()
+
 
     def action_step(self, delta: int) -> None:
         if self._save_current():
@@ -193,18 +212,22 @@ class DatasetScreen(Screen):
             self.notify(f"nothing to {'undo' if undo else 'redo'}", timeout=2)
             return
         self.notify(f"{'undid' if undo else 'redid'}: {entry.label} ({len(entry.changes)} files)", markup=False)
-        cursor = self.image_list.cursor
+        self._reload(self.image_list.cursor)
+
+    def _reload(self, cursor: int) -> None:
+        """Rescan after files changed on disk, keeping the filter and the cursor."""
         self.row = None
-        self.load_index_keep(cursor)
+        self._rescan(cursor, self.index.filter if self.index else Filter())
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def load_index_keep(self, cursor: int) -> None:
+    def _rescan(self, cursor: int, flt: Filter) -> None:
         index = DatasetIndex(scan.scan_project(self.project), self.marks)
-        self.app.call_from_thread(self._reshow, index, cursor)
+        self.app.call_from_thread(self._reshow, index, cursor, flt)
 
-    def _reshow(self, index: DatasetIndex, cursor: int) -> None:
+    def _reshow(self, index: DatasetIndex, cursor: int, flt: Filter) -> None:
         self.index = index
-        self.image_list.set_rows(index.apply(index.filter), cursor)
+        self.image_list.set_rows(index.apply(flt), cursor)
+        self._refresh_tags()
         self._status()
 
     def on_unmount(self) -> None:
