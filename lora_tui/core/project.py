@@ -218,8 +218,12 @@ def _check_keys(table: Mapping[str, Any], legal: Mapping[str, str], where: str, 
 def load(path: Path) -> Project:
     """Load and validate a project; the first problem becomes a one-line :class:`ConfigError`."""
     root = find_root(path)
+    return from_document(root, parse_document(root / PROJECT_FILE, PROJECT_FILE))
+
+
+def from_document(root: Path, doc: tomlkit.TOMLDocument) -> Project:
+    """Validate a parsed project file (as :func:`load` does) and build the model from it."""
     file = root / PROJECT_FILE
-    doc = parse_document(file, PROJECT_FILE)
     text = doc.as_string()
     for key in doc:
         if key not in ("project", "model", "general", "datasets", "training", "launch"):
@@ -293,6 +297,28 @@ def set_value(project: Project, table: str, key: str, value: Any) -> None:
     tbl = project.doc[table]
     assert isinstance(tbl, Table)
     tbl[key] = value
+
+
+def update(project: Project, where: tuple[str | int, ...], key: str, value: Any) -> Project:
+    """Set (or with ``None`` remove) one value, validate the result exactly like a load, then save.
+
+    ``where`` addresses the table: ``("training",)`` or ``("datasets", 0, "subsets", 1)``. On any
+    problem a :class:`ConfigError` says why and the file is left as it was; comments survive.
+    """
+    doc = tomlkit.parse(project.doc.as_string())
+    table: Any = doc
+    for part in where:
+        if isinstance(part, str) and part not in table:
+            table.add(part, tomlkit.table())
+        table = table[part]
+    if value is None:
+        if key in table:
+            del table[key]
+    else:
+        table[key] = value
+    updated = from_document(project.root, doc)
+    save(updated)
+    return updated
 
 
 def sd_scripts_dataset_config(project: Project) -> dict[str, Any]:

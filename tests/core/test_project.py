@@ -194,3 +194,17 @@ def test_training_outputs_stay_inside_the_project(simple_project: Path, key: str
     proj.training[key] = value
     with pytest.raises(ConfigError, match=message):
         configs.build(proj)
+
+
+def test_update_validates_saves_and_keeps_comments(tmp_path: Path) -> None:
+    proj = project.load(_write(tmp_path, GOOD))
+    proj = project.update(proj, ("datasets", 0, "subsets", 0), "num_repeats", 4)
+    proj = project.update(proj, ("training",), "network_dim", 32)
+    text = (tmp_path / "lora-tui.toml").read_text()
+    assert "num_repeats = 4" in text and "network_dim = 32" in text and "# keep this comment" in text
+    assert proj.subsets[0].get("num_repeats") == 4
+    with pytest.raises(ConfigError, match="at least 1"):
+        project.update(proj, ("datasets", 0), "batch_size", 0)
+    assert "batch_size = 2" in (tmp_path / "lora-tui.toml").read_text()  # untouched on error
+    proj = project.update(proj, ("training",), "network_dim", None)
+    assert "network_dim" not in (tmp_path / "lora-tui.toml").read_text()

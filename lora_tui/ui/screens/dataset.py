@@ -42,7 +42,7 @@ class DatasetScreen(DatasetActions, Screen):
         Binding("n", "next_unreviewed", "Next unreviewed", id="dataset.next_unreviewed"),
         Binding("u", "undo", "Undo", id="dataset.undo"),
         Binding("ctrl+y", "redo", "Redo", id="dataset.redo"),
-        Binding("o", "app.pop_screen", "Overview", id="dataset.overview"),
+        Binding("o", "dismiss", "Overview", id="dataset.overview"),
         Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
         Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
         Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset"),

@@ -26,6 +26,7 @@ class OverviewScreen(Screen):
         Binding("c", "write_configs", "Write configs", id="project.write_configs",
                 tooltip="Write configs/ for sd-scripts"),
         Binding("d", "dataset", "Dataset", id="project.dataset", tooltip="Browse images and edit captions"),
+        Binding("p", "config", "Config", id="project.config", tooltip="Edit the project settings"),
     ]
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
@@ -91,6 +92,16 @@ class OverviewScreen(Screen):
             self.notify(str(exc), severity="error", markup=False, timeout=10)
             return
         self.app.push_screen(screen, callback=lambda _: self.action_rescan())
+
+    def action_config(self) -> None:
+        from lora_tui.ui.screens.config import ConfigScreen
+
+        self.app.push_screen(ConfigScreen(self.project), callback=lambda _: self._project_changed())
+
+    def _project_changed(self) -> None:
+        """The config screen saved a new project: show it."""
+        self.project = getattr(self.app, "project", self.project)
+        self.action_rescan()
 
     def action_write_configs(self) -> None:
         try:

@@ -1,0 +1,201 @@
+"""Config screen: lora-tui.toml as a form, with the live steps breakdown and the launch command.
+
+Each change is validated and saved by core (``project.update``: comments kept, file untouched on a
+bad value), then the steps math runs again in a worker, so changing repeats shows its effect at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
+
+from lora_tui.core import configs, project, schema, steps, train_args
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.project import Project
+
+# The flags people change most (the seed recipe's), in front; everything else stays in the file.
+TRAINING_FIELDS = ("network_dim", "network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "optimizer_type",
+                   "lr_scheduler", "lr_warmup_steps", "max_train_epochs", "max_train_steps", "save_every_n_epochs",
+                   "mixed_precision", "gradient_checkpointing", "cache_latents", "clip_skip", "seed")
+DATASET_FIELDS = ("resolution", "batch_size")
+SUBSET_FIELDS = ("num_repeats", "class_tokens", "trigger_word")
+
+
+@dataclass(frozen=True)
+class Field:
+    where: tuple[str | int, ...]
+    key: str
+    label: str
+
+    @property
+    def widget_id(self) -> str:
+        return "f-" + "-".join(str(p) for p in (*self.where, self.key))
+
+
+def _kind(key: str) -> tuple[str, list[str]]:
+    spec = train_args.known_args().get(key)
+    if spec:
+        return spec["kind"], [str(c) for c in spec.get("choices") or []]
+    if key in ("class_tokens", "trigger_word"):
+        return "str", []
+    return {"int": "int", "reso": "int", "bool": "flag"}.get(schema.DATASET_ASCENDABLE.get(key, "")
+                                                            or schema.SUBSET_ASCENDABLE.get(key, ""), "str"), []
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Form text → TOML value of the right type; "" removes the key (the default applies)."""
+    text = text.strip()
+    if text == "":
+        return None
+    kind, _ = _kind(key)
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return int(text) if key == "lr_warmup_steps" and text.isdigit() else float(text)
+        if kind == "list":
+            return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise LoraTuiError(f"{key}: {text!r} is not a number", hint="type a number, or clear the field") from None
+    return text
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class ConfigScreen(Screen):
+    BINDING_GROUP_TITLE = "Config"
+    BINDINGS = [
+        Binding("ctrl+w", "write_configs", "Write configs", id="config.write", priority=True),
+        Binding("escape", "dismiss", "Back", id="config.back"),
+    ]
+    DEFAULT_CSS = """
+    ConfigScreen #form { width: 60%; padding: 0 1; }
+    ConfigScreen .row { height: 3; }
+    ConfigScreen .row Label { width: 26; padding: 1 1 0 0; }
+    ConfigScreen .row Input, ConfigScreen .row Select { width: 1fr; }
+    ConfigScreen .section { color: $primary; text-style: bold; margin-top: 1; }
+    ConfigScreen #side { padding: 0 1; }
+    """
+
+    def __init__(self, proj: Project) -> None:
+        super().__init__()
+        self.project = proj
+        self.fields: dict[str, Field] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="form"):
+                for ds in self.project.datasets:
+                    yield Label(f"dataset {ds.index}", classes="section")
+                    yield from self._rows(("datasets", ds.index), DATASET_FIELDS, ds.values)
+                    for sub in ds.subsets:
+                        kind = "reg " if sub.is_reg else ""
+                        yield Label(f"{kind}subset {ds.index}.{sub.index} · {sub.name}", classes="section",
+                                    markup=False)
+                        yield from self._rows(("datasets", ds.index, "subsets", sub.index), SUBSET_FIELDS,
+                                              sub.values)
+                yield Label("training", classes="section")
+                yield from self._rows(("training",), TRAINING_FIELDS, self.project.training)
+            with VerticalScroll(id="side"):
+                yield Static("computing steps…", id="steps", markup=False)
+                yield Static("", id="command", markup=False)
+        yield Footer()
+
+    def _rows(self, where: tuple[str | int, ...], keys: tuple[str, ...], values: dict[str, Any]) -> ComposeResult:
+        for key in keys:
+            field = Field(where, key, key)
+            self.fields[field.widget_id] = field
+            kind, choices = _kind(key)
+            with Horizontal(classes="row"):
+                yield Label(key)
+                if kind == "flag":
+                    yield Switch(bool(values.get(key, False)), id=field.widget_id)
+                elif choices:
+                    yield Select([(c, c) for c in choices], value=values.get(key, Select.BLANK),
+                                 id=field.widget_id, allow_blank=True)
+                else:
+                    yield Input(_shown(values.get(key)), id=field.widget_id, placeholder="(default)")
+
+    def on_mount(self) -> None:
+        self.title = f"lora-tui · {self.project.name}"
+        self.sub_title = "config"
+        self.refresh_side()
+
+    def _apply(self, widget_id: str | None, value: Any) -> None:
+        field = self.fields.get(widget_id or "")
+        if field is None:
+            return
+        try:
+            self.project = project.update(self.project, field.where, field.key, value)
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False, timeout=8)
+            return
+        self.app.project = self.project
+        self.notify(f"saved {field.key}", timeout=2, markup=False)
+        self.refresh_side()
+
+    @on(Input.Submitted)
+    def _input(self, event: Input.Submitted) -> None:
+        field = self.fields.get(event.input.id or "")
+        if field is None:
+            return
+        try:
+            value = parse_value(field.key, event.value)
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self._apply(event.input.id, value)
+
+    @on(Switch.Changed)
+    def _switch(self, event: Switch.Changed) -> None:
+        self._apply(event.switch.id, event.value or None)
+
+    @on(Select.Changed)
+    def _select(self, event: Select.Changed) -> None:
+        value = None if event.value is Select.BLANK else event.value
+        field = self.fields.get(event.select.id or "")
+        if field is not None and self._current(field) != value:
+            self._apply(event.select.id, value)
+
+    def _current(self, field: Field) -> Any:
+        table: Any = self.project.doc
+        for part in field.where:
+            table = table.get(part, {}) if isinstance(part, str) else table[part]
+        return table.get(field.key)
+
+    @work(thread=True, exclusive=True, group="steps", exit_on_error=False)
+    def refresh_side(self) -> None:
+        proj = self.project
+        try:
+            report = steps.compute(proj)
+            text = report.breakdown() + "\n\n" + report.summary_line()
+            command = "launch:\n" + configs.build(proj).command
+        except LoraTuiError as exc:
+            text, command = str(exc), ""
+        self.app.call_from_thread(self._show_side, text, command)
+
+    def _show_side(self, text: str, command: str) -> None:
+        self.query_one("#steps", Static).update(text)
+        self.query_one("#command", Static).update(command)
+
+    def action_write_configs(self) -> None:
+        try:
+            generated = configs.write(self.project, steps.compute(self.project))
+        except LoraTuiError as exc:
+            self.notify(str(exc), severity="error", markup=False, timeout=8)
+            return
+        self.notify(f"wrote {generated.dataset_config.name} and {generated.args_config.name}", markup=False)

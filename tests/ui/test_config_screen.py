@@ -1,0 +1,64 @@
+"""The config screen: edits go to lora-tui.toml (validated, comments kept) and the steps follow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, Static
+
+from lora_tui.core import project
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens.config import ConfigScreen
+from tests.ui.settle import settled
+
+
+async def _open_config(pilot) -> ConfigScreen:
+    await settled(pilot)
+    await pilot.press("p")
+    for _ in range(300):
+        await pilot.pause(0.02)
+        screen = pilot.app.screen
+        if isinstance(screen, ConfigScreen) and "steps/epoch" in str(screen.query_one("#steps", Static).render()):
+            return screen
+    raise AssertionError("config screen did not settle")
+
+
+async def _wait_for(pilot, screen: ConfigScreen, text: str) -> str:
+    for _ in range(300):
+        await pilot.pause(0.02)
+        shown = str(screen.query_one("#steps", Static).render())
+        if text in shown:
+            return shown
+    raise AssertionError(f"{text!r} never appeared in: {shown}")
+
+
+async def test_changing_repeats_updates_the_file_and_the_steps(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50)) as pilot:
+        screen = await _open_config(pilot)
+        assert "232 steps/epoch" in str(screen.query_one("#steps", Static).render())
+        field = screen.query_one("#f-datasets-0-subsets-0-num_repeats", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press("5", "enter")
+        shown = await _wait_for(pilot, screen, "173 steps/epoch")
+        assert "12 images ×   5 repeats = 60" in shown
+        text = (sample_copy / "lora-tui.toml").read_text()
+        assert "num_repeats = 5" in text and "# A character" in text  # comments survive
+        await pilot.press("escape")
+        await settled(pilot)
+        assert "173 steps/epoch" in str(app.screen.query_one("#steps", Static).render())
+
+
+async def test_an_invalid_value_is_refused_and_the_file_untouched(sample_copy: Path) -> None:
+    before = (sample_copy / "lora-tui.toml").read_text()
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50), notifications=True) as pilot:
+        screen = await _open_config(pilot)
+        field = screen.query_one("#f-datasets-0-batch_size", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press("0", "enter")
+        await pilot.pause()
+        assert any("at least 1" in str(n.message) for n in app._notifications)
+    assert (sample_copy / "lora-tui.toml").read_text() == before
