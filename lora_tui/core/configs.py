@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui import __version__
-from lora_tui.core import dataset_toml, train_args
+from lora_tui.core import dataset_toml, staging, train_args
 from lora_tui.core.errors import ConfigError
 from lora_tui.core.fsio import atomic_write_text
 from lora_tui.core.project import Project, resolve_path, sd_scripts_dataset_config
@@ -52,12 +52,15 @@ def output_defaults(project: Project) -> dict[str, Any]:
 
 
 def build(project: Project, configs_dir: Path | None = None) -> GeneratedConfigs:
-    """Render both files in memory (validated against sd-scripts' schema) without writing."""
+    """Render both files in memory (validated against sd-scripts' schema) without writing.
+
+    Subsets with images marked excluded point at their staging folder (see ``staging``).
+    """
     folder = configs_dir or project.configs_dir
     name = safe_name(project.name)
     dataset_path = folder / f"{name}.toml"
     args_path = folder / f"{name}-args.toml"
-    config = sd_scripts_dataset_config(project)
+    config = sd_scripts_dataset_config(project, staging.staged_subsets(project, staging.excluded_paths(project)))
     problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")))
     if problems:
         raise ConfigError(f"generated dataset config would be refused: {problems[0]}", path=project.file)
@@ -103,6 +106,7 @@ def write(project: Project, report: StepsReport | None = None) -> GeneratedConfi
             "remove those images or set bucket_no_upscale = false"
         raise ConfigError(problem, path=project.file, hint=hint)
     generated = build(project)
+    staging.build_staging(project, staging.excluded_paths(project))
     try:
         project.configs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

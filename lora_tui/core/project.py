@@ -321,9 +321,13 @@ def update(project: Project, where: tuple[str | int, ...], key: str, value: Any)
     return updated
 
 
-def sd_scripts_dataset_config(project: Project) -> dict[str, Any]:
+def sd_scripts_dataset_config(project: Project,
+                              image_dirs: Mapping[tuple[int, int], Path] | None = None) -> dict[str, Any]:
     """The dataset config sd-scripts will be given: absolute paths, our keys stripped,
-    ``caption_extension`` always explicit (sd-scripts' own default is ``.caption``)."""
+    ``caption_extension`` always explicit (sd-scripts' own default is ``.caption``).
+
+    ``image_dirs`` replaces some subsets' folders (staging folders that leave excluded images out).
+    """
     general = dict(project.general)
     general.setdefault("caption_extension", DEFAULT_CAPTION_EXTENSION)
     datasets = []
@@ -335,6 +339,8 @@ def sd_scripts_dataset_config(project: Project) -> dict[str, Any]:
             for key in PATH_KEYS:
                 if values.get(key):
                     values[key] = str(resolve_path(project.root, values[key]))
+            if image_dirs and (ds.index, sub.index) in image_dirs:
+                values["image_dir"] = str(image_dirs[(ds.index, sub.index)])
             subsets.append(values)
         out["subsets"] = subsets
         datasets.append(out)

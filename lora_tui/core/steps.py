@@ -18,6 +18,7 @@ from lora_tui.core.buckets import BucketPlan
 from lora_tui.core.dataset_toml import parse_resolution
 from lora_tui.core.project import Dataset, Project
 from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
+from lora_tui.core.staging import excluded_paths
 
 DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's --max_train_steps default
 
@@ -44,6 +45,7 @@ class DatasetSteps:
     unsized: int = 0  # images whose size could not be read (left out; lint reports them)
     unbucketable: list[Path] = field(default_factory=list)  # images whose bucket has a zero side
     held_out: int = 0  # images kept for validation (validation_split)
+    excluded: int = 0  # images marked excluded in review (left out of the generated config)
     mean_ar_error: float = 0.0
 
     @property
@@ -128,6 +130,8 @@ class StepsReport:
                 out.append(line)
             if d.unsized:
                 out.append(f"  ({d.unsized} unreadable images left out; see lora-tui check)")
+            if d.excluded:
+                out.append(f"  ({d.excluded} images marked excluded are left out)")
             if d.held_out:
                 out.append(f"  ({d.held_out} images held out for validation_split; with several buckets "
                            "the per-bucket split is approximate)")
@@ -187,7 +191,7 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
+def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path] | None = None) -> DatasetSteps:
     """Buckets and batches for one dataset from its subsets' scans (sizes read as needed)."""
     reso = parse_resolution(dataset.get("resolution"))
     result = DatasetSteps(dataset.index, reso, int(dataset.get("batch_size")))
@@ -207,8 +211,10 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan]) -> DatasetSteps:
         sub = scan.subset
         repeats = int(sub.get("num_repeats"))
         fill_sizes(scan.records)
-        usable = [r for r in scan.records if r.size is not None]
-        result.unsized += len(scan.records) - len(usable)
+        kept = [r for r in scan.records if not excluded or r.path not in excluded]
+        result.excluded += len(scan.records) - len(kept)
+        usable = [r for r in kept if r.size is not None]
+        result.unsized += len(kept) - len(usable)
         held_out = 0
         if 0.0 < split < 1.0 and not sub.is_reg and dataset.style == "dreambooth":
             # sd-scripts keeps ceil(n × (1 − split)) images of a shuffled order for training; which
@@ -286,6 +292,7 @@ def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int]], num_train: int
 
 def compute(project: Project, scans: list[SubsetScan] | None = None) -> StepsReport:
     """The full steps report for a project, optionally reusing scans already made."""
+    excluded = excluded_paths(project)
     scan_by_subset = {}
     if scans is not None:
         scan_by_subset = {(s.subset.dataset_index, s.subset.index): s for s in scans}
@@ -293,7 +300,7 @@ def compute(project: Project, scans: list[SubsetScan] | None = None) -> StepsRep
     for ds in project.datasets:
         ds_scans = [scan_by_subset.get((ds.index, s.index)) or scan_subset(s, read_captions=False)
                     for s in ds.subsets]
-        datasets.append(dataset_steps(ds, ds_scans))
+        datasets.append(dataset_steps(ds, ds_scans, excluded))
     args = project.args
     return steps_from_batches(
         datasets,

@@ -198,3 +198,22 @@ def test_validation_split_holds_images_out_of_training(tmp_path: Path) -> None:
     # ceil(10 × 0.75) = 8 training images; reg images are never split and balance to 8
     assert report.batches_per_epoch == 16
     assert "2 images held out" in report.breakdown()
+
+
+def test_excluded_images_are_left_out_of_steps_and_configs(simple_project: Path) -> None:
+    from lora_tui.core import configs
+    from lora_tui.core.review import ReviewMarks
+    from lora_tui.core.tomlio import parse_plain
+
+    ReviewMarks(simple_project).set([simple_project / "data" / "dog" / "img0003.png"], "excluded", True)
+    proj = project.load(simple_project)
+    report = steps.compute(proj)
+    assert report.batches_per_epoch == 130  # 26 × 20 / 4
+    assert "1 images marked excluded" in report.breakdown()
+    generated = configs.write(proj, report)
+    image_dir = Path(parse_plain(generated.dataset_config)["datasets"][0]["subsets"][0]["image_dir"])
+    assert image_dir.parent == simple_project.resolve() / ".lora-tui" / "staging"
+    names = sorted(p.name for p in image_dir.iterdir())
+    assert "img0003.png" not in names and "img0003.txt" not in names and len(names) == 52
+    assert (image_dir / "img0000.png").resolve() == (simple_project / "data" / "dog" / "img0000.png").resolve()
+    assert (simple_project / "data" / "dog" / "img0003.png").exists()  # the user's files are untouched

@@ -1,0 +1,71 @@
+"""Leaving excluded images out of training without touching the user's folders.
+
+sd-scripts trains on every image in an ``image_dir``. When the review marks exclude some images of
+a subset, the generated config points that subset at ``.lora-tui/staging/<subset>/`` instead: a
+folder of symlinks to the subset's other images and their caption sidecars, rebuilt on every
+``config``. Subsets without exclusions keep their real folder. Fine-tuning (metadata) subsets list
+their images in the metadata file and are not staged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from lora_tui.core import images
+from lora_tui.core.captions import find_caption
+from lora_tui.core.errors import ConfigError, LoraTuiError
+from lora_tui.core.project import Project, Subset
+from lora_tui.core.review import ReviewMarks
+
+
+def excluded_paths(project: Project) -> set[Path]:
+    """Absolute paths of the images marked excluded in this project."""
+    marks = ReviewMarks(project.root)
+    return {Path(k) if os.path.isabs(k) else project.root / k for k in marks.excluded()}
+
+
+def staging_dir(project: Project, subset: Subset) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in subset.name)[:40] or "subset"
+    return project.state_dir / "staging" / f"{subset.dataset_index}.{subset.index}-{safe}"
+
+
+def staged_subsets(project: Project, excluded: set[Path]) -> dict[tuple[int, int], Path]:
+    """Which subsets need a staging folder (they have excluded images): (dataset, subset) → folder."""
+    out = {}
+    for sub in project.subsets:
+        folder = sub.image_dir
+        if folder is None or sub.values.get("metadata_file"):
+            continue
+        if any(p.parent == folder for p in excluded):
+            out[(sub.dataset_index, sub.index)] = staging_dir(project, sub)
+    return out
+
+
+def build_staging(project: Project, excluded: set[Path]) -> dict[tuple[int, int], Path]:
+    """(Re)create the symlink folders for subsets with exclusions; returns them like staged_subsets."""
+    staged = staged_subsets(project, excluded)
+    root = project.state_dir / "staging"
+    try:
+        if root.exists():
+            shutil.rmtree(root)
+        for (di, si), folder in staged.items():
+            sub = project.datasets[di].subsets[si]
+            assert sub.image_dir is not None
+            folder.mkdir(parents=True)
+            listing = images.list_folder(sub.image_dir)
+            ext = sub.get("caption_extension")
+            for image in listing.images:
+                if image in excluded:
+                    continue
+                os.symlink(image, folder / image.name)
+                caption = find_caption(image, ext, listing.names)
+                if caption is not None and not (folder / caption.name).exists():
+                    os.symlink(caption, folder / caption.name)
+    except LoraTuiError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot build the staging folder for excluded images: {exc.strerror or exc}",
+                          path=root, hint="check that .lora-tui/ is writable") from None
+    return staged
