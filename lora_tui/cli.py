@@ -127,7 +127,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     proj = project.load(Path(args.project))
     from lora_tui.ui.app import run_app
 
-    return run_app(proj)
+    return run_app(proj, theme=args.theme, image_protocol=args.image_protocol)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
+    p.add_argument("--theme", help="lora-dark, lora-light, lora-ansi (16 colours), a Textual theme, or your own")
+    p.add_argument("--image-protocol", choices=("auto", "halfblock", "none"),
+                   help="image previews: half-block cells (auto) or none; env LORA_TUI_IMAGE_PROTOCOL")
     p.set_defaults(func=cmd_open)
     parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
     return parser

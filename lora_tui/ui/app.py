@@ -2,37 +2,71 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+
 from textual.app import App
 from textual.binding import Binding
 
+from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.ui.commands import ProjectCommands
 from lora_tui.ui.screens.overview import OverviewScreen
+from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
 
 
 class LoraTuiApp(App[int]):
     TITLE = "lora-tui"
     COMMANDS = App.COMMANDS | {ProjectCommands}
-    BINDINGS = [Binding("q", "quit", "Quit", id="app.quit")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("f1", "toggle_help", "Help", id="app.help"),
+    ]
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, settings: Settings | None = None) -> None:
         super().__init__()
         self.project = project
+        self.settings = settings or Settings()
         loaded = load_themes()
         for theme in loaded.themes:
             self.register_theme(theme)
-        self._theme_problems = loaded.problems
-        if DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+        self._problems = [*loaded.problems, *self.settings.problems]
+        wanted = self.settings.theme or DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
 
     def on_mount(self) -> None:
-        if self._theme_problems:
-            self.notify("theme files skipped: " + "; ".join(self._theme_problems), severity="warning",
-                        markup=False)
+        if self._problems:
+            self.notify("settings skipped: " + "; ".join(self._problems), severity="warning", markup=False)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # the SSH link is gone: leave cleanly so screens save what is being edited
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
         self.push_screen(OverviewScreen(self.project))
 
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
-def run_app(project: Project) -> int:
-    LoraTuiApp(project).run()
+
+def run_app(project: Project, theme: str | None = None, image_protocol: str | None = None) -> int:
+    """Start the app; a theme or setting that cannot be used is a one-line error before the screen opens."""
+    from lora_tui.ui.settings import resolve_image_protocol
+
+    try:
+        protocol = resolve_image_protocol(image_protocol)
+    except ValueError as exc:
+        raise LoraTuiError(str(exc)) from None
+    keymap, problems = load_keymap()
+    settings = Settings(theme=theme, image_protocol=protocol, keymap=keymap, problems=problems)
+    app = LoraTuiApp(project, settings)
+    if theme and theme not in app.available_themes:
+        raise LoraTuiError(f"unknown theme {theme!r}",
+                           hint="one of: " + ", ".join(sorted(app.available_themes)))
+    app.run()
     return 0

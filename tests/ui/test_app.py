@@ -66,3 +66,71 @@ def test_a_broken_theme_file_is_reported_not_fatal(tmp_path: Path) -> None:
     loaded = load_themes([tmp_path])
     assert [t.name for t in loaded.themes] == ["good"]
     assert "not a colour" in loaded.problems[0]
+
+
+async def test_keymap_overrides_rebind_by_id(sample_copy: Path) -> None:
+    from lora_tui.ui.settings import Settings
+
+    app = LoraTuiApp(project.load(sample_copy), Settings(keymap={"project.write_configs": "w"}))
+    async with app.run_test() as pilot:
+        await _settled(pilot, app)
+        await pilot.press("c")
+        await pilot.pause()
+        assert not (sample_copy / "configs" / "sample.toml").exists()
+        await pilot.press("w")
+        await pilot.pause()
+        assert (sample_copy / "configs" / "sample.toml").exists()
+
+
+def test_keymap_file_problems_are_reported(tmp_path: Path) -> None:
+    from lora_tui.ui.settings import load_keymap
+
+    (tmp_path / "keymap.toml").write_text("[keys]\n'dataset.next' = 3\n")
+    keys, problems = load_keymap(tmp_path / "keymap.toml")
+    assert keys == {} and "binding ids" in problems[0]
+
+
+async def test_theme_option_and_the_16_colour_theme(sample_copy: Path) -> None:
+    from lora_tui.ui.settings import Settings
+
+    app = LoraTuiApp(project.load(sample_copy), Settings(theme="lora-ansi"))
+    async with app.run_test() as pilot:
+        await _settled(pilot, app)
+        assert app.theme == "lora-ansi"
+
+
+def test_unknown_theme_is_a_one_line_error(sample_copy: Path) -> None:
+    import pytest
+
+    from lora_tui.core.errors import LoraTuiError
+    from lora_tui.ui.app import run_app
+
+    with pytest.raises(LoraTuiError, match="unknown theme 'nope'"):
+        run_app(project.load(sample_copy), theme="nope")
+
+
+async def test_f1_shows_the_screen_help(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _settled(pilot, app)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")
+
+
+async def test_sighup_exits_cleanly_and_saves_the_caption_being_edited(sample_copy: Path) -> None:
+    import os
+    import signal
+
+    from tests.ui.test_dataset_screen import _open_dataset
+
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _open_dataset(pilot)
+        await pilot.press("e", "h", "i")
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if app._exit_renderables is not None or not app.is_running:
+                break
+    assert (sample_copy / "data" / "mira" / "mira_00.txt").read_text() == "hi\n"

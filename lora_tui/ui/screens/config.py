@@ -77,6 +77,14 @@ def _shown(value: Any) -> str:
 
 class ConfigScreen(Screen):
     BINDING_GROUP_TITLE = "Config"
+    HELP = """
+## Config
+Each field is saved to lora-tui.toml when you press enter (validated; comments kept); an empty field
+means the default. The steps breakdown and launch command follow every change.
+
+- **tab / shift+tab** move between fields · **enter** save the field
+- **ctrl+w** write configs/ for sd-scripts · **escape** back
+"""
     BINDINGS = [
         Binding("ctrl+w", "write_configs", "Write configs", id="config.write", priority=True),
         Binding("escape", "dismiss", "Back", id="config.back"),

@@ -31,6 +31,18 @@ AUTOSAVE_SECONDS = 1.5
 
 class DatasetScreen(DatasetActions, Screen):
     BINDING_GROUP_TITLE = "Dataset"
+    HELP = """
+## Dataset
+List on the left, preview and caption editor on the right. Captions save by themselves (leaving an
+image or the editor, a pause in typing, quitting) and every edit is undoable, also after a restart.
+
+- **j/k ↑/↓** move · **e/enter** edit caption · **escape** back to the list / clear the filter
+- **ctrl+↓ / ctrl+↑** next/previous image (from the editor too)
+- **r** reviewed · **ctrl+r** reviewed and next unreviewed · **f** flag · **x** exclude · **n** next unreviewed
+- **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state
+- **R** rename tag · **D** remove tag · **A** add tag · **F** find/replace — over the images shown, with a preview
+- **u** undo · **ctrl+y** redo · **o** overview
+"""
     BINDINGS = [
         Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
         Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True),

@@ -21,6 +21,15 @@ class OverviewScreen(Screen):
     """Everything `lora-tui check` and `lora-tui steps` say, kept fresh by a background worker."""
 
     BINDING_GROUP_TITLE = "Project"
+    HELP = """
+## Project overview
+The subsets sd-scripts will see, the exact steps math and every lint finding.
+
+- **d** dataset screen: browse images, edit captions, review marks, tags
+- **p** config screen: edit the project file as a form
+- **c** write `configs/` for sd-scripts · **r** rescan
+- **ctrl+p** command palette · **f1** this help · **q** quit
+"""
     BINDINGS = [
         Binding("r", "rescan", "Rescan", id="project.rescan", tooltip="Scan images and captions again"),
         Binding("c", "write_configs", "Write configs", id="project.write_configs",

@@ -32,6 +32,9 @@ class ImagePreview(Static):
         if path is None:
             self.update("")
             return
+        if getattr(self.app, "settings", None) is not None and self.app.settings.image_protocol == "none":
+            self.update(f"{path.name}\n(previews off: --image-protocol none)")
+            return
         self.update(f"loading {path.name}…")
         self.load(path, max(8, self.size.width), max(4, self.size.height))
 
