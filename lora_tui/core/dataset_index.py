@@ -6,6 +6,7 @@ testable), never in widgets. Built from a scan in one pass; 10,000 rows filter i
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from lora_tui.core.scan import ImageRecord, SubsetScan
 
 @dataclass
 class Row:
-    """One image as the list shows it."""
+    """One image as the list shows it; ``key`` is its review-marks key, computed once."""
 
     subset: Subset
     record: ImageRecord
+    key: str = ""
 
     @property
     def caption_state(self) -> str:
@@ -68,7 +70,8 @@ class DatasetIndex:
 
     def __init__(self, scans: Sequence[SubsetScan], marks: ReviewMarks) -> None:
         self.marks = marks
-        self.rows = [Row(scan.subset, record) for scan in scans for record in scan.records]
+        self.rows = [Row(scan.subset, record, marks.key(os.path.join(record.folder, record.name)))
+                     for scan in scans for record in scan.records]
         self.filter = Filter()
         self.view: list[Row] = list(self.rows)
 
@@ -93,10 +96,10 @@ class DatasetIndex:
 
     def _state_matches(self, row: Row, state: str) -> bool:
         if state == "unreviewed":
-            return not self.marks.has(row.record.path, "reviewed")
+            return not self.marks.has(row.key, "reviewed")
         if state == "uncaptioned":
             return row.caption_state in ("missing", "class", "empty", "error")
-        return self.marks.has(row.record.path, state)
+        return self.marks.has(row.key, state)
 
     def tag_counts(self, rows: Sequence[Row] | None = None) -> Counter[str]:
         """Captions per tag over ``rows`` (default: the current view)."""
@@ -108,4 +111,5 @@ class DatasetIndex:
     def progress(self, rows: Sequence[Row] | None = None) -> tuple[int, int]:
         """(reviewed, total) over ``rows`` (default: the current view)."""
         rows = self.view if rows is None else rows
-        return sum(1 for r in rows if self.marks.has(r.record.path, "reviewed")), len(rows)
+        reviewed = self.marks.with_mark("reviewed")
+        return sum(1 for r in rows if r.key in reviewed), len(rows)

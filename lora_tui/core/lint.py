@@ -64,8 +64,18 @@ def _some(paths: list[Path], n: int = 3) -> str:
     return names + (f" (+{len(paths) - n} more)" if len(paths) > n else "")
 
 
-def check_project(project: Project, *, deep: bool = False, scans: list[SubsetScan] | None = None) -> LintReport:
-    """Run every check; ``scans`` may be passed in to reuse a scan the caller already made."""
+class LintCancelled(Exception):
+    """Raised when ``should_stop`` says the caller no longer wants the report."""
+
+
+def check_project(project: Project, *, deep: bool = False, scans: list[SubsetScan] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> LintReport:
+    """Run every check; ``scans`` may be passed in to reuse a scan the caller already made.
+
+    ``should_stop`` is polled between subsets and every few hundred files, so a UI can abandon a
+    long lint of thousands of images (it raises :class:`LintCancelled`).
+    """
+    stop = should_stop or (lambda: False)
     out: list[Finding] = []
     add: Callable[..., None] = lambda *a, **k: out.append(Finding(*a, **k))  # noqa: E731
     _check_settings(project, add)
@@ -80,9 +90,11 @@ def check_project(project: Project, *, deep: bool = False, scans: list[SubsetSca
             add(WARNING, "duplicate-subset", f"{sub.label} repeats the folder of {seen[key].label}; "
                 "sd-scripts drops it", str(project.file), "remove one of the two subsets")
         seen[key] = sub
-        _check_subset(project, scan, add, tokenizer, deep)
+        if stop():
+            raise LintCancelled
+        _check_subset(project, scan, add, tokenizer, deep, stop)
         all_records.extend(scan.records)
-    _check_duplicates(all_records, add)
+    _check_duplicates(all_records, add, stop)
     if not any(not s.subset.is_reg and s.records and not s.error and int(s.subset.get("num_repeats")) >= 1
                for s in scans):
         add(ERROR, "nothing-to-train", "no training images: every training subset is empty, unreadable or has "
@@ -146,7 +158,7 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
 
 
 def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
-                  tokenizer: clip_tokens.ClipTokenizer | None, deep: bool) -> None:
+                  tokenizer: clip_tokens.ClipTokenizer | None, deep: bool, stop: Callable[[], bool]) -> None:
     sub = scan.subset
     folder = sub.image_dir
     where = str(folder) if folder else str(project.file)
@@ -179,7 +191,7 @@ def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
     if others:
         add(WARNING, "unsupported-format", f"{sub.label}: {len(others)} files in a format sd-scripts skips "
             f"({', '.join(sorted(others)[:3])})", where, "convert them to PNG or JPEG")
-    _check_images(sub, scan, add, deep)
+    _check_images(sub, scan, add, deep, stop)
     if sub.values.get("metadata_file"):
         _check_caption_lengths(project, sub, scan, add, tokenizer)
         return
@@ -187,7 +199,8 @@ def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
     _check_caption_lengths(project, sub, scan, add, tokenizer)
 
 
-def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep: bool) -> None:
+def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep: bool,
+                  stop: Callable[[], bool]) -> None:
     fill_sizes(scan.records)
     bad = [r for r in scan.records if r.size_error]
     for r in bad[:20]:
@@ -195,7 +208,9 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
     if len(bad) > 20:
         add(ERROR, "image-unreadable", f"{sub.label}: {len(bad) - 20} more unreadable images", str(sub.image_dir))
     truncated = []
-    for r in scan.records:
+    for i, r in enumerate(scan.records):
+        if i % 256 == 0 and stop():
+            raise LintCancelled
         if r.size_error:
             continue
         why = images.verify_decode(r.path) if deep else images.check_complete(r.path)
@@ -314,7 +329,7 @@ def _check_caption_lengths(project: Project, sub: Subset, scan: SubsetScan, add:
             "shorten them or set max_token_length = 150 / 225 in [training]")
 
 
-def _check_duplicates(records: list, add: Callable[..., None]) -> None:
+def _check_duplicates(records: list, add: Callable[..., None], stop: Callable[[], bool]) -> None:
     by_size: dict[int, list[Path]] = defaultdict(list)
     for r in records:
         if r.size_error:
@@ -327,6 +342,8 @@ def _check_duplicates(records: list, add: Callable[..., None]) -> None:
     for paths in by_size.values():
         if len(paths) < 2:
             continue
+        if stop():
+            raise LintCancelled
         for path in paths:
             try:
                 groups[images.content_hash(path)].append(path)

@@ -48,7 +48,7 @@ async def test_captions_with_brackets_are_not_markup(sample_copy: Path) -> None:
         await _settled(pilot, app)
         table = app.screen.query_one("#subsets", DataTable)
         row = table.get_row_at(0)
-        assert str(row[1]) == "[red]x[/red]" and str(row[6]) == "data/[bold]mira[b]"
+        assert str(row[1]) == "[red]x[/red]" and str(row[10]) == "data/[bold]mira[b]"
 
 
 def test_themes_load_from_data_files() -> None:

@@ -25,7 +25,7 @@ def test_dataset_screen_of_the_sample_project(snap_compare, sample_copy: Path) -
             screen = pilot.app.screen
             if isinstance(screen, DatasetScreen) and screen.index is not None:
                 preview = screen.query_one(ImagePreview)
-                if "loading" not in str(preview.render()):
+                if preview.shown is not None and preview.shown == preview.path:
                     break
         await pilot.pause(0.05)
 

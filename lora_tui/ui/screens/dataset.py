@@ -45,22 +45,22 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 """
     BINDINGS = [
         Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
-        Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True),
-        Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True),
+        Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True, show=False),
+        Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True, show=False),
         Binding("r", "mark('reviewed')", "Reviewed", id="dataset.reviewed"),
         Binding("ctrl+r", "review_next", "Reviewed + next", id="dataset.review_next", priority=True),
-        Binding("f", "mark('flagged')", "Flag", id="dataset.flagged"),
-        Binding("x", "mark('excluded')", "Exclude", id="dataset.excluded"),
+        Binding("f", "mark('flagged')", "Flag", id="dataset.flagged", show=False),
+        Binding("x", "mark('excluded')", "Exclude", id="dataset.excluded", show=False),
         Binding("n", "next_unreviewed", "Next unreviewed", id="dataset.next_unreviewed"),
         Binding("u", "undo", "Undo", id="dataset.undo"),
-        Binding("ctrl+y", "redo", "Redo", id="dataset.redo"),
+        Binding("ctrl+y", "redo", "Redo", id="dataset.redo", show=False),
         Binding("o", "dismiss", "Overview", id="dataset.overview"),
         Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
         Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
-        Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset"),
-        Binding("v", "cycle_state", "State", id="dataset.cycle_state"),
+        Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset", show=False),
+        Binding("v", "cycle_state", "State", id="dataset.cycle_state", show=False),
         Binding("escape", "escape", "Back", id="dataset.escape", show=False),
-        Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag"),
+        Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag", show=False),
         Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
         Binding("A", "add_tag", "Add tag", id="dataset.add_tag", show=False),
         Binding("F", "find_replace", "Find/replace", id="dataset.find_replace", show=False),
@@ -127,7 +127,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
                    f"'{self.row.subset.get('class_tokens') or ''}')"
         editor.load_caption(current_text(record), f"{record.name}{fallback}")
         editor.read_only = record.meta_caption is not None or record.caption_error is not None
-        self.preview.show(record.path)
+        rows, i = self.image_list.rows, self.image_list.cursor
+        self.preview.show(record.path, tuple(rows[j].record.path for j in (i + 1, i - 1) if 0 <= j < len(rows)))
         self._status()
 
     def _save_current(self) -> bool:
@@ -182,7 +183,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     def action_mark(self, mark: str) -> None:
         if self.row is None:
             return
-        on_ = self.marks.toggle(self.row.record.path, mark)
+        on_ = self.marks.toggle(self.row.key, mark)
         self.image_list.refresh()
         self._status()
         self.notify(f"{self.row.record.name}: {mark}" if on_ else f"{self.row.record.name}: not {mark}",
@@ -191,8 +192,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     def action_review_next(self) -> None:
         if self.row is None or not self._save_current():
             return
-        if not self.marks.has(self.row.record.path, "reviewed"):
-            self.marks.set([self.row.record.path], "reviewed", True)
+        if not self.marks.has(self.row.key, "reviewed"):
+            self.marks.set([self.row.key], "reviewed", True)
         self.action_next_unreviewed()
 
     def action_next_unreviewed(self) -> None:
@@ -200,7 +201,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         rows = image_list.rows
         for offset in range(1, len(rows) + 1):
             i = (image_list.cursor + offset) % len(rows)
-            if not self.marks.has(rows[i].record.path, "reviewed"):
+            if not self.marks.has(rows[i].key, "reviewed"):
                 image_list.cursor = i
                 return
         image_list.refresh()

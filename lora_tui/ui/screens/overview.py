@@ -8,13 +8,17 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
 
 from lora_tui.core import configs, lint, scan, steps
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
+from lora_tui.core.review import ReviewMarks
 from lora_tui.ui.messages import ProjectAnalysed
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
+
+STARTUP_DELAY = 0.4  # seconds before the first analysis
 
 
 class OverviewScreen(Screen):
@@ -61,7 +65,9 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
 
     def on_mount(self) -> None:
         self.sub_title = self.project.root.name
-        self.action_rescan()
+        self.query_one("#steps", Static).update("scanning…")
+        # Start after the first frames: a quick "d" to the dataset screen then gets the CPU to itself.
+        self._first_scan = self.set_timer(STARTUP_DELAY, self.action_rescan)
 
     def action_rescan(self) -> None:
         self.query_one("#steps", Static).update("scanning…")
@@ -69,20 +75,31 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
     def analyse(self) -> None:
+        worker = get_current_worker()
         try:
             scans = scan.scan_project(self.project)
+            if worker.is_cancelled:
+                return
             report = steps.compute(self.project, scans)
-            findings = lint.check_project(self.project, scans=scans)
+            self.post_message(ProjectAnalysed(scans, report, None))
+            findings = lint.check_project(self.project, scans=scans, should_stop=lambda: worker.is_cancelled)
             self.post_message(ProjectAnalysed(scans, report, findings))
+        except lint.LintCancelled:
+            return  # another screen took over; the analysis reruns when this one is back
         except LoraTuiError as exc:
             self.post_message(ProjectAnalysed([], None, None, str(exc)))
+
+    def on_screen_suspend(self) -> None:
+        """Leave the CPU to the screen on top (lint of 10,000 images is not free)."""
+        self._first_scan.stop()
+        self.workers.cancel_group(self, "analyse")
 
     @on(ProjectAnalysed)
     def show_analysis(self, message: ProjectAnalysed) -> None:
         if message.error:
             self.notify(message.error, severity="error", markup=False)
             return
-        self.query_one(SubsetTable).show(message.scans)
+        self.query_one(SubsetTable).show(message.scans, ReviewMarks(self.project.root))
         self.steps = message.steps
         if message.steps is not None:
             self.query_one("#steps", Static).update(

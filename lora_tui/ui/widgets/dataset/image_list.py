@@ -90,7 +90,7 @@ class ImageList(ScrollView, can_focus=True):
         if index >= len(self.rows):
             return Strip.blank(width)
         row = self.rows[index]
-        marks = self.marks.get(row.record.path)
+        marks = self.marks.get(row.key)
         mark = "✗" if "excluded" in marks else "!" if "flagged" in marks else "✓" if "reviewed" in marks else " "
         state = row.caption_state
         base = Style(reverse=True) if index == self.cursor and self.has_focus else \
