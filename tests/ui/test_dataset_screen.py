@@ -149,3 +149,46 @@ async def test_subset_filter_and_review_a_whole_subset_with_the_keyboard(sample_
         await pilot.press("e", *(["ctrl+r"] * 14))
         await pilot.pause()
         assert screen.index.progress() == (14, 14)
+
+
+async def _until(pilot, check, what: str) -> None:
+    for _ in range(250):
+        await pilot.pause(0.02)
+        if check():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_an_outside_edit_shows_up_without_restarting(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        screen.image_list.cursor = 12
+        await pilot.pause()
+        (sample_copy / "data" / "armsup" / "pose_00.txt").write_text("written by a captioner\n")
+        await _until(pilot, lambda: screen.editor.text == "written by a captioner\n", "the new caption")
+        (sample_copy / "data" / "armsup" / "extra.png").write_bytes((sample_copy / "data" / "armsup" /
+                                                                    "pose_01.png").read_bytes())
+        await _until(pilot, lambda: len(screen.image_list.rows) == 33, "the new image")
+
+
+async def test_a_conflicting_outside_edit_is_never_overwritten_silently(sample_copy: Path) -> None:
+    caption = sample_copy / "data" / "armsup" / "pose_00.txt"
+    app = LoraTuiApp(project.load(sample_copy), )
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        screen.image_list.cursor = 12
+        await pilot.pause()
+        await pilot.press("e")
+        screen.editor.load_text("my own words\n")  # typing, as far as the editor knows
+        caption.write_text("their words\n")
+        await _until(pilot, lambda: screen.conflict_key is not None, "the conflict")
+        await pilot.press("ctrl+down")  # autosave and navigation must not overwrite theirs
+        await pilot.pause(1.8)
+        assert caption.read_text() == "their words\n"
+        assert screen.editor.text == "my own words\n" and screen.image_list.cursor == 12
+        await pilot.press("ctrl+o")  # keep mine, explicitly
+        await pilot.pause()
+        assert caption.read_text() == "my own words\n"
+        await pilot.press("escape", "u")  # and it is undoable back to theirs
+        await _until(pilot, lambda: caption.read_text() == "their words\n", "undo")

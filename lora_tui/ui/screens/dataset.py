@@ -20,7 +20,9 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
+from lora_tui.core.scan import caption_target
 from lora_tui.ui.screens.dataset_actions import DatasetActions
+from lora_tui.ui.screens.dataset_watch import OutsideChanges
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
@@ -29,7 +31,7 @@ from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 AUTOSAVE_SECONDS = 1.5
 
 
-class DatasetScreen(DatasetActions, Screen):
+class DatasetScreen(DatasetActions, OutsideChanges, Screen):
     BINDING_GROUP_TITLE = "Dataset"
     HELP = """
 ## Dataset
@@ -64,6 +66,9 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
         Binding("A", "add_tag", "Add tag", id="dataset.add_tag", show=False),
         Binding("F", "find_replace", "Find/replace", id="dataset.find_replace", show=False),
+        Binding("ctrl+o", "keep_mine", "Keep my caption", id="dataset.keep_mine", show=False, priority=True),
+        Binding("ctrl+l", "load_theirs", "Load caption from disk", id="dataset.load_theirs", show=False,
+                priority=True),
     ]
     DEFAULT_CSS = """
     DatasetScreen #list { width: 45%; min-width: 40; border-right: tall $panel; }
@@ -77,6 +82,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.journal = Journal(project.root, [s.image_dir for s in project.subsets if s.image_dir])
         self.index: DatasetIndex | None = None
         self.row: Row | None = None
+        self._reverting = False
         # held directly: saving on unmount must not depend on the DOM still being there
         self.image_list = ImageList(self.marks, id="list")
         self.editor = CaptionEditor(id="editor")
@@ -100,6 +106,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.image_list.focus()
         self.load_index()
         self.set_interval(AUTOSAVE_SECONDS, self._autosave)
+        self.start_watching()
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def load_index(self) -> None:
@@ -115,7 +122,12 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     # -- current image ---------------------------------------------------------------------
     @on(ImageList.Highlighted)
     def _highlighted(self, message: ImageList.Highlighted) -> None:
-        self._save_current()
+        if self.row is not None and self.row is not message.row and not self._save_current():
+            if not self._reverting and self.row in self.image_list.rows:  # keep the unsaved edit on screen
+                self._reverting = True
+                self.image_list.cursor = self.image_list.rows.index(self.row)
+                self._reverting = False
+            return
         self.row = message.row
         editor = self.editor
         if self.row is None:
@@ -129,12 +141,18 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         editor.read_only = record.meta_caption is not None or record.caption_error is not None
         rows, i = self.image_list.rows, self.image_list.cursor
         self.preview.show(record.path, tuple(rows[j].record.path for j in (i + 1, i - 1) if 0 <= j < len(rows)))
+        self.restore_pending_edit()
         self._status()
 
     def _save_current(self) -> bool:
         editor = self.editor
         if self.row is None or not editor.dirty:
             return True
+        if self.conflict_key == self.row.key:
+            self.notify("this caption changed on disk while you edited it: ctrl+o keeps yours, ctrl+l loads theirs",
+                        severity="warning", markup=False)
+            return False
+        self.note_own_write(caption_target(self.row.subset, self.row.record))
         try:
             changed = save_caption(self.journal, self.row.subset, self.row.record, editor.text)
         except LoraTuiError as exc:
@@ -229,6 +247,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
     def _reload(self, cursor: int) -> None:
         """Rescan after files changed on disk, keeping the filter and the cursor."""
+        if self.row is not None and self.editor.dirty and self._pending_edit is None:
+            self._pending_edit = (self.row.key, self.editor.text)
         self.row = None
         self._rescan(cursor, self.index.filter if self.index else Filter())
 
@@ -245,3 +265,4 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
     def on_unmount(self) -> None:
         self._save_current()  # quitting never loses an edit in progress
+        self.stop_watching()
