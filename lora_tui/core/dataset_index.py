@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lora_tui.core.captions import split_tags
+from lora_tui.core.clip_tokens import estimate_tokens
 from lora_tui.core.project import Subset
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import ImageRecord, SubsetScan
@@ -24,6 +25,17 @@ class Row:
     subset: Subset
     record: ImageRecord
     key: str = ""
+    _tokens: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Estimated CLIP tokens of the trained text (cached; computed only for rows that are shown)."""
+        if self._tokens is None:
+            self._tokens = max((estimate_tokens(line) for line in self.text.split("\n")), default=0)
+        return self._tokens
+
+    def forget_text(self) -> None:
+        self._tokens = None
 
     @property
     def caption_state(self) -> str:
@@ -63,6 +75,10 @@ class Filter:
     tag: str | None = None
     text: str = ""
     state: str | None = None  # "unreviewed", "reviewed", "flagged", "excluded", "uncaptioned"
+    order: str = "project"  # "project", "name", "caption", "tokens"
+
+
+ORDERS = ("project", "name", "caption", "tokens")
 
 
 class DatasetIndex:
@@ -91,6 +107,12 @@ class DatasetIndex:
             if flt.state and not self._state_matches(row, flt.state):
                 continue
             out.append(row)
+        if flt.order == "name":
+            out.sort(key=lambda r: r.record.name.casefold())
+        elif flt.order == "caption":
+            out.sort(key=lambda r: r.text.casefold())
+        elif flt.order == "tokens":
+            out.sort(key=lambda r: -r.tokens)
         self.view = out
         return out
 

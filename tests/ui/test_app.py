@@ -134,3 +134,17 @@ async def test_sighup_exits_cleanly_and_saves_the_caption_being_edited(sample_co
             if app._exit_renderables is not None or not app.is_running:
                 break
     assert (sample_copy / "data" / "mira" / "mira_00.txt").read_text() == "hi\n"
+
+
+async def test_palette_offers_the_commands_of_the_screen_on_top(sample_copy: Path) -> None:
+    from lora_tui.ui.commands import CaptionCommands, ProjectCommands
+    from tests.ui.test_dataset_screen import _open_dataset
+
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _settled(pilot, app)
+        titles = [t for t, _ in ProjectCommands(app.screen)._available()]
+        assert "project: Write configs for sd-scripts" in titles
+        assert CaptionCommands(app.screen)._available() == []  # not on the overview
+        await _open_dataset(pilot)
+        assert "captions: Find and replace" in [t for t, _ in CaptionCommands(app.screen)._available()]

@@ -187,8 +187,28 @@ async def test_a_conflicting_outside_edit_is_never_overwritten_silently(sample_c
         await pilot.pause(1.8)
         assert caption.read_text() == "their words\n"
         assert screen.editor.text == "my own words\n" and screen.image_list.cursor == 12
+        await _until(pilot, lambda: screen.row is not None and not screen.workers, "the refresh to settle")
         await pilot.press("ctrl+o")  # keep mine, explicitly
-        await pilot.pause()
-        assert caption.read_text() == "my own words\n"
+        await _until(pilot, lambda: caption.read_text() == "my own words\n", "my text to be saved")
         await pilot.press("escape", "u")  # and it is undoable back to theirs
         await _until(pilot, lambda: caption.read_text() == "their words\n", "undo")
+
+
+async def test_enter_on_a_lint_finding_opens_its_image(sample_copy: Path) -> None:
+    from lora_tui.ui.widgets.project.findings import FindingsTable
+    from tests.ui.settle import settled
+
+    (sample_copy / "data" / "armsup" / "pose_05.txt").write_text("")  # an empty caption: a lint error
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settled(pilot)
+        table = app.screen.query_one(FindingsTable)
+        index = next(i for i, f in enumerate(table.findings) if f.code == "caption-empty")
+        table.focus()
+        table.move_cursor(row=index)
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, DatasetScreen) and app.screen.index is not None,
+                     "the dataset screen")
+        screen = app.screen
+        await pilot.pause()
+        assert {r.subset.name for r in screen.image_list.rows} == {"armsup"}

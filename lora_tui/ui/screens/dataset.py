@@ -6,6 +6,8 @@ exit) through the core journal, so every edit is atomic and undoable across rest
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -41,7 +43,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 - **j/k ↑/↓** move · **e/enter** edit caption · **escape** back to the list / clear the filter
 - **ctrl+↓ / ctrl+↑** next/previous image (from the editor too)
 - **r** reviewed · **ctrl+r** reviewed and next unreviewed · **f** flag · **x** exclude · **n** next unreviewed
-- **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state
+- **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state · **S** sort
 - **R** rename tag · **D** remove tag · **A** add tag · **F** find/replace — over the images shown, with a preview
 - **u** undo · **ctrl+y** redo · **o** overview
 """
@@ -61,6 +63,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
         Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset", show=False),
         Binding("v", "cycle_state", "State", id="dataset.cycle_state", show=False),
+        Binding("S", "cycle_order", "Sort", id="dataset.cycle_order", show=False),
         Binding("escape", "escape", "Back", id="dataset.escape", show=False),
         Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag", show=False),
         Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
@@ -75,9 +78,10 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     DatasetScreen #status { height: 1; padding: 0 1; background: $panel; }
     """
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, focus: Path | None = None) -> None:
         super().__init__()
         self.project = project
+        self.focus_path = focus  # an image, caption or folder to show first (from a lint finding)
         self.marks = ReviewMarks(project.root)
         self.journal = Journal(project.root, [s.image_dir for s in project.subsets if s.image_dir])
         self.index: DatasetIndex | None = None
@@ -116,13 +120,25 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
     def _show_index(self, index: DatasetIndex) -> None:
         self.index = index
-        self.image_list.set_rows(index.apply(Filter()))
+        flt, cursor = Filter(), 0
+        focus = self.focus_path
+        if focus is not None:
+            for i, row in enumerate(index.rows):
+                if focus in (row.record.path, row.record.caption_path):
+                    cursor = i
+                    break
+                if focus == row.subset.image_dir:
+                    flt = Filter(subset=f"{row.subset.dataset_index}.{row.subset.index}")
+                    break
+        self.image_list.set_rows(index.apply(flt), cursor)
         self._status()
 
     # -- current image ---------------------------------------------------------------------
     @on(ImageList.Highlighted)
     def _highlighted(self, message: ImageList.Highlighted) -> None:
-        if self.row is not None and self.row is not message.row and not self._save_current():
+        if message.row is not None and message.row is self.row:
+            return  # the same image again (cursor re-set): keep the editor, and any unsaved text, as is
+        if self.row is not None and not self._save_current():
             if not self._reverting and self.row in self.image_list.rows:  # keep the unsaved edit on screen
                 self._reverting = True
                 self.image_list.cursor = self.image_list.rows.index(self.row)
@@ -160,6 +176,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             return False
         editor.loaded_text = editor.text
         if changed:
+            self.row.forget_text()
             self.image_list.refresh()
         return True
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from lora_tui.core import bulk
 from lora_tui.core.bulk import Preview
-from lora_tui.core.dataset_index import Filter
+from lora_tui.core.dataset_index import ORDERS, Filter
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.ui.screens.modals import AskReplace, AskText, ConfirmPreview, ReplaceRequest
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
@@ -68,6 +68,11 @@ class DatasetActions:
             current = STATES.index(self.index.filter.state) if self.index.filter.state in STATES else 0
             self._set_filter(replace(self.index.filter, state=STATES[(current + 1) % len(STATES)]))
 
+    def action_cycle_order(self) -> None:
+        if self.index is not None:
+            current = ORDERS.index(self.index.filter.order)
+            self._set_filter(replace(self.index.filter, order=ORDERS[(current + 1) % len(ORDERS)]))
+
     def action_clear_filter(self) -> None:
         self._set_filter(Filter())
 
@@ -85,6 +90,8 @@ class DatasetActions:
             parts.append(f"text '{f.text}'")
         if f.state:
             parts.append(f.state)
+        if f.order != "project":
+            parts.append(f"sorted by {f.order}")
         return " · filter: " + ", ".join(parts) if parts else ""
 
     # -- bulk edits over the filter -----------------------------------------------------------

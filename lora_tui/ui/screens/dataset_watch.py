@@ -73,6 +73,9 @@ class OutsideChanges:
         self._pending_edit = None
 
     def action_keep_mine(self) -> None:
+        if self.row is None and self.conflict_key is not None:
+            self.notify("still refreshing from disk; press ctrl+o again in a moment", timeout=3)
+            return
         if self.row is not None and self.conflict_key == self.row.key:
             self.conflict_key = None
             self._reload_record_then_save()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -109,11 +111,17 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
             errors, warnings = len(message.lint.errors), len(message.lint.warnings)
             self.title = f"lora-tui · {self.project.name} · {errors} errors, {warnings} warnings"
 
-    def action_dataset(self) -> None:
+    @on(FindingsTable.Picked)
+    def _jump(self, message: FindingsTable.Picked) -> None:
+        """Enter on a finding opens the dataset screen at its image (or its subset's folder)."""
+        if message.finding.path:
+            self.action_dataset(Path(message.finding.path))
+
+    def action_dataset(self, focus: Path | None = None) -> None:
         from lora_tui.ui.screens.dataset import DatasetScreen
 
         try:
-            screen = DatasetScreen(self.project)
+            screen = DatasetScreen(self.project, focus=focus)
         except LoraTuiError as exc:  # e.g. a caption journal that cannot be read
             self.notify(str(exc), severity="error", markup=False, timeout=10)
             return

@@ -101,6 +101,7 @@ class ImageList(ScrollView, can_focus=True):
             Segment(f"{mark} ", base + Style(color="magenta" if mark in "!✗" else "green")),
             Segment(f"{name[:28]:<28} ", base),
             Segment(f"{STATE_LABEL[state]:<8} ", base + Style(color=STATE_STYLE[state])),
+            Segment(f"{row.tokens:>3}t ", base + Style(color="red" if row.tokens > 75 else None, dim=row.tokens <= 75)),
             Segment(preview, base + Style(dim=True)),
         ]
         return Strip(segments).crop_extend(0, width, base)
