@@ -164,7 +164,7 @@ async def test_an_outside_edit_shows_up_without_restarting(sample_copy: Path) ->
     async with app.run_test(size=(140, 45)) as pilot:
         screen = await _open_dataset(pilot)
         screen.image_list.cursor = 12
-        await pilot.pause()
+        await _until(pilot, lambda: screen.row is not None and screen.row.record.name == "pose_00.png", "pose_00")
         (sample_copy / "data" / "armsup" / "pose_00.txt").write_text("written by a captioner\n")
         await _until(pilot, lambda: screen.editor.text == "written by a captioner\n", "the new caption")
         (sample_copy / "data" / "armsup" / "extra.png").write_bytes((sample_copy / "data" / "armsup" /
@@ -178,7 +178,7 @@ async def test_a_conflicting_outside_edit_is_never_overwritten_silently(sample_c
     async with app.run_test(size=(140, 45)) as pilot:
         screen = await _open_dataset(pilot)
         screen.image_list.cursor = 12
-        await pilot.pause()
+        await _until(pilot, lambda: screen.row is not None and screen.row.record.name == "pose_00.png", "pose_00")
         await pilot.press("e")
         screen.editor.load_text("my own words\n")  # typing, as far as the editor knows
         caption.write_text("their words\n")

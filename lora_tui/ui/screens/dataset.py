@@ -212,6 +212,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
 
     def action_step(self, delta: int) -> None:
+        if self.row is None and self._pending_edit is not None:
+            return  # refreshing from disk with an unsaved edit: stay on its image
         if self._save_current():
             self.image_list.action_move(delta)
 
@@ -283,3 +285,4 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     def on_unmount(self) -> None:
         self._save_current()  # quitting never loses an edit in progress
         self.stop_watching()
+

@@ -48,6 +48,7 @@ class OutsideChanges:
 
     def files_changed(self, paths: set[Path]) -> None:
         """Rescan; an unsaved edit survives the rescan, and becomes a conflict if its file changed."""
+
         row = self.row
         if row is not None and self.editor.dirty:
             target = caption_target(row.subset, row.record)
@@ -70,7 +71,7 @@ class OutsideChanges:
             text = self._pending_edit[1]
             if text != self.editor.text:
                 self.editor.load_text(text)  # loaded_text stays the disk version: still unsaved
-        self._pending_edit = None
+            self._pending_edit = None
 
     def action_keep_mine(self) -> None:
         if self.row is None and self.conflict_key is not None:
