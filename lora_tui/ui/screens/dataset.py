@@ -110,7 +110,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.image_list.focus()
         self.load_index()
         self.set_interval(AUTOSAVE_SECONDS, self._autosave)
-        self.start_watching()
+        self.call_after_refresh(self.start_watching)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def load_index(self) -> None:
