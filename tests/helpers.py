@@ -52,3 +52,13 @@ def write_project(root: Path, datasets: list[dict[str, Any]], *, general: dict[s
     (root / "lora-tui.toml").write_text(tomlkit.dumps(doc), encoding="utf-8")
     (root / "model.safetensors").write_bytes(b"x")
     return root
+
+
+def write_caption_files(folder: Path, n: int = 3, prefix: str = "tag") -> list[Path]:
+    """``n`` caption files ``0.txt``… holding "<prefix><i>, dog"."""
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.txt"
+        path.write_text(f"{prefix}{i}, dog\n")
+        paths.append(path)
+    return paths

@@ -11,15 +11,11 @@ from lora_tui.core import fsio
 from lora_tui.core.errors import JournalError
 from lora_tui.core.fsio import WriteError
 from lora_tui.core.journal import Change, Journal
+from tests.helpers import write_caption_files
 
 
 def _files(tmp_path: Path, n: int = 3) -> list[Path]:
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"{i}.txt"
-        p.write_text(f"tag{i}, dog\n")
-        paths.append(p)
-    return paths
+    return write_caption_files(tmp_path, n)
 
 
 def _edit(paths: list[Path]) -> list[Change]:

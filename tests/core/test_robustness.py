@@ -12,16 +12,11 @@ from lora_tui.core import bulk, configs, fsio, lint, project, scaffold, scan, st
 from lora_tui.core.errors import ConfigError, JournalError, LoraTuiError, ProjectError
 from lora_tui.core.fsio import WriteError
 from lora_tui.core.journal import Change, Journal
-from tests.helpers import write_images, write_project
+from tests.helpers import write_caption_files, write_images, write_project
 
 
 def _caps(tmp_path: Path, n: int = 3) -> list[Path]:
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"{i}.txt"
-        p.write_text(f"t{i}, dog\n")
-        paths.append(p)
-    return paths
+    return write_caption_files(tmp_path, n, prefix="t")
 
 
 def test_a_rename_failing_midway_keeps_the_edit_undoable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,11 @@ from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 
 
+def _pick_tag(panel, tag: str) -> None:
+    """Put the tag panel's cursor on ``tag``."""
+    panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index(tag))
+
+
 async def _open_dataset(pilot) -> DatasetScreen:
     await pilot.press("d")
     for _ in range(200):
@@ -99,8 +104,7 @@ async def test_rename_a_tag_everywhere_with_a_preview_then_undo_after_restart(sa
         screen = await _open_dataset(pilot)
         await pilot.press("t")
         await pilot.pause()
-        panel = screen.query_one(TagPanel)
-        panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index("short hair"))
+        _pick_tag(screen.query_one(TagPanel), "short hair")
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(app.screen, AskText)
@@ -129,8 +133,7 @@ async def test_picking_a_tag_filters_the_list_and_escape_clears_it(sample_copy: 
         screen = await _open_dataset(pilot)
         await pilot.press("t")
         await pilot.pause()
-        panel = screen.query_one(TagPanel)
-        panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index("woman"))
+        _pick_tag(screen.query_one(TagPanel), "woman")
         await pilot.press("enter")
         await pilot.pause()
         assert len(screen.image_list.rows) == 6
