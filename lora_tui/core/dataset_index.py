@@ -6,7 +6,6 @@ testable), never in widgets. Built from a scan in one pass; 10,000 rows filter i
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ class DatasetIndex:
 
     def __init__(self, scans: Sequence[SubsetScan], marks: ReviewMarks) -> None:
         self.marks = marks
-        self.rows = [Row(scan.subset, record, marks.key(os.path.join(record.folder, record.name)))
+        self.rows = [Row(scan.subset, record, marks.key(record.path_text))
                      for scan in scans for record in scan.records]
         self.filter = Filter()
         self.view: list[Row] = list(self.rows)

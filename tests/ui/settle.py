@@ -32,3 +32,12 @@ async def settled(pilot) -> None:
         if frame == previous:
             return
         previous = frame
+
+
+async def wait_until(pilot, check, what: str, tries: int = 300) -> None:
+    """Pause until ``check()`` holds (workers and watchers land asynchronously)."""
+    for _ in range(tries):
+        await pilot.pause(0.02)
+        if check():
+            return
+    raise AssertionError(f"timed out waiting for {what}")

@@ -9,27 +9,24 @@ from textual.widgets import Input, Static
 from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.config import ConfigScreen
-from tests.ui.settle import settled
+from tests.ui.settle import settled, wait_until
+
+
+def _steps_text(screen: ConfigScreen) -> str:
+    return str(screen.query_one("#steps", Static).render())
 
 
 async def _open_config(pilot) -> ConfigScreen:
     await settled(pilot)
     await pilot.press("p")
-    for _ in range(300):
-        await pilot.pause(0.02)
-        screen = pilot.app.screen
-        if isinstance(screen, ConfigScreen) and "steps/epoch" in str(screen.query_one("#steps", Static).render()):
-            return screen
-    raise AssertionError("config screen did not settle")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfigScreen)
+                     and "steps/epoch" in _steps_text(pilot.app.screen), "the config screen")
+    return pilot.app.screen
 
 
 async def _wait_for(pilot, screen: ConfigScreen, text: str) -> str:
-    for _ in range(300):
-        await pilot.pause(0.02)
-        shown = str(screen.query_one("#steps", Static).render())
-        if text in shown:
-            return shown
-    raise AssertionError(f"{text!r} never appeared in: {shown}")
+    await wait_until(pilot, lambda: text in _steps_text(screen), repr(text))
+    return _steps_text(screen)
 
 
 async def test_changing_repeats_updates_the_file_and_the_steps(sample_copy: Path) -> None:

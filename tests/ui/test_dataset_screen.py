@@ -10,6 +10,7 @@ from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.dataset import DatasetScreen
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
+from tests.ui.settle import wait_until
 
 
 def _pick_tag(panel, tag: str) -> None:
@@ -154,12 +155,7 @@ async def test_subset_filter_and_review_a_whole_subset_with_the_keyboard(sample_
         assert screen.index.progress() == (14, 14)
 
 
-async def _until(pilot, check, what: str) -> None:
-    for _ in range(250):
-        await pilot.pause(0.02)
-        if check():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
+_until = wait_until
 
 
 async def test_an_outside_edit_shows_up_without_restarting(sample_copy: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
-from tests.ui.settle import settled
+from tests.ui.settle import settled, wait_until
 
 
 def test_overview_of_the_sample_project(snap_compare, sample_copy: Path) -> None:
@@ -20,13 +20,15 @@ def test_dataset_screen_of_the_sample_project(snap_compare, sample_copy: Path) -
     async def open_dataset(pilot) -> None:
         await settled(pilot)
         await pilot.press("d")
-        for _ in range(300):
-            await pilot.pause(0.02)
+
+        def preview_shown() -> bool:
             screen = pilot.app.screen
-            if isinstance(screen, DatasetScreen) and screen.index is not None:
-                preview = screen.query_one(ImagePreview)
-                if preview.shown is not None and preview.shown == preview.path:
-                    break
+            if not isinstance(screen, DatasetScreen) or screen.index is None:
+                return False
+            preview = screen.query_one(ImagePreview)
+            return preview.shown is not None and preview.shown == preview.path
+
+        await wait_until(pilot, preview_shown, "the preview")
         await pilot.pause(0.05)
 
     assert snap_compare(LoraTuiApp(project.load(sample_copy)), terminal_size=(130, 44), run_before=open_dataset)

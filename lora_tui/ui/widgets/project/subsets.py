@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.text import Text
@@ -42,7 +41,7 @@ class SubsetTable(DataTable):
         for scan in scans:
             sub = scan.subset
             captioned = sum(1 for r in scan.records if r.caption_path or r.meta_caption is not None)
-            keys = [marks.key(os.path.join(r.folder, r.name)) for r in scan.records]
+            keys = [marks.key(r.path_text) for r in scan.records]
             marked = {m: sum(1 for k in keys if k in c) for m, c in counts.items()}
             rows.append((
                 f"{sub.dataset_index}.{sub.index}",
