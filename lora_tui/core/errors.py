@@ -56,3 +56,11 @@ class JournalError(LoraTuiError):
 
 class ImageError(LoraTuiError):
     """An image file cannot be read as an image."""
+
+
+class ModelError(LoraTuiError):
+    """A base model (checkpoint, Diffusers folder, tokenizer) cannot be loaded offline."""
+
+
+class TrainError(LoraTuiError):
+    """Training cannot start or continue: a bad flag, an empty dataset, an unusable state."""
