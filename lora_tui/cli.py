@@ -176,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
     p.add_argument("--theme", help="lora-dark, lora-light, lora-ansi (16 colours), a Textual theme, or your own")
-    p.add_argument("--image-protocol", choices=("auto", "halfblock", "none"),
-                   help="image previews: half-block cells (auto) or none; env LORA_TUI_IMAGE_PROTOCOL")
+    p.add_argument("--image-protocol", choices=("auto", "kitty", "sixel", "halfblock", "none"),
+                   help="image previews: auto asks the terminal (Kitty graphics, Sixel, else half-block"
+                        " cells); env LORA_TUI_IMAGE_PROTOCOL")
     p.set_defaults(func=cmd_open)
     parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
     return parser

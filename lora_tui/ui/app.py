@@ -56,10 +56,11 @@ class LoraTuiApp(App[int]):
 
 def run_app(project: Project, theme: str | None = None, image_protocol: str | None = None) -> int:
     """Start the app; a theme or setting that cannot be used is a one-line error before the screen opens."""
+    from lora_tui.ui import graphics
     from lora_tui.ui.settings import resolve_image_protocol
 
     try:
-        protocol = resolve_image_protocol(image_protocol)
+        protocol = graphics.prepare(resolve_image_protocol(image_protocol, detect=graphics.detect))
     except ValueError as exc:
         raise LoraTuiError(str(exc)) from None
     keymap, problems = load_keymap()

@@ -1,8 +1,8 @@
 """Image previews that work over any SSH link: half-block cells (two pixels per cell, truecolor).
 
 Decoding happens off the UI thread; thumbnails are cached (LRU) by path, mtime and target size so
-stepping back and forth is instant. Kept behind this module so other renderers (Kitty, Sixel) can
-be added without touching the screens.
+stepping back and forth is instant. Kitty and Sixel output goes through
+textual-image (see graphics.py); they share this cache.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def load_thumbnail(path: Path, cells_w: int, cells_h: int) -> Image.Image:
     """A thumbnail fitting ``cells_w`` × ``cells_h`` half-block cells (2 pixels per cell row)."""
     mtime = os.stat(path).st_mtime_ns
     return _thumbnail(str(path), mtime, max(1, cells_w), max(2, cells_h * 2))
+
+
+def load_thumbnail_pixels(path: Path, width: int, height: int) -> Image.Image:
+    """A thumbnail fitting ``width`` × ``height`` pixels, for Kitty/Sixel panes."""
+    mtime = os.stat(path).st_mtime_ns
+    return _thumbnail(str(path), mtime, max(1, width), max(1, height))
 
 
 class HalfBlock:

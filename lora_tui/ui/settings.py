@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-IMAGE_PROTOCOLS = ("auto", "halfblock", "none")
+IMAGE_PROTOCOLS = ("auto", "kitty", "sixel", "halfblock", "none")
 
 
 def config_dir() -> Path:
@@ -43,10 +44,16 @@ def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
     return dict(keys), []
 
 
-def resolve_image_protocol(value: str | None) -> str:
-    """The renderer for previews: flag, then LORA_TUI_IMAGE_PROTOCOL, then auto (half-block cells,
-    which work over any SSH link and inside tmux without passthrough)."""
+def resolve_image_protocol(value: str | None, detect: Callable[[], str] | None = None) -> str:
+    """The renderer for previews: flag, then LORA_TUI_IMAGE_PROTOCOL, then auto.
+
+    ``auto`` asks ``detect`` (the terminal query, which must run before Textual owns the terminal)
+    and settles on half-block cells when nothing better answers: they work over any SSH link and
+    inside tmux without passthrough.
+    """
     chosen = value or os.environ.get("LORA_TUI_IMAGE_PROTOCOL") or "auto"
     if chosen not in IMAGE_PROTOCOLS:
         raise ValueError(f"unknown image protocol {chosen!r}; use one of {', '.join(IMAGE_PROTOCOLS)}")
-    return "halfblock" if chosen == "auto" else chosen
+    if chosen != "auto":
+        return chosen
+    return detect() if detect is not None else "halfblock"

@@ -1,22 +1,36 @@
-"""The image preview pane: decodes in a worker, shows half-block cells when ready."""
+"""The image preview pane: decodes in a worker, shows the picture when ready.
+
+Half-block cells are drawn by our own renderer (any terminal, any SSH link, tmux); Kitty and Sixel
+go through textual-image (:mod:`lora_tui.ui.graphics`), decoded at the pane's pixel size.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Container
 from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from lora_tui.ui.image_view import HalfBlock, load_thumbnail
+from lora_tui.ui.graphics import GRAPHIC_PROTOCOLS, cell_pixels, graphic_widget
+from lora_tui.ui.image_view import HalfBlock, load_thumbnail, load_thumbnail_pixels
 
 
-class ImagePreview(Static):
-    DEFAULT_CSS = "ImagePreview { height: 1fr; content-align: center middle; }"
+class ImagePreview(Container):
+    DEFAULT_CSS = """
+    ImagePreview { height: 1fr; }
+    ImagePreview > #preview-text { height: 1fr; content-align: center middle; }
+    ImagePreview > .graphic { width: auto; height: auto; max-height: 100%; max-width: 100%; }
+    ImagePreview.graphic-shown > #preview-text { display: none; }
+    ImagePreview.graphic-hidden > .graphic { display: none; }
+    """
 
     @dataclass
     class Loaded(Message):
@@ -24,10 +38,29 @@ class ImagePreview(Static):
         image: Image.Image | None
         error: str | None = None
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__("", markup=False, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.path: Path | None = None
         self.shown: Path | None = None  # the picture on screen (may lag ``path`` while decoding)
+        self.text = Static("", markup=False, id="preview-text")
+        self.graphic: Any = None
+
+    @property
+    def protocol(self) -> str:
+        settings = getattr(self.app, "settings", None)
+        return settings.image_protocol if settings is not None else "halfblock"
+
+    def compose(self) -> ComposeResult:
+        yield self.text
+        if self.protocol in GRAPHIC_PROTOCOLS:
+            self.graphic = graphic_widget(self.protocol, classes="graphic")
+            yield self.graphic
+        self.set_class(True, "graphic-hidden")
+
+    def _show_text(self, text: Any) -> None:
+        self.text.update(text)
+        self.set_class(False, "graphic-shown")
+        self.set_class(True, "graphic-hidden")
 
     def show(self, path: Path | None, neighbours: tuple[Path, ...] = ()) -> None:
         """Ask for ``path``; the caption is already on screen, the picture follows.
@@ -37,18 +70,28 @@ class ImagePreview(Static):
         """
         self.path = path
         if path is None:
-            self.update("")
+            self._show_text("")
             return
-        if getattr(self.app, "settings", None) is not None and self.app.settings.image_protocol == "none":
-            self.update(f"{path.name}\n(previews off: --image-protocol none)")
+        if self.protocol == "none":
+            self._show_text(f"{path.name}\n(previews off: --image-protocol none)")
             return
-        self.load(path, neighbours, max(8, self.size.width), max(4, self.size.height))
+        cells = (max(8, self.size.width), max(4, self.size.height))
+        self.load(path, neighbours, cells, self.graphic is not None)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def load(self, path: Path, neighbours: tuple[Path, ...], width: int, height: int) -> None:
+    def load(self, path: Path, neighbours: tuple[Path, ...], cells: tuple[int, int], pixels: bool) -> None:
         worker = get_current_worker()
+        if pixels:
+            cw, ch = cell_pixels()
+            size = (cells[0] * cw, cells[1] * ch)
+
+            def decode(p: Path) -> Image.Image:
+                return load_thumbnail_pixels(p, *size)
+        else:
+            def decode(p: Path) -> Image.Image:
+                return load_thumbnail(p, *cells)
         try:
-            image = load_thumbnail(path, width, height)
+            image = decode(path)
         except Exception as exc:  # Pillow raises many types for broken files
             self.post_message(self.Loaded(path, None, f"cannot show {path.name}: {exc}"))
         else:
@@ -57,14 +100,18 @@ class ImagePreview(Static):
             if worker.is_cancelled:
                 return
             with contextlib.suppress(Exception):
-                load_thumbnail(other, width, height)
+                decode(other)
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         if message.path != self.path:
             return  # a newer image was asked for meanwhile
         if message.image is None:
-            self.update(message.error or "")
+            self._show_text(message.error or "")
+        elif self.graphic is not None:
+            self.graphic.image = message.image
+            self.set_class(True, "graphic-shown")
+            self.set_class(False, "graphic-hidden")
         else:
-            self.update(HalfBlock(message.image))
+            self._show_text(HalfBlock(message.image))
         self.shown = message.path
