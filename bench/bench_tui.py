@@ -45,6 +45,7 @@ async def measure(root: Path) -> None:
                     not screen.editor.border_title.startswith(screen.row.record.name):
                 await pilot.pause(0.001)
             times.append(time.perf_counter() - t1)
+        print("first presses (ms):", [round(t * 1000) for t in times[:4]])
         times.sort()
         print(f"next image, caption shown: median {times[len(times) // 2] * 1000:.1f} ms, "
               f"max {times[-1] * 1000:.1f} ms (preview follows from a worker)")

@@ -17,7 +17,7 @@ from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Change, Entry, Journal
 from lora_tui.core.project import Subset
-from lora_tui.core.scan import ImageRecord, caption_target
+from lora_tui.core.scan import ImageRecord, caption_target, load_caption
 
 Target = tuple[Subset, ImageRecord]
 TagFn = Callable[[list[str], Subset], list[str]]
@@ -69,6 +69,8 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
     skipped: list[str] = []
     seen: set[Path] = set()
     for subset, record in targets:
+        if record.caption_pending:  # listed but not read yet: an edit must start from the real text
+            load_caption(record)
         if record.meta_caption is not None:
             skipped.append(f"{record.path}: caption lives in a metadata file")
             continue

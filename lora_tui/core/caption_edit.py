@@ -6,11 +6,13 @@ from lora_tui.core.captions import BOM, CaptionText
 from lora_tui.core.errors import CaptionError
 from lora_tui.core.journal import Change, Journal
 from lora_tui.core.project import Subset
-from lora_tui.core.scan import ImageRecord, caption_target
+from lora_tui.core.scan import ImageRecord, caption_target, load_caption
 
 
 def current_text(record: ImageRecord) -> str:
     """The caption file's text as the editor shows it ("" when there is no file)."""
+    if record.caption_pending:
+        load_caption(record)
     return record.caption.raw if record.caption is not None else ""
 
 
@@ -20,6 +22,8 @@ def save_caption(journal: Journal, subset: Subset, record: ImageRecord, text: st
     A new file is only created for non-blank text, so an untouched uncaptioned image keeps falling
     back to class_tokens. The record is updated to what is now on disk.
     """
+    if record.caption_pending:
+        load_caption(record)
     if record.caption_error:
         raise CaptionError(record.caption_error, hint="fix or remove that file first")
     if record.caption is None and not text.strip():

@@ -29,6 +29,8 @@ class Row:
     @property
     def tokens(self) -> int:
         """Estimated CLIP tokens of the trained text (cached; computed only for rows that are shown)."""
+        if self.record.caption_pending:
+            return 0  # not read yet: counted once the caption is in
         if self._tokens is None:
             self._tokens = max((estimate_tokens(line) for line in self.text.split("\n")), default=0)
         return self._tokens
@@ -38,8 +40,11 @@ class Row:
 
     @property
     def caption_state(self) -> str:
-        """"ok", "missing" (no sidecar), "class" (no sidecar, class_tokens used), "empty" or "error"."""
+        """"ok", "missing" (no sidecar), "class" (no sidecar, class_tokens used), "empty", "error",
+        or "pending" (a sidecar not read yet)."""
         r = self.record
+        if r.caption_pending:
+            return "pending"
         if r.caption_error:
             return "error"
         if r.meta_caption is not None:
@@ -55,6 +60,8 @@ class Row:
     @property
     def text(self) -> str:
         """The caption text sd-scripts trains on (or the class tokens it falls back to)."""
+        if self.record.caption_pending:
+            return ""
         text = self.record.text(self.wildcard)
         if text is None:
             return str(self.subset.get("class_tokens") or "")

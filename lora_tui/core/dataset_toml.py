@@ -63,10 +63,11 @@ def _check_table(table: Mapping[str, Any], legal: Mapping[str, str], where: str,
 
 
 def validate(config: Mapping[str, Any], *, masked_loss: bool = False,
-             bucket_step_multiple: int = 64) -> list[Problem]:
+             bucket_step_multiple: int = 64, args: Mapping[str, Any] | None = None) -> list[Problem]:
     """Every way ``config`` would be refused by sd-scripts' ``train_network.py``.
 
-    ``bucket_step_multiple`` is 64 for SD1.x/2.x (``train_network.py``) and 32 for SDXL.
+    ``bucket_step_multiple`` is 64 for SD1.x/2.x (``train_network.py``) and 32 for SDXL. ``args`` are
+    command-line values that fill keys the file leaves unset (e.g. ``resolution``), as in sd-scripts.
     """
     problems: list[Problem] = []
     for key in config:
@@ -86,12 +87,12 @@ def validate(config: Mapping[str, Any], *, masked_loss: bool = False,
     if not datasets:
         problems.append(Problem("datasets", "no [[datasets]] defined: nothing to train on"))
     for di, dataset in enumerate(datasets):
-        problems.extend(_validate_dataset(dataset, general, di, masked_loss, bucket_step_multiple))
+        problems.extend(_validate_dataset(dataset, general, di, masked_loss, bucket_step_multiple, args))
     return problems
 
 
 def _validate_dataset(dataset: Mapping[str, Any], general: Mapping[str, Any], di: int,
-                      masked_loss: bool, step_multiple: int) -> list[Problem]:
+                      masked_loss: bool, step_multiple: int, args: Mapping[str, Any] | None = None) -> list[Problem]:
     problems: list[Problem] = []
     where = f"datasets[{di}]"
     subsets = dataset.get("subsets", [])
@@ -116,7 +117,7 @@ def _validate_dataset(dataset: Mapping[str, Any], general: Mapping[str, Any], di
             if required not in subset:
                 problems.append(Problem(f"{swhere}.{required}", "required key not provided"))
     if not any(p.path.startswith(where) for p in problems):
-        problems.extend(_bucket_problems(dataset, general, where, style, step_multiple))
+        problems.extend(_bucket_problems(dataset, general, where, style, step_multiple, args))
     return problems
 
 
@@ -155,22 +156,25 @@ def parse_resolution(value: Any) -> tuple[int, int] | None:
 
 
 def _bucket_problems(dataset: Mapping[str, Any], general: Mapping[str, Any], where: str, style: str,
-                     step_multiple: int) -> list[Problem]:
+                     step_multiple: int, args: Mapping[str, Any] | None = None) -> list[Problem]:
     problems: list[Problem] = []
-    reso = parse_resolution(resolve_dataset_value("resolution", dataset, general))
+
+    def value(key: str) -> Any:
+        return resolve_dataset_value(key, dataset, general, args)
+
+    reso = parse_resolution(value("resolution"))
     if reso is None:
         if style != "finetune":
             problems.append(Problem(f"{where}.resolution", "resolution is required (e.g. 512 or [768, 512])"))
         return problems
-    step = resolve_dataset_value("bucket_reso_steps", dataset, general)
+    step = value("bucket_reso_steps")
     if step <= 0 or step % step_multiple:
         problems.append(Problem(f"{where}.bucket_reso_steps",
                                 f"must be a positive multiple of {step_multiple} for this model, got {step}"))
         return problems
-    if resolve_dataset_value("enable_bucket", dataset, general) and not resolve_dataset_value(
-            "bucket_no_upscale", dataset, general):
-        lo = resolve_dataset_value("min_bucket_reso", dataset, general)
-        hi = resolve_dataset_value("max_bucket_reso", dataset, general)
+    if value("enable_bucket") and not value("bucket_no_upscale"):
+        lo = value("min_bucket_reso")
+        hi = value("max_bucket_reso")
         lo_r, hi_r = lo - lo % step, math.ceil(hi / step) * step
         if min(reso) < lo_r:
             problems.append(Problem(f"{where}.min_bucket_reso",
@@ -220,10 +224,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load(path: Path, *, masked_loss: bool = False) -> dict[str, Any]:
-    """Read and validate an sd-scripts dataset TOML; a :class:`ConfigError` lists every problem."""
+def load(path: Path, *, masked_loss: bool = False, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read and validate an sd-scripts dataset TOML; a :class:`ConfigError` lists every problem.
+
+    ``args`` (command-line values) fill what the file leaves unset, as in :func:`validate`."""
     config = parse_plain(path, "dataset config")
-    problems = validate(config, masked_loss=masked_loss)
+    problems = validate(config, masked_loss=masked_loss, args=args)
     if problems:
         text = read_text_file(path, "dataset config")
         first = problems[0]

@@ -345,3 +345,25 @@ def sd_scripts_dataset_config(project: Project,
         out["subsets"] = subsets
         datasets.append(out)
     return {"general": general, "datasets": datasets}
+
+
+def datasets_from_config(config: Mapping[str, Any], *, root: Path,
+                         args: Mapping[str, Any] | None = None) -> list[Dataset]:
+    """The datasets of a plain sd-scripts dataset config (``dataset_toml.load``), resolved like a project's.
+
+    This is what lets the built-in trainer take the very file sd-scripts gets with ``--dataset_config``
+    and reuse the scan and steps code. ``args`` are the command-line values the fallback chain ends in;
+    relative paths resolve against ``root`` (sd-scripts resolves them against its working folder). An
+    unset ``caption_extension`` means the args' value or sd-scripts' own default ``.caption``.
+    """
+    args = dict(args or {})
+    general = dict(config.get("general", {}))
+    general.setdefault("caption_extension", args.get("caption_extension") or schema.EFFECTIVE_DEFAULTS[
+        "caption_extension"])
+    datasets = []
+    for di, ds in enumerate(config.get("datasets", [])):
+        values = {k: v for k, v in ds.items() if k != "subsets"}
+        subsets = [Subset(di, si, dict(sub), values, general, args, root)
+                   for si, sub in enumerate(ds.get("subsets", []))]
+        datasets.append(Dataset(di, values, subsets, general, args))
+    return datasets

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +36,8 @@ class ImageRecord:
     size: tuple[int, int] | None = None
     size_error: str | None = None
     meta_caption: str | None = None  # fine-tuning subsets: caption from the metadata file
+    meta_raw: tuple[str | None, str | None] | None = None  # fine-tuning: (caption, tags) as written
+    caption_pending: bool = False  # a sidecar exists but was not read yet (see load_caption)
 
     @classmethod
     def at(cls, path: Path, **kw: Any) -> ImageRecord:
@@ -100,19 +102,45 @@ def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
         if cap_name is None and dirs and (folder_cap := find_caption(folder / name, ext, dirs)) is not None:
             record.caption_error = (f"{folder_cap}: caption path is a folder, not a file; sd-scripts skips it "
                                     "and trains on class_tokens or an empty caption")
-        if cap_name is not None and read_captions:
-            cap = os.path.join(base, cap_name)
-            try:
-                with open(cap, "rb") as f:
-                    record.caption = decode_caption(f.read(), cap)
-            except IsADirectoryError:
-                record.caption_error = f"{cap}: caption path is a folder, not a file"
-            except OSError as exc:
-                record.caption_error = f"{cap}: cannot read caption: {exc.strerror or exc}"
-            except LoraTuiError as exc:
-                record.caption_error = str(exc)
+        if cap_name is not None:
+            if read_captions:
+                load_caption(record)
+            else:
+                record.caption_pending = True
         result.records.append(record)
     return result
+
+
+def load_caption(record: ImageRecord) -> None:
+    """Read the record's sidecar now; errors land in ``caption_error``, never raise.
+
+    Listing first and reading captions after lets the dataset screen become interactive before
+    10,000 captions are read; the current image's caption is read on demand in between.
+    """
+    record.caption_pending = False
+    if record.caption_name is None:
+        return
+    cap = os.path.join(record.folder, record.caption_name)
+    try:
+        with open(cap, "rb") as f:
+            record.caption = decode_caption(f.read(), cap)
+    except IsADirectoryError:
+        record.caption_error = f"{cap}: caption path is a folder, not a file"
+    except OSError as exc:
+        record.caption_error = f"{cap}: cannot read caption: {exc.strerror or exc}"
+    except LoraTuiError as exc:
+        record.caption_error = str(exc)
+
+
+def load_pending_captions(scans: Iterable[SubsetScan], should_stop: Callable[[], bool] | None = None) -> bool:
+    """Read every caption a listing-only scan left pending; False if ``should_stop`` cut it short."""
+    for result in scans:
+        for number, record in enumerate(result.records):
+            if record.caption_pending:
+                load_caption(record)
+            if should_stop is not None and number % 256 == 0 and should_stop():
+                return False
+    return True
 
 
 def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
@@ -140,9 +168,11 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
                     result.error = f"{meta}: relative image key {key!r} needs image_dir on the subset"
                     return result
                 path = subset.image_dir / path
-            caption, tags = str(row.get("caption") or ""), str(row.get("tags") or "")
+            raw = (row.get("caption"), row.get("tags"))
+            caption, tags = str(raw[0] or ""), str(raw[1] or "")
             text_ = caption + sep + tags if caption and tags else caption or tags
-            record = ImageRecord.at(path, meta_caption=text_)
+            record = ImageRecord.at(path, meta_caption=text_,
+                                    meta_raw=(None if raw[0] is None else caption, None if raw[1] is None else tags))
             size = row.get("image_size")
             if isinstance(size, list) and len(size) == 2:
                 record.size = (int(size[0]), int(size[1]))

@@ -9,14 +9,15 @@ carries a human breakdown and a bucket histogram, so the number is never a myste
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_tui.core.buckets import BucketPlan
+from lora_tui.core.buckets import Assignment, BucketPlan
 from lora_tui.core.dataset_toml import parse_resolution
-from lora_tui.core.project import Dataset, Project
+from lora_tui.core.project import Dataset, Project, Subset
 from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.staging import excluded_paths
 
@@ -191,8 +192,29 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
+@dataclass
+class Registered:
+    """One image as sd-scripts registers it: its subset, repeats (reg images: balanced) and bucket."""
+
+    record: ImageRecord
+    subset: Subset
+    repeats: int
+    assignment: Assignment
+
+
 def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path] | None = None) -> DatasetSteps:
     """Buckets and batches for one dataset from its subsets' scans (sizes read as needed)."""
+    return register_dataset(dataset, scans, excluded)[0]
+
+
+def register_dataset(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path] | None = None, *,
+                     split_seed: int | None = None) -> tuple[DatasetSteps, list[Registered]]:
+    """The images sd-scripts trains on for one dataset, each with its bucket, plus the steps summary.
+
+    Shared by the steps math and the built-in trainer, so both count exactly the same samples.
+    ``split_seed`` makes ``validation_split`` pick the held-out images from a seeded shuffle, as the
+    trainer does; without it the last images are held out (same counts, approximate buckets).
+    """
     reso = parse_resolution(dataset.get("resolution"))
     result = DatasetSteps(dataset.index, reso, int(dataset.get("batch_size")))
     plan = None
@@ -202,8 +224,8 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path]
                           max_bucket_reso=int(dataset.get("max_bucket_reso")),
                           bucket_reso_steps=int(dataset.get("bucket_reso_steps")),
                           bucket_no_upscale=bool(dataset.get("bucket_no_upscale")))
-    registered: list[tuple[ImageRecord, int]] = []
-    reg: list[tuple[ImageRecord, SubsetSteps, int]] = []
+    registered: list[tuple[ImageRecord, Subset, int]] = []
+    reg: list[tuple[ImageRecord, SubsetSteps, int, Subset]] = []
     split = float(dataset.get("validation_split") or 0.0)
     seen_dirs: set[str] = set()
     num_train = 0
@@ -220,6 +242,9 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path]
             # sd-scripts keeps ceil(n × (1 − split)) images of a shuffled order for training; which
             # ones is random, so with several buckets the per-bucket split is an approximation.
             keep = math.ceil(len(usable) * (1.0 - split))
+            if split_seed is not None:
+                usable = list(usable)
+                random.Random(split_seed).shuffle(usable)
             held_out, usable = len(usable) - keep, usable[:keep]
             result.held_out += held_out
         entry = SubsetSteps(sub.name, sub.is_reg, len(usable), repeats, len(usable) * repeats, 0)
@@ -238,16 +263,17 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path]
             continue
         seen_dirs.add(key)
         if sub.is_reg:
-            reg.extend((r, entry, repeats) for r in usable)
+            reg.extend((r, entry, repeats, sub) for r in usable)
         else:
             num_train += entry.samples
             entry.used_samples = entry.samples
-            registered.extend((r, repeats) for r in usable)
+            registered.extend((r, sub, repeats) for r in usable)
     registered.extend(_balance_reg(reg, num_train))
     if plan is None:
-        return result
+        return result, []
     errors = []
-    for record, repeats in registered:
+    out = []
+    for record, sub, repeats in registered:
         assert record.size is not None
         assign = plan.select(*record.size)
         if 0 in assign.bucket:  # bucket_no_upscale with an image under one bucket step: sd-scripts fails
@@ -255,13 +281,15 @@ def dataset_steps(dataset: Dataset, scans: list[SubsetScan], excluded: set[Path]
             continue
         result.buckets[assign.bucket] += repeats
         errors.append(abs(assign.ar_error))
+        out.append(Registered(record, sub, repeats, assign))
     result.mean_ar_error = sum(errors) / len(errors) if errors else 0.0
     if result.batch_size > 0:
         result.batches = sum(math.ceil(c / result.batch_size) for c in result.buckets.values())
-    return result
+    return result, out
 
 
-def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int]], num_train: int) -> list[tuple[ImageRecord, int]]:
+def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int, Subset]],
+                 num_train: int) -> list[tuple[ImageRecord, Subset, int]]:
     """sd-scripts' regularization balancing: use reg images in order until they match the
     training samples; first pass with their own repeats, then +1 repeat round-robin."""
     if not reg or num_train <= 0:
@@ -271,7 +299,7 @@ def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int]], num_train: int
     n = 0
     first = True
     while n < num_train:
-        for i, (_, _, own) in enumerate(reg):
+        for i, (_, _, own, _) in enumerate(reg):
             if first:
                 repeats[i] = own
                 used = i + 1
@@ -284,9 +312,9 @@ def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int]], num_train: int
         first = False
         reg = reg[:used]
     out = []
-    for (record, entry, _), count in zip(reg, repeats):
+    for (record, entry, _, sub), count in zip(reg, repeats):
         entry.used_samples += count
-        out.append((record, count))
+        out.append((record, sub, count))
     return out
 
 

@@ -39,3 +39,39 @@ def test_progress_and_review_states(tmp_path: Path) -> None:
     assert index.progress(index.apply(Filter())) == (2, 5)
     assert len(index.apply(Filter(state="unreviewed"))) == 3
     assert index.tag_counts(index.rows)["woman"] == 2
+
+
+def _listed_only(tmp_path: Path):
+    write_images(tmp_path / "a", [(64, 64)] * 3, captions={0: "b tag, x", 1: "a tag"})
+    write_project(tmp_path, [{"resolution": 512, "subsets": [{"image_dir": "a"}]}])
+    proj = project.load(tmp_path)
+    scans = scan.scan_project(proj, read_captions=False)
+    return proj, scans, DatasetIndex(scans, ReviewMarks(proj.root))
+
+
+def test_a_listing_shows_captions_as_pending_until_read(tmp_path: Path) -> None:
+    _, scans, index = _listed_only(tmp_path)
+    assert [r.caption_state for r in index.rows] == ["pending", "pending", "missing"]
+    assert index.rows[0].text == "" and index.rows[0].tokens == 0
+    assert scan.load_pending_captions(scans)
+    assert [r.caption_state for r in index.rows] == ["ok", "ok", "missing"]
+    assert index.rows[0].text == "b tag, x" and index.rows[0].tokens > 0
+
+
+def test_reading_pending_captions_stops_when_asked(tmp_path: Path) -> None:
+    _, scans, _ = _listed_only(tmp_path)
+    assert not scan.load_pending_captions(scans, should_stop=lambda: True)
+
+
+def test_editing_a_pending_caption_starts_from_the_file(tmp_path: Path) -> None:
+    from lora_tui.core import bulk
+    from lora_tui.core.caption_edit import current_text
+    from lora_tui.core.journal import Journal
+
+    proj, scans, index = _listed_only(tmp_path)
+    assert current_text(index.rows[0].record) == "b tag, x"  # read on demand
+    targets = [(r.subset, r.record) for r in index.rows]
+    assert index.rows[1].record.caption_pending
+    preview = bulk.add_tag(targets, "new")
+    preview.apply(Journal(proj.root, [tmp_path / "a"]))
+    assert (tmp_path / "a" / "img0001.txt").read_text() == "a tag, new"  # never "new" alone

@@ -211,3 +211,48 @@ async def test_enter_on_a_lint_finding_opens_its_image(sample_copy: Path) -> Non
         screen = app.screen
         await pilot.pause()
         assert {r.subset.name for r in screen.image_list.rows} == {"armsup"}
+
+
+async def test_typing_a_tag_suggests_the_datasets_tag_and_tab_takes_it(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await _open_dataset(pilot)
+        image_list = screen.query_one(ImageList)
+        image_list.cursor = [r.record.name for r in image_list.rows].index("pose_00.png")
+        await pilot.pause()
+        await pilot.press("e")
+        editor = screen.query_one(CaptionEditor)
+        line = editor.document.get_line(0)
+        editor.cursor_location = (0, len(line))  # the end of the tags (the editor soft-wraps)
+        before = editor.text
+        await pilot.press("comma", "space", "g", "r")
+        assert editor.suggestion == "een background"  # "grey background" is in this caption already
+        await pilot.press("tab")
+        assert editor.text == before.replace(line, line + ", green background") and editor.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+    assert (sample_copy / "data" / "armsup" / "pose_00.txt").read_text().rstrip("\n").endswith(", green background")
+
+
+async def test_chips_edit_a_caption_by_whole_tags_and_save_it(sample_copy: Path) -> None:
+    caption = sample_copy / "data" / "armsup" / "pose_01.txt"
+    tags = [t.strip() for t in caption.read_text().split(",")]
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await _open_dataset(pilot)
+        image_list = screen.query_one(ImageList)
+        image_list.cursor = [r.record.name for r in image_list.rows].index("pose_01.png")
+        await pilot.pause()
+        await pilot.press("c")
+        chips = screen.chips
+        assert chips.has_focus and chips.tags == tags
+        await pilot.press("right", "L")  # move the second tag one place right
+        await pilot.press("home", "d")  # delete the first tag
+        await pilot.press("a")
+        await pilot.pause()
+        await pilot.press(*"blue sky", "enter")  # the add dialog
+        await pilot.pause()
+        await pilot.press("ctrl+down")  # next image saves
+        await pilot.pause()
+    expected = [tags[2], "blue sky", tags[1], *tags[3:]]
+    assert [t.strip() for t in caption.read_text().split(",")] == expected

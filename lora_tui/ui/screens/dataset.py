@@ -14,26 +14,31 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
+from textual.worker import get_current_worker
 
 from lora_tui.core import scan
 from lora_tui.core.caption_edit import current_text, save_caption
+from lora_tui.core.captions import caption_lines
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import caption_target
+from lora_tui.core.tag_complete import TagVocabulary
 from lora_tui.ui.screens.dataset_actions import DatasetActions
+from lora_tui.ui.screens.dataset_chips import CaptionModes
 from lora_tui.ui.screens.dataset_watch import OutsideChanges
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
 AUTOSAVE_SECONDS = 1.5
 
 
-class DatasetScreen(DatasetActions, OutsideChanges, Screen):
+class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, Screen):
     BINDING_GROUP_TITLE = "Dataset"
     HELP = """
 ## Dataset
@@ -41,6 +46,9 @@ List on the left, preview and caption editor on the right. Captions save by them
 image or the editor, a pause in typing, quitting) and every edit is undoable, also after a restart.
 
 - **j/k ↑/↓** move · **e/enter** edit caption · **escape** back to the list / clear the filter
+- typing a tag suggests the dataset's most used tag with that prefix: **→** or **tab** takes it
+- **c / ctrl+t** caption as tag chips: **←/→** pick · **H/L** move the tag · **d** delete · **a** add ·
+  **e** edit (with completion) · **ctrl+t** back to text
 - **ctrl+↓ / ctrl+↑** next/previous image (from the editor too)
 - **r** reviewed · **ctrl+r** reviewed and next unreviewed · **f** flag · **x** exclude · **n** next unreviewed
 - **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state · **S** sort
@@ -60,6 +68,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         Binding("ctrl+y", "redo", "Redo", id="dataset.redo", show=False),
         Binding("o", "dismiss", "Overview", id="dataset.overview"),
         Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
+        Binding("c", "toggle_chips", "Chips", id="dataset.chips", show=False),
+        Binding("ctrl+t", "toggle_chips", "Text/chips", id="dataset.chips_anywhere", priority=True, show=False),
         Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
         Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset", show=False),
         Binding("v", "cycle_state", "State", id="dataset.cycle_state", show=False),
@@ -87,10 +97,12 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.index: DatasetIndex | None = None
         self.row: Row | None = None
         self._reverting = False
+        self.captions_ready = False
         # held directly: saving on unmount must not depend on the DOM still being there
         self.image_list = ImageList(self.marks, id="list")
         self.editor = CaptionEditor(id="editor")
         self.preview = ImagePreview(id="preview")
+        self.chips = TagChips(id="chips")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,12 +111,14 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             with Vertical():
                 yield self.preview
                 yield self.editor
+                yield self.chips
             yield TagPanel(id="tags")
         yield Static("scanning…", id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(TagPanel).display = False
+        self.chips.display = False
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
@@ -114,9 +128,35 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def load_index(self) -> None:
-        scans = scan.scan_project(self.project)
+        """List first (the screen is usable at once), then read every caption behind it.
+
+        Until the captions are in, rows show "…", the current image's caption is read on demand,
+        and bulk edits read what they touch; then filters, counts and completion become exact.
+        """
+        worker = get_current_worker()
+        scans = scan.scan_project(self.project, read_captions=False)
         index = DatasetIndex(scans, self.marks)
         self.app.call_from_thread(self._show_index, index)
+        if not scan.load_pending_captions(scans, should_stop=lambda: worker.is_cancelled):
+            return
+        vocabulary = TagVocabulary(index.tag_counts(index.rows))
+        self.app.call_from_thread(self._captions_loaded, index, vocabulary)
+
+    def _captions_loaded(self, index: DatasetIndex, vocabulary: TagVocabulary) -> None:
+        if index is not self.index:
+            return  # rescanned meanwhile: that scan read everything itself
+        self.captions_ready = True
+        self.editor.vocabulary = vocabulary
+        for row in index.rows:
+            row.forget_text()
+        flt = index.filter
+        if flt != Filter():  # text, tag, state and caption-order filters need the captions
+            current = self.row
+            rows = index.apply(flt)
+            self.image_list.set_rows(rows, rows.index(current) if current in rows else 0)
+        self.image_list.refresh()
+        self._refresh_tags()
+        self._status()
 
     def _show_index(self, index: DatasetIndex) -> None:
         self.index = index
@@ -153,8 +193,12 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         record = self.row.record
         fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
                    f"'{self.row.subset.get('class_tokens') or ''}')"
-        editor.load_caption(current_text(record), f"{record.name}{fallback}")
+        editor.load_caption(current_text(record), f"{record.name}{fallback}", self.separator())
         editor.read_only = record.meta_caption is not None or record.caption_error is not None
+        if self.chip_mode and (editor.read_only or len(caption_lines(editor.text)) > 1):
+            self._chip_mode(False)  # this caption cannot be chips: back to text
+            self.notify("this caption is edited as text (several lines or read-only)", timeout=3)
+        self.sync_chips()
         rows, i = self.image_list.rows, self.image_list.cursor
         self.preview.show(record.path, tuple(rows[j].record.path for j in (i + 1, i - 1) if 0 <= j < len(rows)))
         self.restore_pending_edit()
@@ -192,17 +236,19 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             return
         reviewed, total = self.index.progress()
         dirty = " · unsaved" if self.editor.dirty else ""
+        if not self.captions_ready:
+            dirty += " · reading captions…"
         cursor = self.image_list.cursor + 1 if self.index.view else 0
         self.query_one("#status", Static).update(
             f"{cursor}/{total} · {reviewed}/{total} reviewed{self.filter_label()}{dirty}")
 
     # -- actions ----------------------------------------------------------------------------
     def action_edit(self) -> None:
-        self.editor.focus()
+        (self.chips if self.chip_mode else self.editor).focus()
 
     def action_escape(self) -> None:
         """Leave the editor (saving), or else clear the filter."""
-        if self.editor.has_focus:
+        if self.editor.has_focus or self.chips.has_focus:
             self._save_current()
             self.image_list.focus()
         elif self.query_one(TagPanel).has_focus:
@@ -274,10 +320,13 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def _rescan(self, cursor: int, flt: Filter) -> None:
         index = DatasetIndex(scan.scan_project(self.project), self.marks)
-        self.app.call_from_thread(self._reshow, index, cursor, flt)
+        vocabulary = TagVocabulary(index.tag_counts(index.rows))
+        self.app.call_from_thread(self._reshow, index, cursor, flt, vocabulary)
 
-    def _reshow(self, index: DatasetIndex, cursor: int, flt: Filter) -> None:
+    def _reshow(self, index: DatasetIndex, cursor: int, flt: Filter, vocabulary: TagVocabulary) -> None:
         self.index = index
+        self.captions_ready = True
+        self.editor.vocabulary = vocabulary
         self.image_list.set_rows(index.apply(flt), cursor)
         self._refresh_tags()
         self._status()

@@ -16,8 +16,10 @@ from textual.strip import Strip
 from lora_tui.core.dataset_index import Row
 from lora_tui.core.review import ReviewMarks
 
-STATE_STYLE = {"ok": "green", "class": "cyan", "missing": "yellow", "empty": "red", "error": "bold red"}
-STATE_LABEL = {"ok": "caption", "class": "class tk", "missing": "none", "empty": "empty", "error": "error"}
+STATE_STYLE = {"ok": "green", "class": "cyan", "missing": "yellow", "empty": "red", "error": "bold red",
+               "pending": "bright_black"}
+STATE_LABEL = {"ok": "caption", "class": "class tk", "missing": "none", "empty": "empty", "error": "error",
+               "pending": "…"}
 
 
 class ImageList(ScrollView, can_focus=True):
@@ -101,7 +103,8 @@ class ImageList(ScrollView, can_focus=True):
             Segment(f"{mark} ", base + Style(color="magenta" if mark in "!✗" else "green")),
             Segment(f"{name[:28]:<28} ", base),
             Segment(f"{STATE_LABEL[state]:<8} ", base + Style(color=STATE_STYLE[state])),
-            Segment(f"{row.tokens:>3}t ", base + Style(color="red" if row.tokens > 75 else None, dim=row.tokens <= 75)),
+            Segment("   … " if state == "pending" else f"{row.tokens:>3}t ",
+                    base + Style(color="red" if row.tokens > 75 else None, dim=row.tokens <= 75)),
             Segment(preview, base + Style(dim=True)),
         ]
         return Strip(segments).crop_extend(0, width, base)
