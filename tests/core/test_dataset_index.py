@@ -68,7 +68,7 @@ def test_editing_a_pending_caption_starts_from_the_file(tmp_path: Path) -> None:
     from lora_tui.core.caption_edit import current_text
     from lora_tui.core.journal import Journal
 
-    proj, scans, index = _listed_only(tmp_path)
+    proj, _, index = _listed_only(tmp_path)
     assert current_text(index.rows[0].record) == "b tag, x"  # read on demand
     targets = [(r.subset, r.record) for r in index.rows]
     assert index.rows[1].record.caption_pending
