@@ -130,6 +130,30 @@ def cmd_open(args: argparse.Namespace) -> int:
     return run_app(proj, theme=args.theme, image_protocol=args.image_protocol)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Pre-flight checks; the training stack is imported only here, after the environment is read."""
+    from lora_tui.core import project
+
+    proj = project.load(Path(args.project)) if args.project else None
+    env = dict(os.environ)  # as the user set it: importing lora_tui.train defaults HF_HUB_OFFLINE to 1
+    try:
+        from lora_tui.train import doctor
+    except ImportError as exc:
+        raise LoraTuiError(f"the training stack cannot be imported: {exc}",
+                           hint="reinstall lora-tui with its dependencies (torch, diffusers, accelerate)") from None
+    findings = doctor.run_checks(proj, env=env)
+    code = doctor.exit_code(findings)
+    if args.json:
+        _json({"project": str(proj.root) if proj else None, "exit_code": code,
+               "errors": sum(f.severity == doctor.ERROR for f in findings),
+               "warnings": sum(f.severity == doctor.WARN for f in findings),
+               "findings": [f.to_json() for f in findings]})
+        return code
+    for finding in findings:
+        _out(finding.line())
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
@@ -180,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image previews: auto asks the terminal (Kitty graphics, Sixel, else half-block"
                         " cells); env LORA_TUI_IMAGE_PROTOCOL")
     p.set_defaults(func=cmd_open)
+
+    p = sub.add_parser("doctor", help="pre-flight check of torch, GPUs, accelerate and (with PROJECT) model, "
+                                      "tokenizer, disk; exit 1 on errors")
+    p.add_argument("project", nargs="?", help="also check this project's model, tokenizer, sd-scripts and disk")
+    p.add_argument("--json", action="store_true", help="machine-readable findings")
+    p.set_defaults(func=cmd_doctor)
     parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
     return parser
 
