@@ -154,6 +154,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Create a run folder and train in the foreground (Ctrl-C stops gracefully and saves)."""
+    from lora_tui.core import project, steps
+    from lora_tui.runs.foreground import run_foreground
+    from lora_tui.runs.rundir import create_run
+
+    proj = project.load(Path(args.project))
+    problem = steps.compute(proj).blocking_problem()
+    if problem:
+        raise LoraTuiError(problem, path=proj.file, hint="fix the dataset first (lora-tui check)")
+    run = create_run(proj, backend=args.backend, model=args.model, max_train_steps=args.max_train_steps,
+                     cli_argv=sys.argv[1:])
+    _out(f"run {run.dir}")
+    _out(f"  {run.argv[0]} {' '.join(run.argv[1:])}")
+    return run_foreground(run)
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    """A tiny random SD-style model, so the whole loop can be tried on a laptop CPU."""
+    from lora_tui.train.tiny import make_tiny_model
+
+    dest = Path(args.dir)
+    if (dest.exists() and not dest.is_dir()) or (dest.is_dir() and any(dest.iterdir())):
+        raise LoraTuiError("destination exists and is not an empty folder", path=dest,
+                           hint="pick a new folder name")
+    written = make_tiny_model(dest, v2=args.v2, single_file=args.single_file, seed=args.seed,
+                              v_parameterization=args.v_parameterization)
+    _out(f"wrote a tiny {'SD2' if args.v2 else 'SD1'}-style model: {written}")
+    _out(f"train on it: lora-tui train PROJECT --model {written}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
@@ -210,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", nargs="?", help="also check this project's model, tokenizer, sd-scripts and disk")
     p.add_argument("--json", action="store_true", help="machine-readable findings")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("train", help="train in the foreground into runs/<id>/ (Ctrl-C stops and saves)")
+    p.add_argument("project")
+    p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
+    p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
+    p.add_argument("--max-train-steps", type=int, help="a shorter run: overrides max_train_steps and epochs")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("make-tiny-model", help="write a tiny random SD-style model to try training on a CPU")
+    p.add_argument("dir")
+    p.add_argument("--v2", action="store_true", help="SD2 topology (OpenCLIP-style text encoder)")
+    p.add_argument("--v-parameterization", action="store_true", help="v-prediction scheduler (with --v2)")
+    p.add_argument("--single-file", action="store_true", help="one .safetensors (original layout) + tokenizer/")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_tiny_model)
     parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
     return parser
 

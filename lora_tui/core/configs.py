@@ -51,10 +51,13 @@ def output_defaults(project: Project) -> dict[str, Any]:
     }
 
 
-def build(project: Project, configs_dir: Path | None = None) -> GeneratedConfigs:
+def build(project: Project, configs_dir: Path | None = None,
+          overrides: dict[str, Any] | None = None) -> GeneratedConfigs:
     """Render both files in memory (validated against sd-scripts' schema) without writing.
 
     Subsets with images marked excluded point at their staging folder (see ``staging``).
+    ``overrides`` replace train_network.py options for one run (None removes one), e.g. a model
+    path or a shorter run, without touching lora-tui.toml.
     """
     folder = configs_dir or project.configs_dir
     name = safe_name(project.name)
@@ -70,6 +73,12 @@ def build(project: Project, configs_dir: Path | None = None) -> GeneratedConfigs
     if project.model_path is not None:  # hub ids ("org/name") pass through as sd-scripts takes them
         model["pretrained_model_name_or_path"] = str(project.model_path)
     training = {**output_defaults(project), **project.training}
+    for key, value in (overrides or {}).items():
+        table = model if key in ("pretrained_model_name_or_path", "v2", "v_parameterization") else training
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
     for key in ("output_dir", "logging_dir", "vae", "tokenizer_cache_dir", "network_weights",
                 "sample_prompts", "resume"):
         for table in (model, training):

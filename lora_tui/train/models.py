@@ -31,6 +31,16 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from lora_tui.core.errors import ModelError
+
+# Progress bars from loading a 4 MB model are noise in train.log; the trainer prints its own lines.
+try:
+    from diffusers.utils import logging as _diffusers_logging
+    from transformers.utils import logging as _transformers_logging
+
+    _diffusers_logging.disable_progress_bar()
+    _transformers_logging.disable_progress_bar()
+except ImportError:  # pragma: no cover - older releases without the switch
+    pass
 from lora_tui.train import ldm_convert as lc
 
 log = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ def test_single_safetensors_equals_diffusers_folder(tiny_model_dir: Path, tiny_s
     assert (single.kind, single.base_model_version) == ("safetensors", "sd_v1")
     state, configs = read_checkpoint(tiny_single_file)
     assert configs == tiny_configs(False)
-    assert "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight" in state
+    assert "model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_q.weight" in state
     assert state["first_stage_model.encoder.mid.attn_1.q.weight"].ndim == 4  # 1x1 conv, like real SD files
     assert "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight" in state
     _assert_same_model(load_base_model(tiny_model_dir), single)

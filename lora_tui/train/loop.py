@@ -1,0 +1,294 @@
+"""The training loop: sd-scripts' train_network.py semantics, written for speed and for the run contract.
+
+One optimizer step = ``gradient_accumulation_steps`` batches per process. Each step: latents (cached
+or VAE-encoded), noise (+ noise_offset), a random timestep, the captions through the text encoder
+(memoised when it is frozen), the U-Net with the LoRA patched in, MSE against noise or velocity,
+weighted by prior_loss_weight and min-SNR, then backward, gradients averaged across processes,
+clipped, stepped. Saves, samples, the NaN watchdog, and SIGINT/SIGTERM are handled between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from lora_tui.core.errors import LoraTuiError, TrainError
+from lora_tui.train.args import TrainArgs
+from lora_tui.train.data import BatchKey, TrainData, build_dataset, collate_first
+from lora_tui.train.events import RunWriter
+from lora_tui.train.setup import Setup, prepare
+from lora_tui.train.state import TrainState, read_state, restore_rng
+
+OOM_HINT = ("lower train_batch_size, turn on gradient_checkpointing and cache_latents, or lower the resolution")
+
+
+class ShardedSampler(Sampler[BatchKey]):
+    """This process's batches of an epoch: positions rank, rank+world, … wrapped so every process
+    gets the same count (accelerate's even_batches), from a local start index for resumes."""
+
+    def __init__(self, data: TrainData, rank: int, world: int) -> None:
+        self.data, self.rank, self.world = data, rank, world
+        self.epoch, self.start, self.step = 1, 0, 0
+        self.grad_accum = max(1, data.grad_accum)
+
+    @property
+    def per_process(self) -> int:
+        return math.ceil(len(self.data) / self.world)
+
+    def set(self, epoch: int, start: int, step: int) -> None:
+        self.epoch, self.start, self.step = epoch, start, step
+
+    def __len__(self) -> int:
+        return max(0, self.per_process - self.start)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        total = len(self.data)
+        for local in range(self.start, self.per_process):
+            position = (local * self.world + self.rank) % total
+            yield BatchKey(self.epoch, position, self.step + (local - self.start) // self.grad_accum)
+
+
+@dataclass
+class Progress:
+    """Running figures for the step events and the progress line."""
+
+    started: float = field(default_factory=time.monotonic)
+    window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=20))
+    epoch_losses: list[float] = field(default_factory=list)
+    last_line: float = 0.0
+
+    def samples_per_s(self) -> float | None:
+        if len(self.window) < 2:
+            return None
+        (t0, _), (t1, _) = self.window[0], self.window[-1]
+        samples = sum(n for _, n in list(self.window)[1:])
+        return samples / (t1 - t0) if t1 > t0 else None
+
+
+class Trainer:
+    def __init__(self, args: TrainArgs, run_dir: Path | None) -> None:
+        self.args = args
+        self.run_dir = run_dir
+        self.stop_signal: int | None = None
+        self.writer = RunWriter(None)
+        self.last_save: str | None = None
+        self.setup: Setup | None = None
+
+    # -- signals --------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stop_signal = signum
+        signal.signal(signum, signal.SIG_DFL)  # a second one stops at once
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Train; returns the process exit code (0 finished, 130/143 stopped, 1 failed)."""
+        from accelerate import Accelerator
+
+        args = self.args
+        if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise TrainError("mixed_precision fp16 needs a CUDA GPU", hint="use bf16 or no on the CPU")
+        accelerator = Accelerator(mixed_precision=args.mixed_precision or "no")
+        self.accelerator = accelerator
+        self.writer = RunWriter(self.run_dir, enabled=accelerator.is_main_process)
+        self.writer.starting()
+        self.install_signals()
+        try:
+            return self._run(accelerator)
+        except torch.cuda.OutOfMemoryError:
+            return self._fail("oom", f"CUDA out of memory at step {self.global_step_or_0()}: {OOM_HINT}")
+        except LoraTuiError as exc:
+            return self._fail(getattr(exc, "code", "error"), str(exc))
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            return self._fail("crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def global_step_or_0(self) -> int:
+        return getattr(self, "global_step", 0)
+
+    def _fail(self, code: str, message: str) -> int:
+        self.writer.event("error", code=code, message=message,
+                          last_good_save=self.last_save, step=self.global_step_or_0())
+        self.writer.say(f"error: {message}")
+        self.writer.end("failed", message, 1, self.global_step_or_0())
+        return 1
+
+    def _run(self, accelerator: Any) -> int:
+        args = self.args
+        seed = args.seed if args.seed is not None else random.randint(0, 2**32 - 1)
+        from accelerate.utils import set_seed
+
+        set_seed(seed)
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        data = build_dataset(Path(args.dataset_config), seed=seed, args=args.values,
+                             prior_loss_weight=float(args.prior_loss_weight or 1.0))
+        for warning in data.warnings:
+            self.writer.event("warn", message=warning)
+        setup = prepare(args, data, accelerator, seed=seed, writer=self.writer)
+        self.setup = setup
+        world, rank = accelerator.num_processes, accelerator.process_index
+        grad_accum = max(1, int(args.gradient_accumulation_steps or 1))
+        data.set_max_train_steps(setup.total_steps, grad_accum)
+        sampler = ShardedSampler(data, rank, world)
+        workers = min(int(args.max_data_loader_n_workers or 0), os.cpu_count() or 1)
+        loader = DataLoader(data, batch_size=1, sampler=sampler, collate_fn=collate_first, num_workers=workers,
+                            persistent_workers=bool(args.persistent_data_loader_workers) and workers > 0)
+        position = TrainState(1, 0, 0, seed)
+        if args.resume:
+            position = self._resume(Path(args.resume), setup)
+        self.global_step = position.step
+        self.writer.event("start", total_steps=setup.total_steps, steps_per_epoch=setup.steps_per_epoch,
+                          epochs=setup.epochs, batch_size=max(ds.batch_size for ds in data.datasets),
+                          num_processes=world, backend="builtin", model=str(args.pretrained_model_name_or_path),
+                          resumed_from=str(args.resume) if args.resume else None, resumed_step=position.step,
+                          device=str(accelerator.device), seed=seed)
+        self.writer.set_status(state="running", total_steps=setup.total_steps, last_step=position.step)
+        self.writer.say(f"training {setup.total_steps} steps ({setup.epochs} epochs × {setup.steps_per_epoch}) "
+                        f"on {accelerator.device}, {world} process(es)")
+        progress = Progress()
+        progress.window.append((time.monotonic(), 0))
+        if args.sample_at_first and position.step == 0:
+            setup.sample(step=0, epoch=None)
+        outcome = self._epochs(accelerator, setup, data, sampler, loader, position, progress, grad_accum)
+        return outcome
+
+    def _resume(self, folder: Path, setup: Setup) -> TrainState:
+        weights, opt_state, sched_state, rng, position, _ = read_state(folder)
+        setup.network.load_weights(weights)
+        setup.optimizer.load_state_dict(opt_state)
+        setup.scheduler.load_state_dict(sched_state)
+        restore_rng(rng)
+        self.writer.say(f"resumed from {folder} at step {position.step} (epoch {position.epoch})")
+        return position
+
+    def _epochs(self, accelerator: Any, setup: Setup, data: TrainData, sampler: ShardedSampler,
+                loader: DataLoader, position: TrainState, progress: Progress, grad_accum: int) -> int:
+        args = self.args
+        step = position.step
+        per_process = sampler.per_process
+        params = setup.trainable
+        for epoch in range(position.epoch, setup.epochs + 1):
+            start = position.position if epoch == position.epoch else 0
+            if start >= per_process:
+                continue
+            sampler.set(epoch, start, step)
+            progress.epoch_losses = []
+            micro_losses: list[float] = []
+            samples = 0
+            for local, batch in enumerate(loader, start=start):
+                loss = setup.loss(batch)
+                (loss / grad_accum).backward()
+                micro_losses.append(float(loss.detach()))
+                samples += len(batch["captions"])
+                if (local + 1) % grad_accum and local != per_process - 1:
+                    continue
+                current = sum(micro_losses) / len(micro_losses)
+                flags = torch.tensor([current if math.isfinite(current) else float("nan"),
+                                      float(self.stop_signal or 0)], device=accelerator.device)
+                setup.all_reduce_grads(params)
+                if world_size(accelerator) > 1:
+                    flags = accelerator.reduce(flags, reduction="mean")
+                    current = float(flags[0])
+                if not math.isfinite(current):
+                    return self._nan(step + 1, epoch)
+                if args.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, float(args.max_grad_norm))
+                setup.optimizer.step()
+                setup.scheduler.step()
+                setup.optimizer.zero_grad(set_to_none=True)
+                step += 1
+                self.global_step = step
+                micro_losses = []
+                progress.epoch_losses.append(current)
+                progress.window.append((time.monotonic(), samples * world_size(accelerator)))
+                samples = 0
+                self._report(setup, progress, step, epoch, current)
+                state = TrainState(epoch, local + 1, step, data.seed)
+                if setup.should_save_step(step):
+                    self.last_save = setup.save_step(step, epoch, state)
+                setup.maybe_sample(step=step, epoch=epoch, epoch_end=False)
+                stop = int(float(flags[1]) > 0) if world_size(accelerator) > 1 else int(self.stop_signal is not None)
+                if stop:
+                    return self._stopped(setup, step, epoch, state)
+                if step >= setup.total_steps:
+                    break
+            if step >= setup.total_steps:
+                break
+            end_state = TrainState(epoch + 1, 0, step, data.seed)
+            if setup.should_save_epoch(epoch):
+                self.last_save = setup.save_epoch(step, epoch, end_state)
+            setup.maybe_sample(step=step, epoch=epoch, epoch_end=True)
+        final_state = TrainState(setup.epochs + 1, 0, step, data.seed)
+        self.last_save = setup.save_final(step, min(setup.epochs, max(1, epoch)), final_state)
+        self.writer.say(f"finished: {self.last_save}")
+        self.writer.end("finished", "finished", 0, step)
+        return 0
+
+    def _report(self, setup: Setup, progress: Progress, step: int, epoch: int, loss: float) -> None:
+        avg = sum(progress.epoch_losses) / len(progress.epoch_losses)
+        lrs = setup.learning_rates()
+        sps = progress.samples_per_s()
+        mem_alloc = mem_peak = None
+        if torch.cuda.is_available():
+            mem_alloc = round(torch.cuda.memory_allocated() / 2**20, 1)
+            mem_peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        self.writer.event("step", step=step, epoch=epoch, loss=round(loss, 6), loss_avg=round(avg, 6), lr=lrs,
+                          samples_per_s=round(sps, 3) if sps else None, mem_alloc_mb=mem_alloc,
+                          mem_peak_mb=mem_peak)
+        self.writer.set_status(force=False, last_step=step)
+        now = time.monotonic()
+        if now - progress.last_line >= 1.0 or step == setup.total_steps:
+            progress.last_line = now
+            eta = ""
+            if sps:
+                steps_per_s = sps / max(1, setup.samples_per_step)
+                remaining = (setup.total_steps - step) / steps_per_s if steps_per_s else 0
+                eta = f" ETA {int(remaining // 60)}m{int(remaining % 60):02d}s"
+            lr = next(iter(lrs.values())) if lrs else 0.0
+            self.writer.say(f"step {step}/{setup.total_steps} epoch {epoch}/{setup.epochs} loss {loss:.4f} "
+                            f"avg {avg:.4f} lr {lr:.2e}" + (f" {sps:.2f} samples/s" if sps else "") + eta)
+
+    def _nan(self, step: int, epoch: int) -> int:
+        where = f"the last good save is {self.last_save}" if self.last_save else "nothing was saved yet"
+        message = (f"loss became nan/inf at step {step} (epoch {epoch}); training stopped and {where}; "
+                   "lower the learning rate, or use bf16 or no mixed precision instead of fp16")
+        self.writer.event("error", code="nan", message=message, step=step, last_good_save=self.last_save)
+        self.writer.say(f"error: {message}")
+        self.writer.end("failed", message, 1, step - 1)
+        return 1
+
+    def _stopped(self, setup: Setup, step: int, epoch: int, state: TrainState) -> int:
+        signum = self.stop_signal or signal.SIGTERM
+        self.last_save = setup.save_step(step, epoch, state, force_state=True)
+        name = signal.Signals(signum).name
+        reason = f"stopped by {name} after step {step}; resume with --resume {setup.last_state}"
+        self.writer.say(reason)
+        self.writer.end("stopped", reason, 128 + int(signum), step)
+        return 128 + int(signum)
+
+
+def world_size(accelerator: Any) -> int:
+    return int(accelerator.num_processes)
+
+
+def train(args: TrainArgs, run_dir: Path | None = None) -> int:
+    """Run one training; every known failure ends as a ``failed`` run with a one-line reason."""
+    return Trainer(args, run_dir).run()
+

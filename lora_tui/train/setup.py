@@ -1,0 +1,319 @@
+"""Everything a run needs before its first step, and the per-step pieces the loop calls.
+
+Models load offline and frozen in the training dtype; the LoRA is built (or continued from
+``--network_weights``) and patched in; latents are cached when asked; the optimizer, schedule, text
+encoding and the run's save/sample policy are set up from sd-scripts' flags.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lora_tui.core.errors import TrainError
+from lora_tui.train import state as state_io
+from lora_tui.train.args import TrainArgs, network_kwargs, optimizer_kwargs
+from lora_tui.train.data import TrainData
+from lora_tui.train.events import RunWriter
+from lora_tui.train.lora_file import build_metadata
+from lora_tui.train.meta import dataset_facts, model_hashes, save_facts, training_facts
+from lora_tui.train.models import load_base_model
+from lora_tui.train.network import LoRANetwork
+from lora_tui.train.optim import make_optimizer, make_scheduler, warmup_steps
+from lora_tui.train.text import TextEncoding
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32, "no": torch.float32}
+
+
+@dataclass
+class Setup:
+    args: TrainArgs
+    accelerator: Any
+    writer: RunWriter
+    model: Any
+    network: LoRANetwork
+    optimizer: Any
+    scheduler: Any
+    text: TextEncoding
+    trainable: list[torch.nn.Parameter]
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    samples_per_step: int
+    weight_dtype: torch.dtype
+    vae_dtype: torch.dtype
+    output_dir: Path
+    state_dir: Path
+    sample_dir: Path
+    output_name: str
+    base_facts: dict[str, Any]
+    train_te: bool
+    train_unet: bool
+    last_state: Path | None = None
+    snr: torch.Tensor | None = None
+    saved_steps: list[int] = field(default_factory=list)
+
+    # -- one batch ------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """sd-scripts' loss for one batch (mean over the batch)."""
+        device = self.accelerator.device
+        model = self.model
+        scale = float(model.vae.config.scaling_factor)
+        with torch.no_grad():
+            if batch["latents"] is not None:
+                latents = batch["latents"].to(device, self.weight_dtype) * scale
+            else:
+                images = batch["images"].to(device, self.vae_dtype)
+                latents = model.vae.encode(images).latent_dist.sample().to(self.weight_dtype) * scale
+        noise = torch.randn_like(latents)
+        if self.args.noise_offset:
+            noise = noise + float(self.args.noise_offset) * torch.randn(
+                (latents.shape[0], latents.shape[1], 1, 1), device=device, dtype=latents.dtype)
+        scheduler = model.noise_scheduler
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        with self.accelerator.autocast():
+            states = self.text(batch["captions"], device, frozen=not self.train_te)
+            pred = model.unet(noisy, timesteps, states.to(self.weight_dtype)).sample
+        if model.v_parameterization:
+            target = scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        loss = loss * batch["loss_weights"].to(device)
+        if self.args.min_snr_gamma:
+            snr = self.snr[timesteps]
+            gamma = torch.minimum(snr, torch.full_like(snr, float(self.args.min_snr_gamma)))
+            loss = loss * (gamma / (snr + 1) if model.v_parameterization else gamma / snr)
+        return loss.mean()
+
+    def all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """Average gradients across processes in one collective (ranks stay bit-identical)."""
+        if self.accelerator.num_processes <= 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.accelerator.num_processes
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view_as(g))
+            offset += n
+
+    def learning_rates(self) -> dict[str, float]:
+        lrs = self.scheduler.get_last_lr()
+        names = [g.get("name") or f"group{i}" for i, g in enumerate(self.optimizer.param_groups)]
+        return {name: float(lr) for name, lr in zip(names, lrs)}
+
+    # -- saving ---------------------------------------------------------------------------------
+    def _save_lora(self, name: str, step: int, epoch: int) -> Path:
+        path = self.output_dir / name
+        if not self.accelerator.is_main_process:
+            return path
+        precision = self.args.save_precision
+        dtype = DTYPES.get(precision) if precision else None
+        facts = save_facts(self.base_facts, step=step, epoch=epoch)
+        metadata = build_metadata(facts, minimal=bool(self.args.no_metadata))
+        self.network.save_weights(path, metadata, dtype=dtype)
+        self.writer.event("save", step=step, epoch=epoch, path=str(path), type="lora")
+        return path
+
+    def _save_state(self, name: str, state: state_io.TrainState) -> None:
+        folder = self.state_dir / name
+        self.last_state = folder
+        if not self.accelerator.is_main_process:
+            return
+        state_io.save_state(folder, network_state=self.network.state_dict(), optimizer=self.optimizer,
+                            scheduler=self.scheduler, state=state)
+        self.writer.event("save", step=state.step, epoch=state.epoch, path=str(folder), type="state")
+
+    def should_save_step(self, step: int) -> bool:
+        every = self.args.save_every_n_steps
+        return bool(every) and step % int(every) == 0 and step < self.total_steps
+
+    def should_save_epoch(self, epoch: int) -> bool:
+        every = self.args.save_every_n_epochs
+        return bool(every) and epoch % int(every) == 0 and epoch < self.epochs
+
+    def save_step(self, step: int, epoch: int, state: state_io.TrainState, *, force_state: bool = False) -> str:
+        ext = state_io.ext_of(self.args.save_model_as)
+        path = self._save_lora(state_io.lora_name(self.output_name, ext, step=step), step, epoch)
+        if self.args.save_state or force_state:
+            self._save_state(state_io.state_name(self.output_name, step=step), state)
+        old = state_io.removable_step(step, self.args.save_every_n_steps, self.args.save_last_n_steps)
+        if old is not None and self.accelerator.is_main_process:
+            state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, step=old))
+        return str(path)
+
+    def save_epoch(self, step: int, epoch: int, state: state_io.TrainState) -> str:
+        ext = state_io.ext_of(self.args.save_model_as)
+        path = self._save_lora(state_io.lora_name(self.output_name, ext, epoch=epoch), step, epoch)
+        if self.args.save_state:
+            self._save_state(state_io.state_name(self.output_name, epoch=epoch), state)
+        old = state_io.removable_epoch(epoch, self.args.save_every_n_epochs, self.args.save_last_n_epochs)
+        if old is not None and self.accelerator.is_main_process:
+            state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, epoch=old))
+        return str(path)
+
+    def save_final(self, step: int, epoch: int, state: state_io.TrainState) -> str:
+        ext = state_io.ext_of(self.args.save_model_as)
+        path = self._save_lora(state_io.lora_name(self.output_name, ext), step, epoch)
+        if self.args.save_state or self.args.save_state_on_train_end:
+            self._save_state(state_io.state_name(self.output_name), state)
+        return str(path)
+
+    # -- samples --------------------------------------------------------------------------------
+    def maybe_sample(self, *, step: int, epoch: int, epoch_end: bool) -> None:
+        args = self.args
+        if not args.sample_prompts or not (args.sample_every_n_steps or args.sample_every_n_epochs):
+            return
+        from lora_tui.train.sampling import should_sample
+
+        if should_sample(step, epoch, every_n_steps=args.sample_every_n_steps,
+                         every_n_epochs=args.sample_every_n_epochs, at_first=False, is_epoch_end=epoch_end):
+            self.sample(step=step, epoch=epoch if epoch_end else None)
+
+    def sample(self, *, step: int, epoch: int | None) -> None:
+        if not self.args.sample_prompts or not self.accelerator.is_main_process:
+            return
+        from lora_tui.train.sampling import generate_samples, load_prompts
+
+        prompts = load_prompts(Path(self.args.sample_prompts))
+        model = self.model
+        with self.accelerator.autocast():
+            made = generate_samples(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
+                                    unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
+                                    output_name=self.output_name, step=step, epoch=epoch,
+                                    device=self.accelerator.device, dtype=self.weight_dtype,
+                                    sampler=self.args.sample_sampler or "ddim",
+                                    v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
+        self.writer.event("sample", step=step, paths=[str(p) for p, _ in made], prompts=[p.prompt for _, p in made])
+
+
+def _steps(args: TrainArgs, data: TrainData, world: int) -> tuple[int, int, int]:
+    """(steps per epoch, epochs, total steps) exactly as train_network.py computes them."""
+    grad_accum = max(1, int(args.gradient_accumulation_steps or 1))
+    per_epoch = math.ceil(math.ceil(len(data) / world) / grad_accum)
+    total = int(args.max_train_steps or 1600)
+    if args.max_train_epochs:
+        total = int(args.max_train_epochs) * per_epoch
+    epochs = math.ceil(total / per_epoch)
+    return per_epoch, epochs, total
+
+
+def _output_dirs(args: TrainArgs, run_dir: Path | None) -> tuple[Path, Path, Path]:
+    output = Path(args.output_dir) if args.output_dir else (run_dir / "output" if run_dir else Path("output"))
+    if run_dir is not None:
+        return output, run_dir / "state", run_dir / "samples"
+    return output, output, output / "sample"
+
+
+def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, writer: RunWriter) -> Setup:
+    """Load, build and configure everything for the loop; raises TrainError/ModelError on bad input."""
+    device = accelerator.device
+    weight_dtype = DTYPES[args.mixed_precision or "no"]
+    vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
+    model = load_base_model(str(args.pretrained_model_name_or_path), v2=bool(args.v2),
+                            v_parameterization=bool(args.v_parameterization),
+                            tokenizer_cache_dir=args.tokenizer_cache_dir)
+    for note in model.notes:
+        writer.event("warn", message=note)
+    if args.xformers or args.mem_eff_attn:
+        writer.event("warn", message="xformers / mem_eff_attn: the built-in trainer uses torch's scaled-dot-product "
+                                     "attention, which picks the memory-efficient kernel itself")
+    train_unet = not args.network_train_text_encoder_only
+    train_te = not args.network_train_unet_only
+    for module in (model.unet, model.text_encoder, model.vae):
+        module.requires_grad_(False)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # casting frozen models is intended; its warning is noise
+    model.vae.to(device, vae_dtype).eval()
+    model.text_encoder.to(device, weight_dtype)
+    model.unet.to(device, weight_dtype)
+    if device.type == "cuda":
+        model.unet.to(memory_format=torch.channels_last)
+    per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
+
+    if args.cache_latents or args.cache_latents_to_disk:
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return model.vae.encode(images.to(device, vae_dtype)).latent_dist.sample().float().cpu()
+
+        started = time.monotonic()
+        with accelerator.main_process_first():
+            stats = data.cache_latents(encode, to_disk=bool(args.cache_latents_to_disk),
+                                       batch_size=int(args.vae_batch_size or 1))
+        writer.say(f"cached latents: {stats.encoded} encoded, {stats.reused} reused from disk "
+                   f"in {time.monotonic() - started:.1f} s")
+        model.vae.to("cpu")
+
+    extra = network_kwargs(args)
+    if args.network_weights and args.dim_from_weights:
+        network = LoRANetwork.from_weights(args.network_weights, model.text_encoder if train_te else None,
+                                           model.unet if train_unet else None)
+    else:
+        network = LoRANetwork(model.text_encoder, model.unet, dim=int(args.network_dim or 4),
+                              alpha=args.network_alpha, conv_dim=extra.get("conv_dim"),
+                              conv_alpha=extra.get("conv_alpha"), train_unet=train_unet, train_text_encoder=train_te,
+                              dropout=args.network_dropout)
+        if args.network_weights:
+            info = network.load_weights(args.network_weights)
+            writer.say(f"continuing from {args.network_weights} ({len(info.loaded_keys)} tensors)")
+    network.apply_to()
+    lora_dtype = weight_dtype if (args.full_fp16 or args.full_bf16) else torch.float32
+    network.to(device, lora_dtype)
+    if args.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+        if train_te:
+            model.text_encoder.gradient_checkpointing_enable()
+    model.unet.train(bool(args.gradient_checkpointing))
+    model.text_encoder.train(train_te and bool(args.gradient_checkpointing))
+    if args.torch_compile:
+        model.unet = torch.compile(model.unet, backend=args.dynamo_backend or "inductor")
+
+    lr = float(args.learning_rate if args.learning_rate is not None else 2e-6)
+    groups = network.prepare_optimizer_params(args.text_encoder_lr, args.unet_lr, lr)
+    optimizer, described = make_optimizer(args.optimizer_type, groups, lr, optimizer_kwargs(args),
+                                          device_type=device.type)
+    scheduler = make_scheduler(args.lr_scheduler, optimizer, total_steps=total,
+                               warmup=warmup_steps(args.lr_warmup_steps, total),
+                               num_cycles=int(args.lr_scheduler_num_cycles or 1),
+                               power=float(args.lr_scheduler_power or 1.0), initial_lr=lr)
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    if not trainable:
+        raise TrainError("nothing to train: every learning rate is 0 or every LoRA part is switched off")
+    text = TextEncoding(model.tokenizer, model.text_encoder, max_token_length=args.max_token_length,
+                        clip_skip=args.clip_skip, cache_size=0 if train_te else 8192)
+    snr = None
+    if args.min_snr_gamma:
+        alphas = model.noise_scheduler.alphas_cumprod.to(device)
+        snr = alphas / (1 - alphas)
+    output_dir, state_dir, sample_dir = _output_dirs(args, writer.run_dir)
+    output_name = args.output_name or "last"
+    session_id = random.randint(0, 2**32)
+    facts = training_facts(args.replace(seed=seed), data, session_id=session_id, started_at=time.time(),
+                           optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
+                           v2=model.v2, model_hash=model_hashes(Path(str(args.pretrained_model_name_or_path))),
+                           dataset=dataset_facts(data))
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    batch = max(ds.batch_size for ds in data.datasets)
+    return Setup(args=args, accelerator=accelerator, writer=writer, model=model, network=network,
+                 optimizer=optimizer, scheduler=scheduler, text=text, trainable=trainable, steps_per_epoch=per_epoch,
+                 epochs=epochs, total_steps=total, samples_per_step=batch * accelerator.num_processes *
+                 max(1, int(args.gradient_accumulation_steps or 1)), weight_dtype=weight_dtype, vae_dtype=vae_dtype,
+                 output_dir=output_dir, state_dir=state_dir, sample_dir=sample_dir, output_name=output_name,
+                 base_facts=facts, train_te=train_te, train_unet=train_unet, snr=snr)
