@@ -101,7 +101,8 @@ class Trainer:
         args = self.args
         if args.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise TrainError("mixed_precision fp16 needs a CUDA GPU", hint="use bf16 or no on the CPU")
-        accelerator = Accelerator(mixed_precision=args.mixed_precision or "no")
+        # cpu=True on CPU-only machines: accelerate only sets up multi-process CPU (gloo) when told
+        accelerator = Accelerator(mixed_precision=args.mixed_precision or "no", cpu=not torch.cuda.is_available())
         self.accelerator = accelerator
         self.writer = RunWriter(self.run_dir, enabled=accelerator.is_main_process)
         self.writer.starting()
@@ -148,8 +149,11 @@ class Trainer:
         data.set_max_train_steps(setup.total_steps, grad_accum)
         sampler = ShardedSampler(data, rank, world)
         workers = min(int(args.max_data_loader_n_workers or 0), os.cpu_count() or 1)
+        # its own generator: making an iterator draws a seed, which must not shift the training RNG
+        # (a resumed run creates its first iterator at a different point than an uninterrupted one)
         loader = DataLoader(data, batch_size=1, sampler=sampler, collate_fn=collate_first, num_workers=workers,
-                            persistent_workers=bool(args.persistent_data_loader_workers) and workers > 0)
+                            persistent_workers=bool(args.persistent_data_loader_workers) and workers > 0,
+                            generator=torch.Generator().manual_seed(seed))
         position = TrainState(1, 0, 0, seed)
         if args.resume:
             position = self._resume(Path(args.resume), setup)
@@ -235,11 +239,25 @@ class Trainer:
             if setup.should_save_epoch(epoch):
                 self.last_save = setup.save_epoch(step, epoch, end_state)
             setup.maybe_sample(step=step, epoch=epoch, epoch_end=True)
+        self._check_sync(setup, step)
         final_state = TrainState(setup.epochs + 1, 0, step, data.seed)
         self.last_save = setup.save_final(step, min(setup.epochs, max(1, epoch)), final_state)
         self.writer.say(f"finished: {self.last_save}")
         self.writer.end("finished", "finished", 0, step)
         return 0
+
+    def _check_sync(self, setup: Setup, step: int) -> None:
+        """With several processes, prove the ranks hold the same LoRA (gradients were averaged)."""
+        accelerator = self.accelerator
+        if world_size(accelerator) <= 1:
+            return
+        with torch.no_grad():
+            checksum = torch.stack([p.double().sum() for p in setup.trainable]).sum().reshape(1)
+        sums = accelerator.gather(checksum.to(accelerator.device)).cpu().tolist()
+        in_sync = all(abs(x - sums[0]) <= 1e-9 * max(1.0, abs(sums[0])) for x in sums)
+        self.writer.event("sync", step=step, ranks=len(sums), in_sync=in_sync, checksums=sums)
+        if not in_sync:
+            self.writer.event("warn", code="rank_divergence", message=f"LoRA weights differ across ranks: {sums}")
 
     def _report(self, setup: Setup, progress: Progress, step: int, epoch: int, loss: float) -> None:
         avg = sum(progress.epoch_losses) / len(progress.epoch_losses)

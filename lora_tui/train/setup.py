@@ -271,7 +271,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                               dropout=args.network_dropout)
         if args.network_weights:
             info = network.load_weights(args.network_weights)
-            writer.say(f"continuing from {args.network_weights} ({len(info.loaded_keys)} tensors)")
+            writer.say(f"continuing from {args.network_weights} ({info.loaded_keys} tensors)")
     network.apply_to()
     lora_dtype = weight_dtype if (args.full_fp16 or args.full_bf16) else torch.float32
     network.to(device, lora_dtype)
@@ -286,6 +286,9 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
 
     lr = float(args.learning_rate if args.learning_rate is not None else 2e-6)
     groups = network.prepare_optimizer_params(args.text_encoder_lr, args.unet_lr, lr)
+    if not any(g["params"] for g in groups):
+        raise TrainError("nothing to train: every learning rate is 0 or every LoRA part is switched off",
+                         hint="set learning_rate, unet_lr or text_encoder_lr above 0")
     optimizer, described = make_optimizer(args.optimizer_type, groups, lr, optimizer_kwargs(args),
                                           device_type=device.type)
     scheduler = make_scheduler(args.lr_scheduler, optimizer, total_steps=total,
@@ -293,8 +296,6 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                                num_cycles=int(args.lr_scheduler_num_cycles or 1),
                                power=float(args.lr_scheduler_power or 1.0), initial_lr=lr)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    if not trainable:
-        raise TrainError("nothing to train: every learning rate is 0 or every LoRA part is switched off")
     text = TextEncoding(model.tokenizer, model.text_encoder, max_token_length=args.max_token_length,
                         clip_skip=args.clip_skip, cache_size=0 if train_te else 8192)
     snr = None
