@@ -1,0 +1,52 @@
+"""The whole loop as a user runs it: make-tiny-model, lora-tui train, then diffusers loads the LoRA."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lora_tui.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_make_tiny_model_then_train_the_sample_project_and_load_it_in_diffusers(tmp_path: Path) -> None:
+    assert main(["make-tiny-model", str(tmp_path / "tiny-model")]) == 0
+    project = tmp_path / "sample"
+    shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    result = subprocess.run([sys.executable, "-m", "lora_tui", "train", str(project), "--model",
+                             str(tmp_path / "tiny-model"), "--max-train-steps", "3"],
+                            capture_output=True, text=True, timeout=300,
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = (project / "runs").iterdir()
+    assert {p.name for p in run.iterdir()} >= {"run.toml", "dataset.toml", "args.toml", "command.txt",
+                                               "status.json", "events.jsonl", "train.log", "output"}
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["last_step"] == status["total_steps"] == 3
+    assert "step 3/3" in (run / "train.log").read_text()
+    lora = run / "output" / "sample.safetensors"
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "tiny-model", safety_checker=None,
+                                                   requires_safety_checker=False, local_files_only=True)
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()  # keeps the fused weights, restores plain module names
+    changed = [k for k, v in pipe.unet.state_dict().items() if k in before and not torch.equal(v, before[k])]
+    assert changed  # the trained deltas reached the U-Net
+
+
+def test_train_refuses_a_project_without_a_model(tmp_path: Path, capsys) -> None:
+    project = tmp_path / "sample"
+    shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    assert main(["train", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err and "make-tiny-model" in err
