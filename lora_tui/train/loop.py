@@ -28,6 +28,7 @@ from lora_tui.train.data import BatchKey, TrainData, build_dataset, collate_firs
 from lora_tui.train.events import RunWriter
 from lora_tui.train.setup import Setup, prepare
 from lora_tui.train.state import TrainState, read_state, restore_rng
+from lora_tui.train.tracking import Tracker, open_tracker
 
 OOM_HINT = ("lower train_batch_size, turn on gradient_checkpointing and cache_latents, or lower the resolution")
 
@@ -83,6 +84,7 @@ class Trainer:
         self.writer = RunWriter(None)
         self.last_save: str | None = None
         self.setup: Setup | None = None
+        self.tracker = Tracker()
 
     # -- signals --------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -118,6 +120,8 @@ class Trainer:
 
             traceback.print_exc()
             return self._fail("crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        finally:
+            self.tracker.close()
 
     def global_step_or_0(self) -> int:
         return getattr(self, "global_step", 0)
@@ -158,6 +162,7 @@ class Trainer:
         if args.resume:
             position = self._resume(Path(args.resume), setup)
         self.global_step = position.step
+        self.tracker = open_tracker(args, self.writer, is_main=accelerator.is_main_process)
         self.writer.event("start", total_steps=setup.total_steps, steps_per_epoch=setup.steps_per_epoch,
                           epochs=setup.epochs, batch_size=max(ds.batch_size for ds in data.datasets),
                           num_processes=world, backend="builtin", model=str(args.pretrained_model_name_or_path),
@@ -271,6 +276,8 @@ class Trainer:
                           samples_per_s=round(sps, 3) if sps else None, mem_alloc_mb=mem_alloc,
                           mem_peak_mb=mem_peak)
         self.writer.set_status(force=False, last_step=step)
+        self.tracker.log(step, {"loss/current": loss, "loss/average": avg, "samples_per_s": sps,
+                                **{f"lr/{name}": value for name, value in lrs.items()}})
         now = time.monotonic()
         if now - progress.last_line >= 1.0 or step == setup.total_steps:
             progress.last_line = now

@@ -170,3 +170,16 @@ def test_an_empty_dataset_is_an_error_naming_the_file(tmp_path: Path, tiny_model
     assert run_training(argv, tmp_path / "run") == 1
     error = next(e for e in events(tmp_path / "run") if e["kind"] == "error")
     assert "no images to train on" in error["message"] and ".toml" in error["message"]
+
+
+def test_logging_dir_writes_tensorboard_scalars(tmp_path: Path, tiny_model_dir: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = tiny_project(tmp_path / "p", tiny_model_dir, training={"logging_dir": "logs", "log_prefix": "t-"})
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    (folder,) = (root / "logs").glob("t-*/network_train")
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert {"loss/current", "loss/average", "lr/unet", "lr/textencoder"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("loss/current")] == [1, 2, 3, 4, 5, 6]
