@@ -122,6 +122,7 @@ class Trainer:
             return self._fail("crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         finally:
             self.tracker.close()
+            _close_process_group()
 
     def global_step_or_0(self) -> int:
         return getattr(self, "global_step", 0)
@@ -174,7 +175,7 @@ class Trainer:
         progress = Progress()
         progress.window.append((time.monotonic(), 0))
         if args.sample_at_first and position.step == 0:
-            setup.sample(step=0, epoch=None)
+            setup.sample(step=0, epoch=0)  # sd-scripts names these e000000
         outcome = self._epochs(accelerator, setup, data, sampler, loader, position, progress, grad_accum)
         return outcome
 
@@ -307,6 +308,17 @@ class Trainer:
         self.writer.say(reason)
         self.writer.end("stopped", reason, 128 + int(signum), step)
         return 128 + int(signum)
+
+
+def _close_process_group() -> None:
+    """Tear the process group down before exit: gloo's threads alive at interpreter exit abort it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def world_size(accelerator: Any) -> int:

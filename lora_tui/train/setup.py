@@ -190,15 +190,19 @@ class Setup:
             return
         from lora_tui.train.sampling import generate_samples, load_prompts
 
-        prompts = load_prompts(Path(self.args.sample_prompts))
         model = self.model
-        with self.accelerator.autocast():
-            made = generate_samples(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                                    unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
-                                    output_name=self.output_name, step=step, epoch=epoch,
-                                    device=self.accelerator.device, dtype=self.weight_dtype,
-                                    sampler=self.args.sample_sampler or "ddim",
-                                    v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
+        try:
+            prompts = load_prompts(Path(self.args.sample_prompts))
+            with self.accelerator.autocast():
+                made = generate_samples(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
+                                        unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
+                                        output_name=self.output_name, step=step, epoch=epoch,
+                                        device=self.accelerator.device, dtype=self.weight_dtype,
+                                        sampler=self.args.sample_sampler or "ddim", network=self.network,
+                                        v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
+        except TrainError as exc:  # a bad prompt file must not end a long run: say so and keep training
+            self.writer.event("warn", code="sample", message=str(exc), step=step)
+            return
         self.writer.event("sample", step=step, paths=[str(p) for p, _ in made], prompts=[p.prompt for _, p in made])
 
 

@@ -183,3 +183,32 @@ def test_logging_dir_writes_tensorboard_scalars(tmp_path: Path, tiny_model_dir: 
     acc.Reload()
     assert {"loss/current", "loss/average", "lr/unet", "lr/textencoder"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("loss/current")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_cuda_out_of_memory_ends_with_code_oom_and_the_knobs(tmp_path: Path, tiny_model_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_tui.train import setup as setup_mod
+
+    def oom(self, batch):  # type: ignore[no-untyped-def]
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(setup_mod.Setup, "loss", oom)
+    root = tiny_project(tmp_path / "p", tiny_model_dir)
+    assert run_training(train_argv(root), tmp_path / "run") == 1
+    error = next(e for e in events(tmp_path / "run") if e["kind"] == "error")
+    assert error["code"] == "oom"
+    for knob in ("train_batch_size", "gradient_checkpointing", "cache_latents", "resolution"):
+        assert knob in error["message"]
+    assert status(tmp_path / "run")["state"] == "failed"
+
+
+def test_sample_images_during_training_with_a_sample_event(tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir,
+                        training={"max_train_steps": 4, "sample_every_n_steps": 2, "sample_prompts": "prompts.txt"})
+    (root / "prompts.txt").write_text("sks, red --w 64 --h 64 --s 2 --d 5\n", "utf-8")
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    samples = [e for e in events(tmp_path / "run") if e["kind"] == "sample"]
+    assert [e["step"] for e in samples] == [2, 4]
+    assert all(Path(p).exists() and Path(p).parent == tmp_path / "run" / "samples" for e in samples
+               for p in e["paths"])
+    assert samples[0]["prompts"] == ["sks, red"]
