@@ -33,3 +33,21 @@ def test_core_and_cli_import_no_ui_or_torch(module: str) -> None:
 def test_ui_imports_no_training_stack() -> None:
     loaded = modules_after_import("lora_tui.ui.app")
     assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
+
+
+def _modules(layer: str) -> list[str]:
+    return sorted(f"lora_tui.{layer}." + p.stem for p in (ROOT / "lora_tui" / layer).glob("*.py")
+                  if p.stem not in ("__init__", "__main__"))
+
+
+@pytest.mark.parametrize("module", _modules("runs"))
+def test_runs_import_no_ui_or_torch(module: str) -> None:
+    loaded = {m.split(".")[0] for m in modules_after_import(module)}
+    assert not {"textual", "rich", "torch", "diffusers", "transformers"} & loaded
+
+
+def test_the_trainer_imports_no_textual() -> None:
+    loaded = set()
+    for module in ("lora_tui.train.loop", "lora_tui.train.doctor", "lora_tui.train.sampling"):
+        loaded |= {m.split(".")[0] for m in modules_after_import(module)}
+    assert "textual" not in loaded and "torch" in loaded
