@@ -148,23 +148,26 @@ class Setup:
         return bool(every) and epoch % int(every) == 0 and epoch < self.epochs
 
     def save_step(self, step: int, epoch: int, state: state_io.TrainState, *, force_state: bool = False) -> str:
-        ext = state_io.ext_of(self.args.save_model_as)
-        path = self._save_lora(state_io.lora_name(self.output_name, ext, step=step), step, epoch)
-        if self.args.save_state or force_state:
-            self._save_state(state_io.state_name(self.output_name, step=step), state)
-        old = state_io.removable_step(step, self.args.save_every_n_steps, self.args.save_last_n_steps)
-        if old is not None and self.accelerator.is_main_process:
-            state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, step=old))
-        return str(path)
+        return self._save_periodic(step, epoch, state, key={"step": step}, force_state=force_state,
+                                   old=state_io.removable_step(step, self.args.save_every_n_steps,
+                                                               self.args.save_last_n_steps))
 
     def save_epoch(self, step: int, epoch: int, state: state_io.TrainState) -> str:
+        return self._save_periodic(step, epoch, state, key={"epoch": epoch}, force_state=False,
+                                   old=state_io.removable_epoch(epoch, self.args.save_every_n_epochs,
+                                                                self.args.save_last_n_epochs))
+
+    def _save_periodic(self, step: int, epoch: int, state: state_io.TrainState, *, key: dict[str, int],
+                       force_state: bool, old: int | None) -> str:
+        """A step- or epoch-named save (``key``), its state when asked, and the save that fell out of
+        the save_last_n window (``old``, same kind) removed."""
         ext = state_io.ext_of(self.args.save_model_as)
-        path = self._save_lora(state_io.lora_name(self.output_name, ext, epoch=epoch), step, epoch)
-        if self.args.save_state:
-            self._save_state(state_io.state_name(self.output_name, epoch=epoch), state)
-        old = state_io.removable_epoch(epoch, self.args.save_every_n_epochs, self.args.save_last_n_epochs)
+        path = self._save_lora(state_io.lora_name(self.output_name, ext, **key), step, epoch)
+        if self.args.save_state or force_state:
+            self._save_state(state_io.state_name(self.output_name, **key), state)
         if old is not None and self.accelerator.is_main_process:
-            state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, epoch=old))
+            (kind,) = key
+            state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, **{kind: old}))
         return str(path)
 
     def save_final(self, step: int, epoch: int, state: state_io.TrainState) -> str:

@@ -213,13 +213,19 @@ async def test_enter_on_a_lint_finding_opens_its_image(sample_copy: Path) -> Non
         assert {r.subset.name for r in screen.image_list.rows} == {"armsup"}
 
 
+async def _open_at(pilot, name: str) -> DatasetScreen:
+    """The dataset screen with the cursor on image ``name``."""
+    screen = await _open_dataset(pilot)
+    image_list = screen.query_one(ImageList)
+    image_list.cursor = [r.record.name for r in image_list.rows].index(name)
+    await pilot.pause()
+    return screen
+
+
 async def test_typing_a_tag_suggests_the_datasets_tag_and_tab_takes_it(sample_copy: Path) -> None:
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = await _open_dataset(pilot)
-        image_list = screen.query_one(ImageList)
-        image_list.cursor = [r.record.name for r in image_list.rows].index("pose_00.png")
-        await pilot.pause()
+        screen = await _open_at(pilot, "pose_00.png")
         await pilot.press("e")
         editor = screen.query_one(CaptionEditor)
         line = editor.document.get_line(0)
@@ -239,10 +245,7 @@ async def test_chips_edit_a_caption_by_whole_tags_and_save_it(sample_copy: Path)
     tags = [t.strip() for t in caption.read_text().split(",")]
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = await _open_dataset(pilot)
-        image_list = screen.query_one(ImageList)
-        image_list.cursor = [r.record.name for r in image_list.rows].index("pose_01.png")
-        await pilot.pause()
+        screen = await _open_at(pilot, "pose_01.png")
         await pilot.press("c")
         chips = screen.chips
         assert chips.has_focus and chips.tags == tags
