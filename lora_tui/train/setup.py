@@ -247,7 +247,9 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # casting frozen models is intended; its warning is noise
-    model.vae.to(device, vae_dtype).eval()
+    # channels_last VAE weights make every conv of the encoder run NHWC: 1.7× faster encoding on the
+    # CPU (oneDNN) and the tensor-core layout on CUDA; only float rounding changes (bench/bench_train.py)
+    model.vae.to(device, vae_dtype, memory_format=torch.channels_last).eval()
     model.text_encoder.to(device, weight_dtype)
     model.unet.to(device, weight_dtype)
     if device.type == "cuda":
