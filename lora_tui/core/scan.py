@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -130,6 +131,29 @@ def load_caption(record: ImageRecord) -> None:
         record.caption_error = f"{cap}: cannot read caption: {exc.strerror or exc}"
     except LoraTuiError as exc:
         record.caption_error = str(exc)
+
+
+class PendingCaptions:
+    """Reads a listing-only scan's captions a time slice at a time.
+
+    A UI reads them on its own thread between events: a background thread doing 10,000 small
+    reads holds the GIL so often that key presses wait for it (CPython's convoy effect).
+    """
+
+    def __init__(self, scans: Iterable[SubsetScan]) -> None:
+        self._pending = (r for result in scans for r in result.records if r.caption_pending)
+        self.done = False
+
+    def read(self, budget_s: float) -> bool:
+        """Read for about ``budget_s`` seconds; True once every caption is in."""
+        deadline = time.perf_counter() + budget_s
+        for number, record in enumerate(self._pending):
+            if record.caption_pending:  # may have been read on demand meanwhile
+                load_caption(record)
+            if number % 32 == 31 and time.perf_counter() >= deadline:
+                return False
+        self.done = True
+        return True
 
 
 def load_pending_captions(scans: Iterable[SubsetScan], should_stop: Callable[[], bool] | None = None) -> bool:

@@ -75,3 +75,12 @@ def test_editing_a_pending_caption_starts_from_the_file(tmp_path: Path) -> None:
     preview = bulk.add_tag(targets, "new")
     preview.apply(Journal(proj.root, [tmp_path / "a"]))
     assert (tmp_path / "a" / "img0001.txt").read_text() == "a tag, new"  # never "new" alone
+
+
+def test_pending_captions_are_read_in_time_slices(tmp_path: Path) -> None:
+    _, scans, index = _listed_only(tmp_path)
+    reader = scan.PendingCaptions(scans)
+    assert reader.read(0.0) in (True, False)  # a zero budget still makes progress in blocks of 32
+    while not reader.read(0.001):
+        pass
+    assert reader.done and [r.caption_state for r in index.rows] == ["ok", "ok", "missing"]

@@ -14,7 +14,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
-from textual.worker import get_current_worker
 
 from lora_tui.core import scan
 from lora_tui.core.caption_edit import current_text, save_caption
@@ -36,6 +35,7 @@ from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
 AUTOSAVE_SECONDS = 1.5
+CAPTION_SLICE_S = 0.004  # caption reading per UI tick while the list is already usable
 
 
 class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, Screen):
@@ -133,12 +133,22 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         Until the captions are in, rows show "…", the current image's caption is read on demand,
         and bulk edits read what they touch; then filters, counts and completion become exact.
         """
-        worker = get_current_worker()
         scans = scan.scan_project(self.project, read_captions=False)
         index = DatasetIndex(scans, self.marks)
         self.app.call_from_thread(self._show_index, index)
-        if not scan.load_pending_captions(scans, should_stop=lambda: worker.is_cancelled):
-            return
+        self.app.call_from_thread(self._read_captions, index, scan.PendingCaptions(scans))
+
+    def _read_captions(self, index: DatasetIndex, reader: scan.PendingCaptions) -> None:
+        """A few milliseconds of caption reads per tick on the UI thread, so keys never wait long."""
+        if index is not self.index or not self.is_mounted:
+            return  # rescanned or closed meanwhile
+        if reader.read(CAPTION_SLICE_S):
+            self._build_vocabulary(index)
+        else:
+            self.set_timer(0.001, lambda: self._read_captions(index, reader))
+
+    @work(thread=True, exclusive=True, group="vocabulary", exit_on_error=False)
+    def _build_vocabulary(self, index: DatasetIndex) -> None:
         vocabulary = TagVocabulary(index.tag_counts(index.rows))
         self.app.call_from_thread(self._captions_loaded, index, vocabulary)
 
