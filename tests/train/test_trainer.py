@@ -212,3 +212,43 @@ def test_sample_images_during_training_with_a_sample_event(tmp_path: Path, tiny_
     assert all(Path(p).exists() and Path(p).parent == tmp_path / "run" / "samples" for e in samples
                for p in e["paths"])
     assert samples[0]["prompts"] == ["sks, red"]
+
+
+@pytest.mark.parametrize("training", [
+    {"gradient_checkpointing": True},
+    {"clip_skip": 2, "max_token_length": 150},
+    {"cache_latents_to_disk": True},
+    {"cache_latents": False, "network_train_unet_only": True},
+    {"network_train_text_encoder_only": True},
+    {"network_args": ["conv_dim=4", "conv_alpha=2"]},
+    {"noise_offset": 0.1, "min_snr_gamma": 5.0, "gradient_accumulation_steps": 2},
+    {"torch_compile": True, "dynamo_backend": "eager"},
+    {"mixed_precision": "bf16", "save_precision": "fp16"},
+], ids=lambda t: ",".join(t))
+def test_training_options_run_to_a_loadable_lora(training: dict, tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir, training={"max_train_steps": 2, **training})
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    weights, meta = load_lora(root / "output" / "tiny.safetensors")
+    assert weights and meta["ss_steps"] == "2"
+    if training.get("network_train_text_encoder_only"):
+        assert not any(k.startswith("lora_unet_") for k in weights)
+    if training.get("network_train_unet_only"):
+        assert not any(k.startswith("lora_te_") for k in weights)
+    if "network_args" in training:
+        assert any("resnets" in k for k in weights) and '"conv_dim": "4"' in meta["ss_network_args"]
+    if training.get("save_precision") == "fp16":
+        assert {v.dtype for v in weights.values()} == {torch.float16}
+    if training.get("cache_latents_to_disk"):
+        assert list((root / "data" / "a").glob("*_sd.npz"))
+
+
+def test_sd2_v_prediction_from_a_single_file(tmp_path: Path) -> None:
+    from lora_tui.train.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "sd2", v2=True, single_file=True, v_parameterization=True)
+    root = tiny_project(tmp_path / "p", model, training={"max_train_steps": 2, "v2": True,
+                                                        "v_parameterization": True})
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    _, meta = load_lora(root / "output" / "tiny.safetensors")
+    assert meta["ss_v2"] == "True" and meta["ss_base_model_version"] == "sd_v2_v"
+    assert meta["modelspec.prediction_type"] == "v"
