@@ -186,6 +186,17 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (0 or a negative step count would be silently wrong)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
@@ -247,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
     p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
-    p.add_argument("--max-train-steps", type=int, help="a shorter run: overrides max_train_steps and epochs")
+    p.add_argument("--max-train-steps", type=_positive_int, help="a shorter run: overrides max_train_steps and epochs")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random SD-style model to try training on a CPU")

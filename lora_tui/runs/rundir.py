@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -105,26 +106,57 @@ def create_run(project: Project, *, backend: str | None = None, model: str | Non
     if backend == "sd-scripts" and project.sd_scripts_dir is None:
         raise LoraTuiError("backend sd-scripts needs [project] sd_scripts_dir", path=project.file,
                            hint="point it at your kohya-ss/sd-scripts checkout, or use --backend builtin")
-    runs = project.root / "runs"
-    rid = run_id(project.name)
-    run_dir = runs / rid
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = runs / f"{rid}-{n}"
-    overrides: dict[str, Any] = {"output_dir": str(run_dir / "output"), "logging_dir": str(run_dir / "logs")}
-    if model:
-        overrides["pretrained_model_name_or_path"] = str(Path(model).expanduser().resolve())
-    if max_train_steps:
-        overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
-    generated = configs.build(project, configs_dir=run_dir, overrides=overrides)
+    if max_train_steps is not None and int(max_train_steps) < 1:
+        raise LoraTuiError(f"max_train_steps must be at least 1, got {max_train_steps}",
+                           hint="pass --max-train-steps 1 or more")
     if not project.model_path and not model:
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
                            hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
+    run_dir = _reserve_run_dir(project.root / "runs", run_id(project.name))
+    try:
+        return _fill_run(project, run_dir, backend=backend, model=model, max_train_steps=max_train_steps,
+                         cli_argv=cli_argv)
+    except OSError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise LoraTuiError(f"cannot write the run folder: {exc.strerror or exc}", path=run_dir,
+                           hint="check free space and that the project folder is writable") from None
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run folder for monitors to puzzle over
+        raise
+
+
+def _reserve_run_dir(runs: Path, rid: str) -> Path:
+    """Create ``runs/<rid>`` (or ``<rid>-2``, …) with an exclusive mkdir, so two runs started in the same
+    second never share a folder; an unwritable project is a one-line error."""
+    n = 1
+    while True:
+        run_dir = runs / (rid if n == 1 else f"{rid}-{n}")
+        try:
+            if not runs.is_dir():
+                runs.mkdir(parents=True)
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            if not runs.is_dir():
+                raise LoraTuiError("runs/ is a file, not a folder", path=runs,
+                                   hint="move it away so runs can be created") from None
+            n += 1
+        except OSError as exc:
+            raise LoraTuiError(f"cannot create the run folder: {exc.strerror or exc}", path=run_dir,
+                               hint="check that the project folder and its runs/ are writable") from None
+
+
+def _fill_run(project: Project, run_dir: Path, *, backend: str, model: str | None, max_train_steps: int | None,
+              cli_argv: list[str] | None) -> Run:
+    overrides: dict[str, Any] = {"output_dir": str(run_dir / "output"), "logging_dir": str(run_dir / "logs")}
+    if model:
+        overrides["pretrained_model_name_or_path"] = str(Path(model).expanduser().resolve())
+    if max_train_steps is not None:
+        overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
+    generated = configs.build(project, configs_dir=run_dir, overrides=overrides)
     from lora_tui.core import staging
 
     staging.build_staging(project, staging.excluded_paths(project))
-    run_dir.mkdir(parents=True)
     dataset_path, args_path = run_dir / "dataset.toml", run_dir / "args.toml"
     atomic_write_text(dataset_path, generated.dataset_text.replace(str(generated.dataset_config), str(dataset_path)))
     atomic_write_text(args_path, generated.args_text.replace(str(generated.dataset_config), str(dataset_path)))

@@ -7,20 +7,53 @@ events.jsonl go. Known errors print one line and exit 2 before training starts.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from lora_tui.core.errors import LoraTuiError
 
 
+def catch_early_signals() -> list[int]:
+    """Record SIGINT/SIGTERM from now on (importing torch and loading models take seconds, and a Ctrl-C
+    there must stop the run cleanly, not print a KeyboardInterrupt traceback); the trainer takes the
+    list over. A second signal of the same kind stops the process at once."""
+    received: list[int] = []
+
+    def remember(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signum, signal.SIG_DFL)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, remember)
+    return received
+
+
+def _refuse(message: str, run_dir: str | None) -> int:
+    """A bad command line or config: one line on stderr and, with a run folder, an error event and a
+    failed status (a monitor must not wait on a run that never started)."""
+    print(f"lora_tui.train: {message}", file=sys.stderr)
+    if run_dir:
+        from lora_tui.train.events import RunWriter
+
+        try:
+            writer = RunWriter(Path(run_dir))
+            writer.event("error", code="config", message=message)
+            writer.end("failed", message, 2, int(writer.status.get("last_step") or 0))
+        except OSError:
+            pass  # the message above already said what is wrong
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    early_signals = catch_early_signals()
     argv = list(sys.argv[1:] if argv is None else argv)
     run_dir = os.environ.get("LORA_TUI_RUN_DIR")
     if "--run_dir" in argv:
         i = argv.index("--run_dir")
         if i + 1 >= len(argv):
-            print("lora_tui.train: --run_dir needs a folder", file=sys.stderr)
-            return 2
+            return _refuse("--run_dir needs a folder", None)
         run_dir = argv[i + 1]
         del argv[i:i + 2]
     from lora_tui.train.args import parse_args
@@ -29,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except LoraTuiError as exc:
-        print(f"lora_tui.train: {exc}", file=sys.stderr)
-        return 2
-    return train(args, Path(run_dir) if run_dir else None)
+        return _refuse(str(exc), run_dir)
+    return train(args, Path(run_dir) if run_dir else None, early_signals=early_signals)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,6 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lora_tui.core.errors import TrainError
+from lora_tui.core.schema import check_range
 from lora_tui.core.train_args import check_arg, known_args
 
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
@@ -53,6 +54,36 @@ SUPPORTED = frozenset({
 })
 # sd-scripts defaults that differ from "unset" and that we implement as such.
 NETWORK_ARGS = ("conv_dim", "conv_alpha", "dropout")
+# Bounds beyond core.schema.RANGES that the trainer needs (a value outside them would crash deep in
+# torch/numpy, or silently do something else: save_every_n_steps = -1 saved on every step).
+TRAINER_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, 2**32 - 1), "text_encoder_lr": (0.0, None), "lr_warmup_steps": (0, None),
+    "lr_scheduler_num_cycles": (1, None), "vae_batch_size": (1, None), "save_last_n_steps": (0, None),
+    "save_last_n_epochs": (0, None), "sample_every_n_steps": (1, None), "sample_every_n_epochs": (1, None),
+    "network_dropout": (0.0, 1.0),
+}
+
+
+def range_problem(name: str, value: Any) -> str | None:
+    """Why a well-typed value is out of bounds for option ``name`` (core's ranges, then the trainer's)."""
+    problem = check_range(name, value)
+    bounds = TRAINER_RANGES.get(name)
+    if problem or bounds is None or isinstance(value, bool):
+        return problem
+    lo, hi = bounds
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, (int, float)) and lo is not None and v < lo:
+            return f"must be at least {lo}, got {v}"
+        if isinstance(v, (int, float)) and hi is not None and v > hi:
+            return f"must be at most {hi}, got {v}"
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one TrainError line instead of a 150-line usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise TrainError(message, hint="see python -m lora_tui.train --help")
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,7 @@ def _flag_type(spec: Mapping[str, Any]) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every train_network.py option, so a recipe's flags parse before we judge them."""
-    parser = argparse.ArgumentParser(prog="lora_tui.train", description="lora-tui's built-in LoRA trainer "
+    parser = _Parser(prog="lora_tui.train", description="lora-tui's built-in LoRA trainer "
                                      "(sd-scripts train_network.py flags and config files)")
     for name, spec in sorted(known_args().items()):
         flag = "--" + name
@@ -148,10 +179,7 @@ def spec_kind(name: str) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
     """Parse the command line and the config file into checked :class:`TrainArgs`."""
     parser = build_parser()
-    try:
-        ns, unknown = parser.parse_known_args(argv)
-    except SystemExit as exc:  # argparse already printed its usage line
-        raise TrainError("bad command line", hint="see python -m lora_tui.train --help") from exc
+    ns, unknown = parser.parse_known_args(argv)  # --help exits 0 here; bad values raise TrainError
     if unknown:
         raise TrainError(f"unknown option {unknown[0]!r}", hint="the built-in trainer takes sd-scripts "
                          "train_network.py options")
@@ -165,11 +193,14 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
             if key not in known_args():
                 raise TrainError(f"unknown option '{key}'", path=where,
                                  hint="not a train_network.py option; remove it")
-            problem = check_arg(key, value)
+            problem = check_arg(key, value) or range_problem(key, value)
             if problem:
                 raise TrainError(f"{key}: {problem}", path=where)
             values[key], sources[key] = value, "config_file"
     for key, value in cli.items():
+        problem = range_problem(key, value)
+        if problem:
+            raise TrainError(f"--{key}: {problem}")
         values[key], sources[key] = value, "command line"
     return check(resolve(values, sources), where)
 

@@ -77,10 +77,11 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, args: TrainArgs, run_dir: Path | None) -> None:
+    def __init__(self, args: TrainArgs, run_dir: Path | None, early_signals: list[int] | None = None) -> None:
         self.args = args
         self.run_dir = run_dir
         self.stop_signal: int | None = None
+        self.early_signals = early_signals if early_signals is not None else []
         self.writer = RunWriter(None)
         self.last_save: str | None = None
         self.setup: Setup | None = None
@@ -92,8 +93,17 @@ class Trainer:
         signal.signal(signum, signal.SIG_DFL)  # a second one stops at once
 
     def install_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+        """Take over from the early handlers (``__main__.catch_early_signals``); a signal that already
+        arrived means stopping, and its second one must still stop at once, so nothing is reinstalled."""
+        self._previous_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if not self.early_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
+        if self.early_signals and self.stop_signal is None:  # also one that came in while installing
+            self.stop_signal = self.early_signals[0]
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if sig not in self.early_signals:
+                    signal.signal(sig, self._on_signal)
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> int:
@@ -123,6 +133,8 @@ class Trainer:
         finally:
             self.tracker.close()
             _close_process_group()
+            for sig, handler in getattr(self, "_previous_handlers", {}).items():
+                signal.signal(sig, handler)  # a caller (a test, an embedding program) gets its own back
 
     def global_step_or_0(self) -> int:
         return getattr(self, "global_step", 0)
@@ -143,6 +155,8 @@ class Trainer:
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if self._stopped_early(accelerator):
+            return self._end_before_start()
         data = build_dataset(Path(args.dataset_config), seed=seed, args=args.values,
                              prior_loss_weight=float(args.prior_loss_weight or 1.0))
         for warning in data.warnings:
@@ -159,6 +173,8 @@ class Trainer:
         loader = DataLoader(data, batch_size=1, sampler=sampler, collate_fn=collate_first, num_workers=workers,
                             persistent_workers=bool(args.persistent_data_loader_workers) and workers > 0,
                             generator=torch.Generator().manual_seed(seed))
+        if self._stopped_early(accelerator):
+            return self._end_before_start()
         position = TrainState(1, 0, 0, seed)
         if args.resume:
             position = self._resume(Path(args.resume), setup)
@@ -179,11 +195,31 @@ class Trainer:
         outcome = self._epochs(accelerator, setup, data, sampler, loader, position, progress, grad_accum)
         return outcome
 
+    def _stopped_early(self, accelerator: Any) -> bool:
+        """A stop asked for before the first step (one process: several agree on it after a step)."""
+        return self.stop_signal is not None and world_size(accelerator) <= 1
+
+    def _end_before_start(self) -> int:
+        signum = int(self.stop_signal or signal.SIGTERM)
+        reason = f"stopped by {signal.Signals(signum).name} before the first step; nothing was saved"
+        self.writer.say(reason)
+        self.writer.end("stopped", reason, 128 + signum, self.global_step_or_0())
+        return 128 + signum
+
     def _resume(self, folder: Path, setup: Setup) -> TrainState:
-        weights, opt_state, sched_state, rng, position, _ = read_state(folder)
+        weights, opt_state, sched_state, rng, position, info = read_state(folder)
         setup.network.load_weights(weights)
-        setup.optimizer.load_state_dict(opt_state)
-        setup.scheduler.load_state_dict(sched_state)
+        saved_optimizer, optimizer = info.get("optimizer"), type(setup.optimizer).__name__
+        if saved_optimizer and saved_optimizer != optimizer:  # its param groups lack this one's settings
+            raise TrainError(f"this state was saved with optimizer {saved_optimizer}, this run uses {optimizer}",
+                             path=folder, hint="resume with the optimizer_type it was saved with")
+        try:
+            setup.optimizer.load_state_dict(opt_state)
+            setup.scheduler.load_state_dict(sched_state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise TrainError(f"the optimizer/scheduler state does not fit this run: {str(exc).splitlines()[0]}",
+                             path=folder, hint="resume with the settings it was saved with (optimizer_type, "
+                             "learning rates, network_train_unet_only/text_encoder_only)") from None
         restore_rng(rng)
         self.writer.say(f"resumed from {folder} at step {position.step} (epoch {position.epoch})")
         return position
@@ -194,7 +230,12 @@ class Trainer:
         step = position.step
         per_process = sampler.per_process
         params = setup.trainable
-        for epoch in range(position.epoch, setup.epochs + 1):
+        # a resumed state can sit past the planned epochs (a final state, resumed to train longer): go on
+        # into further passes until total_steps; each pass makes at least one step, so this bound suffices
+        last_epoch = setup.epochs if step >= setup.total_steps else max(setup.epochs,
+                                                                        position.epoch + setup.total_steps - step)
+        epoch = min(position.epoch, setup.epochs)
+        for epoch in range(position.epoch, last_epoch + 1):
             start = position.position if epoch == position.epoch else 0
             if start >= per_process:
                 continue
@@ -288,7 +329,7 @@ class Trainer:
                 remaining = (setup.total_steps - step) / steps_per_s if steps_per_s else 0
                 eta = f" ETA {int(remaining // 60)}m{int(remaining % 60):02d}s"
             lr = next(iter(lrs.values())) if lrs else 0.0
-            self.writer.say(f"step {step}/{setup.total_steps} epoch {epoch}/{setup.epochs} loss {loss:.4f} "
+            self.writer.say(f"step {step}/{setup.total_steps} epoch {epoch}/{max(epoch, setup.epochs)} loss {loss:.4f} "
                             f"avg {avg:.4f} lr {lr:.2e}" + (f" {sps:.2f} samples/s" if sps else "") + eta)
 
     def _nan(self, step: int, epoch: int) -> int:
@@ -325,7 +366,9 @@ def world_size(accelerator: Any) -> int:
     return int(accelerator.num_processes)
 
 
-def train(args: TrainArgs, run_dir: Path | None = None) -> int:
-    """Run one training; every known failure ends as a ``failed`` run with a one-line reason."""
-    return Trainer(args, run_dir).run()
+def train(args: TrainArgs, run_dir: Path | None = None, *, early_signals: list[int] | None = None) -> int:
+    """Run one training; every known failure ends as a ``failed`` run with a one-line reason.
+
+    ``early_signals``: the list ``__main__.catch_early_signals`` fills before torch is imported."""
+    return Trainer(args, run_dir, early_signals).run()
 

@@ -59,6 +59,7 @@ class Setup:
     last_state: Path | None = None
     snr: torch.Tensor | None = None
     saved_steps: list[int] = field(default_factory=list)
+    sample_warnings: set[str] = field(default_factory=set)
 
     # -- one batch ------------------------------------------------------------------------------
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -136,7 +137,7 @@ class Setup:
         if not self.accelerator.is_main_process:
             return
         state_io.save_state(folder, network_state=self.network.state_dict(), optimizer=self.optimizer,
-                            scheduler=self.scheduler, state=state)
+                            scheduler=self.scheduler, state=state, extra={"optimizer": type(self.optimizer).__name__})
         self.writer.event("save", step=state.step, epoch=state.epoch, path=str(folder), type="state")
 
     def should_save_step(self, step: int) -> bool:
@@ -168,6 +169,9 @@ class Setup:
         if old is not None and self.accelerator.is_main_process:
             (kind,) = key
             state_io.remove_path(self.output_dir / state_io.lora_name(self.output_name, ext, **{kind: old}))
+            # sd-scripts prunes the states with the same window (save_last_n_steps/epochs): a long run
+            # with save_state must not keep every optimizer state ever written
+            state_io.remove_path(self.state_dir / state_io.state_name(self.output_name, **{kind: old}))
         return str(path)
 
     def save_final(self, step: int, epoch: int, state: state_io.TrainState) -> str:
@@ -203,8 +207,11 @@ class Setup:
                                         device=self.accelerator.device, dtype=self.weight_dtype,
                                         sampler=self.args.sample_sampler or "ddim", network=self.network,
                                         v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
-        except TrainError as exc:  # a bad prompt file must not end a long run: say so and keep training
-            self.writer.event("warn", code="sample", message=str(exc), step=step)
+        except TrainError as exc:  # a bad prompt file must not end a long run: say so (once) and keep training
+            if str(exc) not in self.sample_warnings:
+                self.sample_warnings.add(str(exc))
+                self.writer.event("warn", code="sample", message=str(exc), step=step)
+                self.writer.say(f"warning: no samples: {exc}")
             return
         self.writer.event("sample", step=step, paths=[str(p) for p, _ in made], prompts=[p.prompt for _, p in made])
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lora_tui.cli import main
@@ -50,3 +51,79 @@ def test_train_refuses_a_project_without_a_model(tmp_path: Path, capsys) -> None
     assert main(["train", str(project)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err and "make-tiny-model" in err
+
+
+def _sample(tmp_path: Path) -> Path:
+    project = tmp_path / "sample"
+    shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    return project
+
+
+def test_train_refuses_zero_or_negative_max_train_steps(tmp_path: Path, capsys) -> None:
+    project = _sample(tmp_path)
+    for value in ("0", "-3"):  # 0 used to be ignored (a full-length run), -3 crashed the trainer
+        with pytest.raises(SystemExit) as exc:
+            main(["train", str(project), "--model", str(tmp_path / "m"), "--max-train-steps", value])
+        assert exc.value.code == 2
+        assert "--max-train-steps: must be at least 1" in capsys.readouterr().err
+    assert not (project / "runs").exists()
+
+
+def test_run_folders_started_in_the_same_second_never_collide(tmp_path: Path, monkeypatch) -> None:
+    from lora_tui.core import project as project_mod
+    from lora_tui.runs import rundir
+
+    proj = project_mod.load(_sample(tmp_path))
+    monkeypatch.setattr(rundir, "run_id", lambda name, now=None: "20260101-000000-sample")
+    real_build = rundir.configs.build
+    other: list[rundir.Run] = []
+    started: list[bool] = []
+
+    def racing_build(*args, **kwargs):  # a second `lora-tui train` starts while this one is half-way
+        if not started:
+            started.append(True)
+            other.append(rundir.create_run(proj, model=str(tmp_path / "m")))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(rundir.configs, "build", racing_build)
+    first = rundir.create_run(proj, model=str(tmp_path / "m"))
+    assert {first.dir.name, other[0].dir.name} == {"20260101-000000-sample", "20260101-000000-sample-2"}
+    assert (first.dir / "status.json").exists() and (other[0].dir / "status.json").exists()
+
+
+def test_an_unusable_runs_folder_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    project = _sample(tmp_path)
+    (project / "runs").write_text("not a folder")
+    assert main(["train", str(project), "--model", str(tmp_path / "m"), "--max-train-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(("code", "state"), [(0, "finished"), (3, "failed")])
+def test_the_sd_scripts_backend_runs_in_its_checkout_and_ends_by_its_exit_code(
+        code: int, state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_tui.core import project as project_mod
+    from lora_tui.runs.foreground import run_foreground
+    from lora_tui.runs.rundir import create_run
+
+    checkout = tmp_path / "sd-scripts"
+    checkout.mkdir()
+    (checkout / "train_network.py").write_text("# stand-in\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "accelerate"  # stands in for `accelerate launch … train_network.py --config_file …`
+    fake.write_text(f"#!/bin/sh\necho \"launched in $(pwd): $*\"\nexit {code}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    project = tmp_path / "sample"
+    shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    text = (project / "lora-tui.toml").read_text()
+    text = text.replace('# sd_scripts_dir = "~/sd-scripts"', f'sd_scripts_dir = "{checkout}"')
+    (project / "lora-tui.toml").write_text(text.replace('pretrained_model_name_or_path = ""',
+                                                        'pretrained_model_name_or_path = "model.safetensors"'))
+    run = create_run(project_mod.load(project), backend="sd-scripts")
+    assert run_foreground(run, out=open(tmp_path / "out.txt", "w")) == code  # noqa: SIM115
+    log = (run.dir / "train.log").read_text()
+    assert f"launched in {checkout}" in log and f"train_network.py --config_file {run.args_config}" in log
+    status = json.loads((run.dir / "status.json").read_text())
+    assert status["state"] == state and status["exit_code"] == code

@@ -252,3 +252,13 @@ def test_sd2_v_prediction_from_a_single_file(tmp_path: Path) -> None:
     _, meta = load_lora(root / "output" / "tiny.safetensors")
     assert meta["ss_v2"] == "True" and meta["ss_base_model_version"] == "sd_v2_v"
     assert meta["modelspec.prediction_type"] == "v"
+
+
+def test_a_broken_prompt_file_warns_once_and_training_goes_on(tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir,
+                        training={"max_train_steps": 4, "sample_every_n_steps": 1, "sample_prompts": "prompts.json"})
+    (root / "prompts.json").write_text("{not json", "utf-8")
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    warns = [e for e in events(tmp_path / "run") if e["kind"] == "warn" and e.get("code") == "sample"]
+    assert len(warns) == 1 and "prompts.json" in warns[0]["message"]
+    assert status(tmp_path / "run")["state"] == "finished"

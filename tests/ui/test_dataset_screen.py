@@ -30,14 +30,22 @@ async def _open_dataset(pilot) -> DatasetScreen:
     raise AssertionError("dataset screen did not load")
 
 
+async def _open_at(pilot, name: str) -> DatasetScreen:
+    """The dataset screen with the cursor on image ``name``."""
+    screen = await _open_dataset(pilot)
+    image_list = screen.query_one(ImageList)
+    image_list.cursor = [r.record.name for r in image_list.rows].index(name)
+    await wait_until(pilot, lambda: screen.row is not None and screen.row.record.name == name
+                     and (screen.editor.border_title or "").startswith(name), f"{name} in the editor")
+    return screen
+
+
 async def test_edit_a_caption_saves_it_atomically_and_undo_survives_a_restart(sample_copy: Path) -> None:
     caption = sample_copy / "data" / "armsup" / "pose_00.txt"
     original = caption.read_text()
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = await _open_dataset(pilot)
-        screen.query_one(ImageList).cursor = 12  # first armsup image (after 12 mira images)
-        await pilot.pause()
+        screen = await _open_at(pilot, "pose_00.png")
         await pilot.press("e")
         screen.editor.move_cursor((0, len(original.rstrip("\n"))))
         await pilot.press("comma", "space", "s", "m", "i", "l", "e", "escape")
@@ -213,15 +221,6 @@ async def test_enter_on_a_lint_finding_opens_its_image(sample_copy: Path) -> Non
         assert {r.subset.name for r in screen.image_list.rows} == {"armsup"}
 
 
-async def _open_at(pilot, name: str) -> DatasetScreen:
-    """The dataset screen with the cursor on image ``name``."""
-    screen = await _open_dataset(pilot)
-    image_list = screen.query_one(ImageList)
-    image_list.cursor = [r.record.name for r in image_list.rows].index(name)
-    await pilot.pause()
-    return screen
-
-
 async def test_typing_a_tag_suggests_the_datasets_tag_and_tab_takes_it(sample_copy: Path) -> None:
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 40)) as pilot:
@@ -259,3 +258,25 @@ async def test_chips_edit_a_caption_by_whole_tags_and_save_it(sample_copy: Path)
         await pilot.pause()
     expected = [tags[2], "blue sky", tags[1], *tags[3:]]
     assert [t.strip() for t in caption.read_text().split(",")] == expected
+
+
+async def test_file_names_and_tags_with_brackets_are_never_parsed_as_markup(sample_copy: Path) -> None:
+    import shutil
+
+    folder = sample_copy / "data" / "armsup"
+    shutil.copy(folder / "pose_00.png", folder / "pose[bold].png")  # as markup: shown as "pose.png"
+    (folder / "pose[bold].txt").write_text("armsup pose, [bold]x[/bold], a]b\n")
+    toml = sample_copy / "lora-tui.toml"  # the title of an uncaptioned image quotes class_tokens
+    toml.write_text(toml.read_text().replace('class_tokens = "mira woman"', 'class_tokens = "mira [/i] woman"'))
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await _open_at(pilot, "mira_01.png")  # "[/i]" as markup raised MarkupError here
+        assert "'mira [/i] woman'" in screen.editor._border_title.plain
+        screen.image_list.cursor = [r.record.name for r in screen.image_list.rows].index("pose[bold].png")
+        await pilot.pause()
+        assert screen.editor._border_title.plain == "pose[bold].png"
+        await pilot.press("c")
+        await pilot.pause()
+        assert screen.chips.tags == ["armsup pose", "[bold]x[/bold]", "a]b"]
+        assert screen.chips._border_title.plain == "pose[bold].png"
+        assert "[bold]x[/bold]" in screen.chips.render().plain

@@ -6,6 +6,7 @@ current row; this adds the vocabulary the editor completes from and the chips vi
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import TextArea
 
 from lora_tui.core.captions import caption_lines, join_tags, split_tags
@@ -28,7 +29,7 @@ class CaptionModes:
         """Show the editor's caption as chips (called when the image changes in chip mode)."""
         if self.chip_mode:
             self.chips.set_tags(split_tags(self.editor.text.strip("\r\n"), self.separator()), cursor=0)
-            self.chips.border_title = self.editor.border_title
+            self.chips.border_title = Text(self.editor.title_text)
 
     def action_toggle_chips(self) -> None:
         if self.chip_mode:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import events
 from textual.widgets import TextArea
 
@@ -22,6 +23,7 @@ class CaptionEditor(TextArea):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(soft_wrap=True, tab_behavior="focus", **kwargs)
         self.loaded_text = ""
+        self.title_text = ""  # the plain title (file names may hold [ ], never markup)
         self.vocabulary = TagVocabulary({})
         self.separator = ","
 
@@ -29,7 +31,8 @@ class CaptionEditor(TextArea):
         self.loaded_text = text
         self.separator = separator or ","
         self.load_text(text)
-        self.border_title = title
+        self.title_text = title
+        self.border_title = Text(title)  # a str would be parsed as markup: "x[/b].png" raised MarkupError
 
     @property
     def dirty(self) -> bool:
