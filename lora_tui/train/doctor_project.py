@@ -147,12 +147,12 @@ def _ckpt_family(path: Path) -> str | None:
 
     import torch
 
-    from lora_tui.train.ldm_convert import detect_family
+    from lora_tui.train.ldm_convert import PICKLE_REFUSED, detect_family
 
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
-        raise ModelError("refused: the checkpoint contains code, not only weights", path=path,
+        raise ModelError(PICKLE_REFUSED, path=path,
                          hint="convert it to .safetensors with a trusted tool") from None
     except Exception:  # legacy (non-zip) format: mmap is impossible, and a full read is not a quick check
         return None

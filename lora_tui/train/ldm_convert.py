@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+# torch cannot tell a pickle with code from a file that is no checkpoint: both fail the same way
+PICKLE_REFUSED = "refused: not a weights-only checkpoint (it contains code, or is not a PyTorch checkpoint at all)"
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TE_V1_PREFIX = "cond_stage_model.transformer."

@@ -26,7 +26,7 @@ from lora_tui.core.errors import LoraTuiError, TrainError
 from lora_tui.train.args import TrainArgs
 from lora_tui.train.data import BatchKey, TrainData, build_dataset, collate_first
 from lora_tui.train.events import RunWriter
-from lora_tui.train.setup import Setup, prepare
+from lora_tui.train.setup import Setup, StopRequested, prepare
 from lora_tui.train.state import TrainState, read_state, restore_rng
 from lora_tui.train.tracking import Tracker, open_tracker
 
@@ -161,7 +161,11 @@ class Trainer:
                              prior_loss_weight=float(args.prior_loss_weight or 1.0))
         for warning in data.warnings:
             self.writer.event("warn", message=warning)
-        setup = prepare(args, data, accelerator, seed=seed, writer=self.writer)
+        try:
+            setup = prepare(args, data, accelerator, seed=seed, writer=self.writer,
+                            should_stop=lambda: self._stopped_early(accelerator))
+        except StopRequested:  # Ctrl-C while latents were being cached: no need to wait for the rest
+            return self._end_before_start()
         self.setup = setup
         world, rank = accelerator.num_processes, accelerator.process_index
         grad_accum = max(1, int(args.gradient_accumulation_steps or 1))

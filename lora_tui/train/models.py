@@ -42,6 +42,7 @@ try:
 except ImportError:  # pragma: no cover - older releases without the switch
     pass
 from lora_tui.train import ldm_convert as lc
+from lora_tui.train.ldm_convert import PICKLE_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         try:
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise ModelError("refused: the checkpoint contains code, not only weights", path=path,
+            raise ModelError(PICKLE_REFUSED, path=path,
                              hint="convert it to .safetensors with a trusted tool, or use a .safetensors "
                                   "download") from None
         except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,12 @@ def _output_dirs(args: TrainArgs, run_dir: Path | None) -> tuple[Path, Path, Pat
     return output, output, output / "sample"
 
 
-def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, writer: RunWriter) -> Setup:
+class StopRequested(Exception):
+    """A stop signal arrived while preparing (latent caching can take minutes): end before step one."""
+
+
+def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, writer: RunWriter,
+            should_stop: Callable[[], bool] | None = None) -> Setup:
     """Load, build and configure everything for the loop; raises TrainError/ModelError on bad input."""
     device = accelerator.device
     weight_dtype = DTYPES[args.mixed_precision or "no"]
@@ -268,10 +274,14 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
             with torch.no_grad():
                 return model.vae.encode(images.to(device, vae_dtype)).latent_dist.sample().float().cpu()
 
+        def progress(_done: int, _total: int) -> None:
+            if should_stop is not None and should_stop():
+                raise StopRequested
+
         started = time.monotonic()
         with accelerator.main_process_first():
             stats = data.cache_latents(encode, to_disk=bool(args.cache_latents_to_disk),
-                                       batch_size=int(args.vae_batch_size or 1))
+                                       batch_size=int(args.vae_batch_size or 1), progress=progress)
         writer.say(f"cached latents: {stats.encoded} encoded, {stats.reused} reused from disk "
                    f"in {time.monotonic() - started:.1f} s")
         model.vae.to("cpu")

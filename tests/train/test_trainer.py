@@ -262,3 +262,33 @@ def test_a_broken_prompt_file_warns_once_and_training_goes_on(tmp_path: Path, ti
     warns = [e for e in events(tmp_path / "run") if e["kind"] == "warn" and e.get("code") == "sample"]
     assert len(warns) == 1 and "prompts.json" in warns[0]["message"]
     assert status(tmp_path / "run")["state"] == "finished"
+
+
+def test_ctrl_c_while_latents_are_cached_stops_without_waiting_for_the_rest(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from lora_tui.train.data_batches import TrainData
+
+    real = TrainData.cache_latents
+    seen: list[int] = []
+
+    def interrupted(self, encode, **kwargs):  # type: ignore[no-untyped-def]
+        progress = kwargs["progress"]
+
+        def counting(done: int, total: int) -> None:
+            seen.append(done)
+            if done == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # what a Ctrl-C in the terminal does
+            progress(done, total)
+
+        return real(self, encode, **{**kwargs, "progress": counting})
+
+    monkeypatch.setattr(TrainData, "cache_latents", interrupted)
+    root = tiny_project(tmp_path / "p", tiny_model_dir)
+    assert run_training(train_argv(root), tmp_path / "run") == 130
+    assert max(seen) < 6  # the remaining images were never encoded
+    final = status(tmp_path / "run")
+    assert final["state"] == "stopped" and "before the first step" in final["reason"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's Ctrl-C works again
