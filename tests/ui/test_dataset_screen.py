@@ -280,3 +280,26 @@ async def test_file_names_and_tags_with_brackets_are_never_parsed_as_markup(samp
         assert screen.chips.tags == ["armsup pose", "[bold]x[/bold]", "a]b"]
         assert screen.chips._border_title.plain == "pose[bold].png"
         assert "[bold]x[/bold]" in screen.chips.render().plain
+
+
+async def test_autosave_waits_for_a_pause_in_typing_so_undo_takes_back_the_whole_edit(
+        sample_copy: Path, monkeypatch) -> None:
+    from lora_tui.ui.screens import dataset as dataset_screen
+
+    monkeypatch.setattr(dataset_screen, "AUTOSAVE_SECONDS", 0.3)
+    caption = sample_copy / "data" / "armsup" / "pose_02.txt"
+    original = caption.read_text()
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_at(pilot, "pose_02.png")
+        await pilot.press("e")
+        screen.editor.move_cursor((0, len(original.rstrip("\n"))))
+        for key in ("comma", "space", "s", "m", "i", "l", "e"):
+            await pilot.press(key)
+            await pilot.pause(0.12)  # typing: faster than the autosave pause
+            assert caption.read_text() == original
+        await wait_until(pilot, lambda: caption.read_text() != original, "the autosave after the pause")
+        assert caption.read_text() == original.rstrip("\n") + ", smile\n"
+        await pilot.press("escape", "u")
+        await pilot.pause()
+        assert caption.read_text() == original  # one undo step: the whole word

@@ -6,6 +6,7 @@ exit) through the core journal, so every edit is atomic and undoable across rest
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -98,6 +99,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.row: Row | None = None
         self._reverting = False
         self.captions_ready = False
+        self._last_typed = 0.0
         # held directly: saving on unmount must not depend on the DOM still being there
         self.image_list = ImageList(self.marks, id="list")
         self.editor = CaptionEditor(id="editor")
@@ -123,7 +125,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.sub_title = "dataset"
         self.image_list.focus()
         self.load_index()
-        self.set_interval(AUTOSAVE_SECONDS, self._autosave)
+        self.set_interval(AUTOSAVE_SECONDS / 3, self._autosave)
         self.call_after_refresh(self.start_watching)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
@@ -235,10 +237,13 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         return True
 
     def _autosave(self) -> None:
-        self._save_current()
+        """Save after a pause in typing, not in the middle of a word: each save is one undo step."""
+        if time.monotonic() - self._last_typed >= AUTOSAVE_SECONDS:
+            self._save_current()
 
     @on(TextArea.Changed)
     def _typed(self) -> None:
+        self._last_typed = time.monotonic()
         self._status()
 
     def _status(self) -> None:
