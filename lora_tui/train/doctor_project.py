@@ -165,17 +165,17 @@ def _ckpt_family(path: Path) -> str | None:
 # ------------------------------------------------------------------------------------------- tokenizer
 def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> list[Finding]:
     """The built-in trainer's lookup (model folder, cache dir, HF cache); sd-scripts' own for that backend."""
-    from lora_tui.train import models
+    from lora_tui.train import tokenizer  # not models: no diffusers import, the check stays quick
 
     v2 = family == "sd_v2"
     raw_cache = project.model.get("tokenizer_cache_dir")
     cache_dir = resolve_path(project.root, raw_cache) if raw_cache else None
     if project.backend == "sd-scripts":
-        model_id, subfolder = models.TOKENIZER_IDS[v2]
+        model_id, subfolder = tokenizer.TOKENIZER_IDS[v2]
         local = cache_dir / model_id.replace("/", "_") if cache_dir else None
         if local is not None and local.is_dir():
             return [Finding("tokenizer", OK, f"{local} (sd-scripts' tokenizer_cache_dir)")]
-        if models._hf_cached_tokenizer(model_id, subfolder) is not None:
+        if tokenizer._hf_cached_tokenizer(model_id, subfolder) is not None:
             return [Finding("tokenizer", OK, f"{model_id} in the local Hugging Face cache")]
         fix = (f"run sd-scripts once online with tokenizer_cache_dir set, or copy {model_id}'s tokenizer to "
                f"{local or '<tokenizer_cache_dir>/' + model_id.replace('/', '_')}")
@@ -183,11 +183,11 @@ def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> li
             return [Finding("tokenizer", ERROR, f"sd-scripts needs {model_id} and it is not cached (offline)", fix)]
         return [Finding("tokenizer", WARN, f"sd-scripts will download {model_id} on its first run", fix)]
     try:
-        tokenizer = models.load_tokenizer(project.model_path or project.root, v2=v2, tokenizer_cache_dir=cache_dir)
+        found = tokenizer.load_tokenizer(project.model_path or project.root, v2=v2, tokenizer_cache_dir=cache_dir)
     except ModelError as exc:
         return [Finding("tokenizer", ERROR, f"{exc.path}: {exc.message}" if exc.path else exc.message, exc.hint)]
-    where = getattr(tokenizer, "name_or_path", "") or "found"
-    return [Finding("tokenizer", OK, f"{where} ({len(tokenizer)} tokens)")]
+    where = getattr(found, "name_or_path", "") or "found"
+    return [Finding("tokenizer", OK, f"{where} ({len(found)} tokens)")]
 
 
 # ------------------------------------------------------------------------------------------- sd-scripts

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
 from lora_tui.core.errors import ModelError
 
@@ -43,13 +43,19 @@ except ImportError:  # pragma: no cover - older releases without the switch
     pass
 from lora_tui.train import ldm_convert as lc
 from lora_tui.train.ldm_convert import PICKLE_REFUSED
+from lora_tui.train.tokenizer import (  # noqa: F401  (re-exported)
+    TOKENIZER_IDS,
+    _first_line,
+    _hf_cache_dir,
+    _hf_cached_tokenizer,
+    load_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
 CONFIGS_METADATA_KEY = "lora_tui.configs"
 SINGLE_FILE_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth"}
-TOKENIZER_IDS = {False: ("openai/clip-vit-large-patch14", None), True: ("stabilityai/stable-diffusion-2", "tokenizer")}
 _COMPONENTS = ("unet", "vae", "text_encoder")
 
 
@@ -167,17 +173,6 @@ def _own_memory(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def _hf_cache_dir() -> str | None:
-    """The HF hub cache from the environment as it is now (HF_HUB_CACHE, then HF_HOME/hub).
-
-    huggingface_hub freezes these when first imported; reading them per call lets a caller (or a
-    test) point the loader at another cache later.
-    """
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    return str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
-
-
 def _from_hf_cache(name: str) -> Path | None:
     """A repo id (`owner/name`) already in the local Hugging Face cache, as its snapshot folder."""
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
@@ -188,11 +183,6 @@ def _from_hf_cache(name: str) -> Path | None:
         return Path(snapshot_download(name, cache_dir=_hf_cache_dir(), local_files_only=True))
     except Exception:  # not cached, or not a repo id at all
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 # ---------------------------------------------------------------------------------------------- diffusers
@@ -348,64 +338,3 @@ def _build_from_state(name: str, configs: dict[str, Any], state: dict[str, torch
     if leftover:
         raise ModelError(f"{name} weight for {leftover[0]} missing", path=path)
     return module.eval()
-
-
-# ---------------------------------------------------------------------------------------------- tokenizer
-def _has_tokenizer_files(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or all((folder / f).is_file() for f in ("vocab.json", "merges.txt"))
-
-
-def _tokenizer_from(folder: Path) -> Any:
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot load tokenizer: {_first_line(exc)}", path=folder,
-                         hint="the folder needs CLIP's vocab.json + merges.txt") from None
-    if len(tokenizer) < 256:  # transformers quietly builds a 3-token tokenizer when it finds no vocab
-        raise ModelError(f"tokenizer has only {len(tokenizer)} tokens", path=folder,
-                         hint="vocab.json is missing or empty; copy CLIP's vocab.json + merges.txt there")
-    return tokenizer
-
-
-def _hf_cached_tokenizer(model_id: str, subfolder: str | None) -> Path | None:
-    """The snapshot folder holding `model_id`'s tokenizer in the local Hugging Face cache, if any.
-
-    """
-    from huggingface_hub import hf_hub_download
-
-    try:
-        files = [hf_hub_download(model_id, name, subfolder=subfolder, cache_dir=_hf_cache_dir(), local_files_only=True)
-                 for name in ("vocab.json", "merges.txt")]
-    except Exception:  # not cached (LocalEntryNotFoundError), or an unreadable cache
-        return None
-    return Path(files[0]).parent
-
-
-def load_tokenizer(model: Path, *, v2: bool, tokenizer_path: str | Path | None = None,
-                   tokenizer_cache_dir: str | Path | None = None) -> Any:
-    """Find and load the CLIP tokenizer for `model` without the network (order in the module docstring)."""
-    if tokenizer_path is not None:
-        given = Path(tokenizer_path).expanduser()
-        for folder in (given, given / "tokenizer"):
-            if _has_tokenizer_files(folder):
-                return _tokenizer_from(folder)
-        raise ModelError("no vocab.json + merges.txt in the tokenizer folder", path=given,
-                         hint="point --tokenizer_path at a folder holding CLIP's tokenizer files")
-    model_id, subfolder = TOKENIZER_IDS[v2]
-    if model.is_dir():
-        candidates = [model / "tokenizer"]
-        where = model / "tokenizer"
-    else:
-        candidates = [model.parent / "tokenizer", model.parent / f"{model.stem}.tokenizer"]
-        where = model.parent / "tokenizer"
-    if tokenizer_cache_dir is not None:
-        candidates.append(Path(tokenizer_cache_dir).expanduser() / model_id.replace("/", "_"))
-    for folder in candidates:
-        if _has_tokenizer_files(folder):
-            return _tokenizer_from(folder)
-    cached = _hf_cached_tokenizer(model_id, subfolder)
-    if cached is not None:
-        return _tokenizer_from(cached)
-    raise ModelError(f"no tokenizer found for {model.name}", path=model,
-                     hint=f"put vocab.json + merges.txt in {where}/, or pass --tokenizer_path "
-                          f"(or cache {model_id} locally)")
