@@ -23,8 +23,8 @@ def test_dataset_screen_of_the_sample_project(snap_compare, sample_copy: Path) -
 
         def preview_shown() -> bool:
             screen = pilot.app.screen
-            if not isinstance(screen, DatasetScreen) or screen.index is None:
-                return False
+            if not isinstance(screen, DatasetScreen) or screen.index is None or not screen.captions_ready:
+                return False  # the list first, then every caption (read in slices), then the picture
             preview = screen.query_one(ImagePreview)
             return preview.shown is not None and preview.shown == preview.path
 
