@@ -156,16 +156,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Create a run folder and train in the foreground (Ctrl-C stops gracefully and saves)."""
-    from lora_tui.core import project, steps
+    from lora_tui.core import project, scan, steps
     from lora_tui.runs.foreground import run_foreground
     from lora_tui.runs.rundir import create_run
 
     proj = project.load(Path(args.project))
-    problem = steps.compute(proj).blocking_problem()
+    scans = scan.scan_project(proj)
+    problem = steps.compute(proj, scans).blocking_problem()
     if problem:
         raise LoraTuiError(problem, path=proj.file, hint="fix the dataset first (lora-tui check)")
     run = create_run(proj, backend=args.backend, model=args.model, max_train_steps=args.max_train_steps,
-                     cli_argv=sys.argv[1:])
+                     cli_argv=sys.argv[1:], scans=scans)
     _out(f"run {run.dir}")
     _out(f"  {run.argv[0]} {' '.join(run.argv[1:])}")
     return run_foreground(run)

@@ -45,14 +45,14 @@ def run_id(name: str, now: float | None = None) -> str:
     return f"{stamp:%Y%m%d-%H%M%S}-{configs.safe_name(name)}"
 
 
-def dataset_hash(project: Project) -> str:
+def dataset_hash(project: Project, scans: list[scan.SubsetScan] | None = None) -> str:
     """SHA-256 over every image's name and size and every caption's bytes, in project order.
 
     Pixels are not read (10,000 images would take minutes); a replaced image of another size or a
     changed caption changes the hash, which is what "did the data change between runs" needs.
     """
     digest = hashlib.sha256()
-    for result in scan.scan_project(project):
+    for result in scans if scans is not None else scan.scan_project(project):
         digest.update(f"[{result.subset.label}]\n".encode())
         for record in result.records:
             try:
@@ -100,8 +100,12 @@ def builtin_argv(dataset_config: Path, args_config: Path, run_dir: Path, launch:
 
 
 def create_run(project: Project, *, backend: str | None = None, model: str | None = None,
-               max_train_steps: int | None = None, cli_argv: list[str] | None = None) -> Run:
-    """Make the run folder and everything in it that exists before the trainer starts."""
+               max_train_steps: int | None = None, cli_argv: list[str] | None = None,
+               scans: list[scan.SubsetScan] | None = None) -> Run:
+    """Make the run folder and everything in it that exists before the trainer starts.
+
+    ``scans`` is a scan the caller already made (for the steps check), so captions are read once.
+    """
     backend = backend or project.backend
     if backend == "sd-scripts" and project.sd_scripts_dir is None:
         raise LoraTuiError("backend sd-scripts needs [project] sd_scripts_dir", path=project.file,
@@ -115,7 +119,7 @@ def create_run(project: Project, *, backend: str | None = None, model: str | Non
     run_dir = _reserve_run_dir(project.root / "runs", run_id(project.name))
     try:
         return _fill_run(project, run_dir, backend=backend, model=model, max_train_steps=max_train_steps,
-                         cli_argv=cli_argv)
+                         cli_argv=cli_argv, scans=scans)
     except OSError as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise LoraTuiError(f"cannot write the run folder: {exc.strerror or exc}", path=run_dir,
@@ -147,7 +151,7 @@ def _reserve_run_dir(runs: Path, rid: str) -> Path:
 
 
 def _fill_run(project: Project, run_dir: Path, *, backend: str, model: str | None, max_train_steps: int | None,
-              cli_argv: list[str] | None) -> Run:
+              cli_argv: list[str] | None, scans: list[scan.SubsetScan] | None) -> Run:
     overrides: dict[str, Any] = {"output_dir": str(run_dir / "output"), "logging_dir": str(run_dir / "logs")}
     if model:
         overrides["pretrained_model_name_or_path"] = str(Path(model).expanduser().resolve())
@@ -176,7 +180,7 @@ def _fill_run(project: Project, run_dir: Path, *, backend: str, model: str | Non
                                        "torch": _version("torch"), "diffusers": _version("diffusers"),
                                        "transformers": _version("transformers"),
                                        "accelerate": _version("accelerate")}.items() if v},
-        "dataset": {"hash": dataset_hash(project)},
+        "dataset": {"hash": dataset_hash(project, scans)},
     }
     atomic_write_text(run_dir / "run.toml", "# Frozen when the run was created; never rewritten.\n"
                       + tomlkit.dumps(_without_none(json.loads(json.dumps(snapshot, default=str)))))

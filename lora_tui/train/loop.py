@@ -63,7 +63,6 @@ class ShardedSampler(Sampler[BatchKey]):
 class Progress:
     """Running figures for the step events and the progress line."""
 
-    started: float = field(default_factory=time.monotonic)
     window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=20))
     epoch_losses: list[float] = field(default_factory=list)
     last_line: float = 0.0

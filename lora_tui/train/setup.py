@@ -59,7 +59,6 @@ class Setup:
     train_unet: bool
     last_state: Path | None = None
     snr: torch.Tensor | None = None
-    saved_steps: list[int] = field(default_factory=list)
     sample_warnings: set[str] = field(default_factory=set)
 
     # -- one batch ------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ class TextEncoding:
         self.clip_skip = clip_skip if clip_skip and clip_skip > 1 else None
         self.cache_size = cache_size
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.hits = 0
 
     def tokens(self, captions: list[str]) -> torch.Tensor:
         """Token ids (B, chunks*75 + 2), padded like the tokenizer pads to its max length."""
@@ -74,7 +73,6 @@ class TextEncoding:
                 fresh[caption] = self.cache[caption] = states.detach()
                 if len(self.cache) > self.cache_size:
                     self.cache.popitem(last=False)
-        self.hits += len(captions) - len(missing)
         for caption in captions:
             if caption in self.cache:
                 self.cache.move_to_end(caption)

@@ -13,11 +13,6 @@ from lora_tui.ui.widgets.dataset.image_list import ImageList
 from tests.ui.settle import wait_until
 
 
-def _pick_tag(panel, tag: str) -> None:
-    """Put the tag panel's cursor on ``tag``."""
-    panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index(tag))
-
-
 async def _open_dataset(pilot) -> DatasetScreen:
     await pilot.press("d")
     for _ in range(200):
@@ -28,6 +23,18 @@ async def _open_dataset(pilot) -> DatasetScreen:
             return screen
         await pilot.pause(0.02)
     raise AssertionError("dataset screen did not load")
+
+
+async def _open_tag_panel_at(pilot, tag: str) -> DatasetScreen:
+    """The dataset screen with the tag panel open and its cursor on ``tag``."""
+    from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
+
+    screen = await _open_dataset(pilot)
+    await pilot.press("t")
+    await pilot.pause()
+    panel = screen.query_one(TagPanel)
+    panel.move_cursor(row=[str(panel.get_row_at(i)[1]) for i in range(panel.row_count)].index(tag))
+    return screen
 
 
 async def _open_at(pilot, name: str) -> DatasetScreen:
@@ -104,16 +111,12 @@ async def test_review_and_next_from_the_editor(sample_copy: Path) -> None:
 
 async def test_rename_a_tag_everywhere_with_a_preview_then_undo_after_restart(sample_copy: Path) -> None:
     from lora_tui.ui.screens.modals import AskText, ConfirmPreview
-    from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
     captions = sorted((sample_copy / "data" / "armsup").glob("*.txt"))
     before = [p.read_text() for p in captions]
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = await _open_dataset(pilot)
-        await pilot.press("t")
-        await pilot.pause()
-        _pick_tag(screen.query_one(TagPanel), "short hair")
+        await _open_tag_panel_at(pilot, "short hair")
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(app.screen, AskText)
@@ -135,14 +138,10 @@ async def test_rename_a_tag_everywhere_with_a_preview_then_undo_after_restart(sa
 
 
 async def test_picking_a_tag_filters_the_list_and_escape_clears_it(sample_copy: Path) -> None:
-    from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = await _open_dataset(pilot)
-        await pilot.press("t")
-        await pilot.pause()
-        _pick_tag(screen.query_one(TagPanel), "woman")
+        screen = await _open_tag_panel_at(pilot, "woman")
         await pilot.press("enter")
         await pilot.pause()
         assert len(screen.image_list.rows) == 6
