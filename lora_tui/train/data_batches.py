@@ -93,6 +93,7 @@ class DatasetData:
 class CacheStats:
     encoded: int = 0
     reused: int = 0
+    damaged: list[Path] = field(default_factory=list)  # unreadable cache files, encoded again
 
 
 @dataclass
@@ -325,8 +326,11 @@ class TrainData(Dataset):
                 path = data_cache.npz_path(entry.path, entry.size)
                 if claimed.setdefault(path, entry.bucket) == entry.bucket:  # else: another bucket owns the file
                     target = path
-                    if data_cache.is_valid(path, entry.path, bucket=entry.bucket, flip_aug=entry.subset.flip_aug,
-                                           latent_stride=latent_stride):
+                    verdict = data_cache.check(path, entry.path, bucket=entry.bucket,
+                                               flip_aug=entry.subset.flip_aug, latent_stride=latent_stride)
+                    if verdict == "damaged":
+                        stats.damaged.append(path)
+                    elif verdict == "ok":
                         entry.npz = path
                         stats.reused += 1
                         done += 1

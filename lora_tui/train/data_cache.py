@@ -11,6 +11,7 @@ bucket, so an edited image is re-encoded.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +32,41 @@ def npz_path(image: Path, image_size: tuple[int, int]) -> Path:
     return Path(f"{stem}_{image_size[0]:04d}x{image_size[1]:04d}{SUFFIX}")
 
 
+# what numpy raises on a damaged .npz: a truncated zip (a kill mid-write by another tool, a full disk),
+# a member cut short, garbage bytes
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 def is_valid(path: Path, image: Path, *, bucket: tuple[int, int], flip_aug: bool,
              latent_stride: int | None = None) -> bool:
     """True when ``path`` can be used instead of encoding ``image`` again."""
+    return check(path, image, bucket=bucket, flip_aug=flip_aug, latent_stride=latent_stride) == "ok"
+
+
+def check(path: Path, image: Path, *, bucket: tuple[int, int], flip_aug: bool,
+          latent_stride: int | None = None) -> str:
+    """``ok`` (usable), ``stale`` (missing, older than its image, other keys or size) or ``damaged``
+    (unreadable: re-encoded, and the run says so, since something cut the file short)."""
     try:
         if path.stat().st_mtime < image.stat().st_mtime:
-            return False
+            return "stale"
+    except OSError:
+        return "stale"
+    try:
         with np.load(path) as npz:
             keys = set(npz.files)
             if "latents" not in keys or (flip_aug and "latents_flipped" not in keys):
-                return False
+                return "stale"
+            latents = npz["latents"]
             if latent_stride:
                 expected = (bucket[1] // latent_stride, bucket[0] // latent_stride)
-                if tuple(npz["latents"].shape[-2:]) != expected:
-                    return False
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+                if tuple(latents.shape[-2:]) != expected:
+                    return "stale"
+            if flip_aug:
+                npz["latents_flipped"]  # noqa: B018 - reading it proves the member is whole
+    except DAMAGED:
+        return "damaged"
+    return "ok"
 
 
 def save(path: Path, latents: torch.Tensor, original_size: tuple[int, int],
@@ -58,7 +77,7 @@ def save(path: Path, latents: torch.Tensor, original_size: tuple[int, int],
         if path.exists():
             with np.load(path) as old:
                 arrays = {k: old[k] for k in old.files}
-    except (OSError, ValueError):
+    except DAMAGED:
         arrays = {}
     arrays["latents"] = latents.detach().float().cpu().numpy()
     arrays["original_size"] = np.array(original_size)
@@ -83,7 +102,7 @@ def load(path: Path, flipped: bool) -> tuple[torch.Tensor, tuple[int, int], tupl
             latents = torch.from_numpy(np.array(npz[key], dtype=np.float32))
             size = tuple(int(v) for v in npz["original_size"]) if "original_size" in npz.files else (0, 0)
             crop = tuple(int(v) for v in npz["crop_ltrb"]) if "crop_ltrb" in npz.files else (0, 0, 0, 0)
-    except (OSError, ValueError, KeyError) as exc:
+    except DAMAGED as exc:
         raise TrainError(f"cannot read latent cache: {exc}", path=path,
                          hint="delete the file; it is rebuilt on the next run") from None
     return latents, (size[0], size[1]), (crop[0], crop[1], crop[2], crop[3])

@@ -283,6 +283,10 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                                        batch_size=int(args.vae_batch_size or 1), progress=progress)
         writer.say(f"cached latents: {stats.encoded} encoded, {stats.reused} reused from disk "
                    f"in {time.monotonic() - started:.1f} s")
+        for path in stats.damaged:
+            writer.event("warn", code="damaged_cache", path=str(path),
+                         message=f"latent cache file was damaged (cut short?) and was encoded again: {path}")
+            writer.say(f"warning: damaged latent cache {path} was encoded again")
         model.vae.to("cpu")
 
     extra = network_kwargs(args)

@@ -341,6 +341,17 @@ def test_latents_cached_on_disk_are_reused_and_refreshed(tmp_path: Path) -> None
     assert build_dataset(cfg, seed=0).cache_latents(Encoder(), to_disk=True).encoded == 1
 
 
+def test_a_truncated_latent_cache_file_is_encoded_again_and_reported(tmp_path: Path) -> None:
+    cfg = cache_config(tmp_path, flip_aug=True)
+    build_dataset(cfg, seed=0).cache_latents(Encoder(), to_disk=True)
+    npz = tmp_path / "a" / "wide_0096x0048_sd.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])  # cut short, as a kill mid-write leaves it
+    stats = build_dataset(cfg, seed=0).cache_latents(Encoder(), to_disk=True)
+    assert (stats.encoded, stats.reused, stats.damaged) == (1, 3, [npz])
+    with np.load(npz) as f:
+        assert f["latents"].ndim == 3 and "latents_flipped" in f.files
+
+
 def test_latent_cache_refuses_pixel_augmentation(tmp_path: Path) -> None:
     for option in ("color_aug", "random_crop"):
         data = build_dataset(cache_config(tmp_path, **{option: True}), seed=0)
