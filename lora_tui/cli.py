@@ -154,24 +154,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Create a run folder and train in the foreground (Ctrl-C stops gracefully and saves)."""
-    from lora_tui.core import project, scan, steps
-    from lora_tui.runs.foreground import run_foreground
-    from lora_tui.runs.rundir import create_run
-
-    proj = project.load(Path(args.project))
-    scans = scan.scan_project(proj)
-    problem = steps.compute(proj, scans).blocking_problem()
-    if problem:
-        raise LoraTuiError(problem, path=proj.file, hint="fix the dataset first (lora-tui check)")
-    run = create_run(proj, backend=args.backend, model=args.model, max_train_steps=args.max_train_steps,
-                     cli_argv=sys.argv[1:], scans=scans)
-    _out(f"run {run.dir}")
-    _out(f"  {run.argv[0]} {' '.join(run.argv[1:])}")
-    return run_foreground(run)
-
-
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     """A tiny random SD-style model, so the whole loop can be tried on a laptop CPU."""
     from lora_tui.train.tiny import make_tiny_model
@@ -185,17 +167,6 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     _out(f"wrote a tiny {'SD2' if args.v2 else 'SD1'}-style model: {written}")
     _out(f"train on it: lora-tui train PROJECT --model {written}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (0 or a negative step count would be silently wrong)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,12 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable findings")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("train", help="train in the foreground into runs/<id>/ (Ctrl-C stops and saves)")
-    p.add_argument("project")
-    p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
-    p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
-    p.add_argument("--max-train-steps", type=_positive_int, help="a shorter run: overrides max_train_steps and epochs")
-    p.set_defaults(func=cmd_train)
+    from lora_tui.cli_runs import add_run_parsers
+
+    add_run_parsers(sub)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random SD-style model to try training on a CPU")
     p.add_argument("dir")

@@ -23,7 +23,7 @@ def core_modules() -> list[str]:
                   if p.stem != "__init__")
 
 
-@pytest.mark.parametrize("module", [*core_modules(), "lora_tui.cli"])
+@pytest.mark.parametrize("module", [*core_modules(), "lora_tui.cli", "lora_tui.cli_runs", "lora_tui.cli_captions"])
 def test_core_and_cli_import_no_ui_or_torch(module: str) -> None:
     loaded = modules_after_import(module)
     banned = {"textual", "rich", "torch", "diffusers", "transformers"}
@@ -36,8 +36,10 @@ def test_ui_imports_no_training_stack() -> None:
 
 
 def _modules(layer: str) -> list[str]:
-    return sorted(f"lora_tui.{layer}." + p.stem for p in (ROOT / "lora_tui" / layer).glob("*.py")
-                  if p.stem not in ("__init__", "__main__"))
+    """Every module of a layer, subpackages included (runs.backends.*)."""
+    base = ROOT / "lora_tui" / layer
+    return sorted(f"lora_tui.{layer}." + ".".join(p.relative_to(base).with_suffix("").parts)
+                  for p in base.rglob("*.py") if p.stem not in ("__init__", "__main__"))
 
 
 @pytest.mark.parametrize("module", _modules("runs"))

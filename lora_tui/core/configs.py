@@ -52,18 +52,20 @@ def output_defaults(project: Project) -> dict[str, Any]:
 
 
 def build(project: Project, configs_dir: Path | None = None,
-          overrides: dict[str, Any] | None = None) -> GeneratedConfigs:
+          overrides: dict[str, Any] | None = None, staging_root: Path | None = None) -> GeneratedConfigs:
     """Render both files in memory (validated against sd-scripts' schema) without writing.
 
     Subsets with images marked excluded point at their staging folder (see ``staging``).
     ``overrides`` replace train_network.py options for one run (None removes one), e.g. a model
-    path or a shorter run, without touching lora-tui.toml.
+    path or a shorter run, without touching lora-tui.toml; ``staging_root`` is the run's own
+    staging folder.
     """
     folder = configs_dir or project.configs_dir
     name = safe_name(project.name)
     dataset_path = folder / f"{name}.toml"
     args_path = folder / f"{name}-args.toml"
-    config = sd_scripts_dataset_config(project, staging.staged_subsets(project, staging.excluded_paths(project)))
+    staged = staging.staged_subsets(project, staging.excluded_paths(project), staging_root)
+    config = sd_scripts_dataset_config(project, staged)
     problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")))
     if problems:
         raise ConfigError(f"generated dataset config would be refused: {problems[0]}", path=project.file)

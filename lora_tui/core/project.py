@@ -31,7 +31,8 @@ BACKENDS = ("builtin", "sd-scripts")
 PROJECT_SUBSET_KEYS = {"name": "str", "trigger_word": "str"}
 PROJECT_KEYS = {"name": "str", "backend": "str", "sd_scripts_dir": "str", "description": "str"}
 LAUNCH_KEYS = {"num_processes": "int", "num_machines": "int", "num_cpu_threads_per_process": "int",
-               "gpu_ids": "str", "main_process_port": "int", "mixed_precision": "str"}
+               "gpu_ids": "str", "main_process_port": "int", "mixed_precision": "str", "machine_rank": "int",
+               "main_process_ip": "str"}
 PATH_KEYS = ("image_dir", "metadata_file", "conditioning_data_dir")
 DEFAULT_CAPTION_EXTENSION = ".txt"
 

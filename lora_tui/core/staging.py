@@ -1,10 +1,11 @@
 """Leaving excluded images out of training without touching the user's folders.
 
 sd-scripts trains on every image in an ``image_dir``. When the review marks exclude some images of
-a subset, the generated config points that subset at ``.lora-tui/staging/<subset>/`` instead: a
-folder of symlinks to the subset's other images and their caption sidecars, rebuilt on every
-``config``. Subsets without exclusions keep their real folder. Fine-tuning (metadata) subsets list
-their images in the metadata file and are not staged.
+a subset, the generated config points that subset at ``.lora-tui/staging/<subset>/`` instead (a
+run gets its own, ``runs/<id>/staging/<subset>/``): a folder of symlinks to the subset's other
+images and their caption sidecars, rebuilt on every ``config``. Subsets without exclusions keep
+their real folder. Fine-tuning (metadata) subsets list their images in the metadata file and are
+not staged.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ def excluded_paths(project: Project) -> set[Path]:
     return {Path(k) if os.path.isabs(k) else project.root / k for k in marks.excluded()}
 
 
-def staging_dir(project: Project, subset: Subset) -> Path:
+def default_root(project: Project) -> Path:
+    """Where ``lora-tui config`` stages; each run stages in its own folder (``runs/<id>/staging``)."""
+    return project.state_dir / "staging"
+
+
+def staging_dir(project: Project, subset: Subset, root: Path | None = None) -> Path:
     safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in subset.name)[:40] or "subset"
-    return project.state_dir / "staging" / f"{subset.dataset_index}.{subset.index}-{safe}"
+    return (root or default_root(project)) / f"{subset.dataset_index}.{subset.index}-{safe}"
 
 
-def staged_subsets(project: Project, excluded: set[Path]) -> dict[tuple[int, int], Path]:
+def staged_subsets(project: Project, excluded: set[Path], root: Path | None = None) -> dict[tuple[int, int], Path]:
     """Which subsets need a staging folder (they have excluded images): (dataset, subset) → folder."""
     out = {}
     for sub in project.subsets:
@@ -39,14 +45,15 @@ def staged_subsets(project: Project, excluded: set[Path]) -> dict[tuple[int, int
         if folder is None or sub.values.get("metadata_file"):
             continue
         if any(p.parent == folder for p in excluded):
-            out[(sub.dataset_index, sub.index)] = staging_dir(project, sub)
+            out[(sub.dataset_index, sub.index)] = staging_dir(project, sub, root)
     return out
 
 
-def build_staging(project: Project, excluded: set[Path]) -> dict[tuple[int, int], Path]:
-    """(Re)create the symlink folders for subsets with exclusions; returns them like staged_subsets."""
-    staged = staged_subsets(project, excluded)
-    root = project.state_dir / "staging"
+def build_staging(project: Project, excluded: set[Path], root: Path | None = None) -> dict[tuple[int, int], Path]:
+    """(Re)create the symlink folders for subsets with exclusions; returns them like staged_subsets.
+    ``root`` is the folder they go in (one per run, so two runs never share one)."""
+    root = root or default_root(project)
+    staged = staged_subsets(project, excluded, root)
     try:
         if root.exists():
             shutil.rmtree(root)
@@ -67,5 +74,5 @@ def build_staging(project: Project, excluded: set[Path]) -> dict[tuple[int, int]
         raise
     except OSError as exc:
         raise ConfigError(f"cannot build the staging folder for excluded images: {exc.strerror or exc}",
-                          path=root, hint="check that .lora-tui/ is writable") from None
+                          path=root, hint="check that the folder is writable") from None
     return staged

@@ -141,23 +141,28 @@ def render_args_toml(sections: Mapping[str, Mapping[str, Any]], *, header: str =
     return tomlkit.dumps(doc)
 
 
-def launch_command(script: Path | str, args_file: Path, launch: Mapping[str, Any]) -> list[str]:
-    """``accelerate launch ... train_network.py --config_file ...`` as argv."""
-    argv = ["accelerate", "launch",
-            "--num_cpu_threads_per_process", str(launch.get("num_cpu_threads_per_process", 1))]
+def accelerate_argv(launch: Mapping[str, Any], program: list[str], *,
+                    launcher: list[str] | None = None) -> list[str]:
+    """``accelerate launch [options from [launch]] PROGRAM…``: the one place [launch] becomes flags,
+    for sd-scripts' train_network.py and the built-in trainer alike."""
+    argv = list(launcher or ["accelerate", "launch"])
+    argv += ["--num_cpu_threads_per_process", str(launch.get("num_cpu_threads_per_process", 1))]
     procs = int(launch.get("num_processes", 1))
     if procs > 1:
         argv += ["--multi_gpu", "--num_processes", str(procs)]
-    if launch.get("num_machines", 1) != 1:
-        argv += ["--num_machines", str(launch["num_machines"])]
-    if launch.get("gpu_ids"):
-        argv += ["--gpu_ids", str(launch["gpu_ids"])]
-    if launch.get("main_process_port"):
-        argv += ["--main_process_port", str(launch["main_process_port"])]
-    if launch.get("mixed_precision"):
-        argv += ["--mixed_precision", str(launch["mixed_precision"])]
-    argv += [str(script), "--config_file", str(args_file)]
-    return argv
+    for key in ("num_machines", "machine_rank", "main_process_ip", "main_process_port", "gpu_ids",
+                "mixed_precision"):
+        value = launch.get(key)
+        if value is None or value == "" or (key == "num_machines" and int(value) == 1):
+            continue
+        argv += [f"--{key}", str(value)]
+    return argv + program
+
+
+def launch_command(script: Path | str, args_file: Path, launch: Mapping[str, Any],
+                   launcher: list[str] | None = None) -> list[str]:
+    """``accelerate launch ... train_network.py --config_file ...`` as argv."""
+    return accelerate_argv(launch, [str(script), "--config_file", str(args_file)], launcher=launcher)
 
 
 def shell_join(argv: list[str]) -> str:

@@ -7,12 +7,12 @@ given), command.txt, and status.json in state ``queued``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,8 +25,12 @@ import tomlkit
 from lora_tui import __version__
 from lora_tui.core import configs, scan, train_args
 from lora_tui.core.errors import LoraTuiError
-from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.fsio import atomic_write_bytes, atomic_write_text
 from lora_tui.core.project import Project
+from lora_tui.runs import backends, contract
+from lora_tui.runs.backends.base import Backend
+
+DATASET_FILES = "dataset-files.json.gz"
 
 
 @dataclass(frozen=True)
@@ -45,23 +49,37 @@ def run_id(name: str, now: float | None = None) -> str:
     return f"{stamp:%Y%m%d-%H%M%S}-{configs.safe_name(name)}"
 
 
-def dataset_hash(project: Project, scans: list[scan.SubsetScan] | None = None) -> str:
-    """SHA-256 over every image's name and size and every caption's bytes, in project order.
+def dataset_files(project: Project, scans: list[scan.SubsetScan] | None = None) -> dict[str, list[list[Any]]]:
+    """Every training file as it is now: per subset, [image name, size, caption text or None].
 
-    Pixels are not read (10,000 images would take minutes); a replaced image of another size or a
-    changed caption changes the hash, which is what "did the data change between runs" needs.
+    Kept with the run (``dataset-files.json.gz``) so two runs can say which images and captions
+    changed between them, not only that the hash differs. Pixels are not read (10,000 images would
+    take minutes); a replaced image of another size shows up by its size.
     """
-    digest = hashlib.sha256()
+    out: dict[str, list[list[Any]]] = {}
     for result in scans if scans is not None else scan.scan_project(project):
-        digest.update(f"[{result.subset.label}]\n".encode())
+        rows = out.setdefault(result.subset.label, [])
         for record in result.records:
             try:
                 size = os.stat(record.path_text).st_size
             except OSError:
                 size = -1
-            digest.update(f"{record.name}\0{size}\0".encode())
-            if record.caption is not None:
-                digest.update(record.caption.raw.encode("utf-8"))
+            caption = record.caption.raw if record.caption is not None else record.meta_caption
+            rows.append([record.name, size, caption])
+    return out
+
+
+def dataset_hash(project: Project, scans: list[scan.SubsetScan] | None = None,
+                 files: dict[str, list[list[Any]]] | None = None) -> str:
+    """SHA-256 over every image's name and size and every caption's text, in project order: "did the
+    data change between runs" in one value."""
+    digest = hashlib.sha256()
+    for label, rows in (files if files is not None else dataset_files(project, scans)).items():
+        digest.update(f"[{label}]\n".encode())
+        for name, size, caption in rows:
+            digest.update(f"{name}\0{size}\0".encode())
+            if caption is not None:
+                digest.update(caption.encode("utf-8"))
             digest.update(b"\n")
     return digest.hexdigest()
 
@@ -82,44 +100,35 @@ def _without_none(value: Any) -> Any:
     return value
 
 
-def builtin_argv(dataset_config: Path, args_config: Path, run_dir: Path, launch: dict[str, Any]) -> list[str]:
-    """The built-in trainer's command; more than one process goes through accelerate's launcher."""
-    tail = ["-m", "lora_tui.train", "--dataset_config", str(dataset_config), "--config_file", str(args_config),
-            "--run_dir", str(run_dir)]
-    procs = int(launch.get("num_processes", 1))
-    if procs <= 1 and int(launch.get("num_machines", 1)) == 1:
-        return [sys.executable, *tail]
-    argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(procs),
-            "--num_cpu_threads_per_process", str(launch.get("num_cpu_threads_per_process", 1))]
-    if procs > 1:
-        argv.append("--multi_gpu")
-    for key in ("num_machines", "machine_rank", "main_process_ip", "main_process_port", "gpu_ids"):
-        if launch.get(key) is not None:
-            argv += [f"--{key}", str(launch[key])]
-    return argv + tail
+def check_startable(project: Project, *, backend: str | None = None, model: str | None = None,
+                    max_train_steps: int | None = None) -> Backend:
+    """The one-line refusals that come before any dataset check: no model, no usable backend."""
+    chosen = backends.get(backend or project.backend)
+    chosen.check(project)
+    if max_train_steps is not None and int(max_train_steps) < 1:
+        raise LoraTuiError(f"max_train_steps must be at least 1, got {max_train_steps}",
+                           hint="pass --max-train-steps 1 or more")
+    if not project.model_path and not project.model_hub_id and not model:
+        raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
+                           hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
+    return chosen
 
 
 def create_run(project: Project, *, backend: str | None = None, model: str | None = None,
                max_train_steps: int | None = None, cli_argv: list[str] | None = None,
-               scans: list[scan.SubsetScan] | None = None) -> Run:
+               scans: list[scan.SubsetScan] | None = None, name: str | None = None, resume: str | None = None,
+               launch: str = "direct") -> Run:
     """Make the run folder and everything in it that exists before the trainer starts.
 
-    ``scans`` is a scan the caller already made (for the steps check), so captions are read once.
+    ``scans`` is a scan the caller already made (for the checks), so captions are read once.
+    ``name`` names the run (default: the project's); ``resume`` a saved state to continue from;
+    ``launch`` says who will start it (``direct``, or ``queue``: the project's queue drainer).
     """
-    backend = backend or project.backend
-    if backend == "sd-scripts" and project.sd_scripts_dir is None:
-        raise LoraTuiError("backend sd-scripts needs [project] sd_scripts_dir", path=project.file,
-                           hint="point it at your kohya-ss/sd-scripts checkout, or use --backend builtin")
-    if max_train_steps is not None and int(max_train_steps) < 1:
-        raise LoraTuiError(f"max_train_steps must be at least 1, got {max_train_steps}",
-                           hint="pass --max-train-steps 1 or more")
-    if not project.model_path and not model:
-        raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
-                           hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
-    run_dir = _reserve_run_dir(project.root / "runs", run_id(project.name))
+    chosen = check_startable(project, backend=backend, model=model, max_train_steps=max_train_steps)
+    run_dir = _reserve_run_dir(project.root / "runs", run_id(name or project.name))
     try:
-        return _fill_run(project, run_dir, backend=backend, model=model, max_train_steps=max_train_steps,
-                         cli_argv=cli_argv, scans=scans)
+        return _fill_run(project, run_dir, backend=chosen, model=model, max_train_steps=max_train_steps,
+                         cli_argv=cli_argv, scans=scans, resume=resume, launch=launch, name=name)
     except OSError as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise LoraTuiError(f"cannot write the run folder: {exc.strerror or exc}", path=run_dir,
@@ -150,43 +159,45 @@ def _reserve_run_dir(runs: Path, rid: str) -> Path:
                                hint="check that the project folder and its runs/ are writable") from None
 
 
-def _fill_run(project: Project, run_dir: Path, *, backend: str, model: str | None, max_train_steps: int | None,
-              cli_argv: list[str] | None, scans: list[scan.SubsetScan] | None) -> Run:
+def _fill_run(project: Project, run_dir: Path, *, backend: Backend, model: str | None, max_train_steps: int | None,
+              cli_argv: list[str] | None, scans: list[scan.SubsetScan] | None, resume: str | None, launch: str,
+              name: str | None) -> Run:
     overrides: dict[str, Any] = {"output_dir": str(run_dir / "output"), "logging_dir": str(run_dir / "logs")}
     if model:
         overrides["pretrained_model_name_or_path"] = str(Path(model).expanduser().resolve())
     if max_train_steps is not None:
         overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
-    generated = configs.build(project, configs_dir=run_dir, overrides=overrides)
+    if resume:
+        overrides["resume"] = str(Path(resume).expanduser().resolve())
+    staging_root = run_dir / "staging"
+    generated = configs.build(project, configs_dir=run_dir, overrides=overrides, staging_root=staging_root)
     from lora_tui.core import staging
 
-    staging.build_staging(project, staging.excluded_paths(project))
+    staging.build_staging(project, staging.excluded_paths(project), staging_root)
     dataset_path, args_path = run_dir / "dataset.toml", run_dir / "args.toml"
     atomic_write_text(dataset_path, generated.dataset_text.replace(str(generated.dataset_config), str(dataset_path)))
     atomic_write_text(args_path, generated.args_text.replace(str(generated.dataset_config), str(dataset_path)))
-    if backend == "builtin":
-        argv, cwd = builtin_argv(dataset_path, args_path, run_dir, project.launch), project.root
-    else:
-        assert project.sd_scripts_dir is not None
-        argv = train_args.launch_command(project.sd_scripts_dir / "train_network.py", args_path, project.launch)
-        cwd = project.sd_scripts_dir
+    argv, cwd = backend.command(project, dataset_path, args_path, run_dir)
+    files = dataset_files(project, scans)
+    now = time.time()
     snapshot = {
-        "run": {"id": run_dir.name, "created_at": time.time(), "backend": backend, "argv": cli_argv or [],
-                "command": argv, "cwd": str(cwd)},
-        "project": {"file": str(project.file), "name": project.name, "model": project.model,
-                    "training": project.training, "launch": project.launch},
+        "run": {"id": run_dir.name, "name": name or project.name, "created_at": now, "backend": backend.name,
+                "argv": cli_argv or [], "command": argv, "cwd": str(cwd), "launch": launch},
+        "project": {"file": str(project.file), "root": str(project.root), "name": project.name,
+                    "model": project.model, "training": project.training, "launch": project.launch},
         "overrides": {k: v for k, v in overrides.items() if v is not None},
         "versions": {k: v for k, v in {"lora-tui": __version__, "python": platform.python_version(),
                                        "torch": _version("torch"), "diffusers": _version("diffusers"),
                                        "transformers": _version("transformers"),
                                        "accelerate": _version("accelerate")}.items() if v},
-        "dataset": {"hash": dataset_hash(project, scans)},
+        "dataset": {"hash": dataset_hash(project, files=files), "images": sum(len(r) for r in files.values())},
     }
     atomic_write_text(run_dir / "run.toml", "# Frozen when the run was created; never rewritten.\n"
                       + tomlkit.dumps(_without_none(json.loads(json.dumps(snapshot, default=str)))))
+    atomic_write_bytes(run_dir / DATASET_FILES, gzip.compress(json.dumps(files, ensure_ascii=False).encode(), 6))
     atomic_write_text(run_dir / "command.txt", train_args.shell_join(argv) + "\n")
-    atomic_write_text(run_dir / "status.json", json.dumps({"state": "queued", "pid": None, "pgid": None,
-                                                          "host": platform.node(), "started_at": None,
-                                                          "ended_at": None, "exit_code": None, "reason": None,
-                                                          "last_step": 0, "total_steps": None}, indent=1) + "\n")
-    return Run(run_dir, backend, dataset_path, args_path, argv, cwd)
+    model_path = overrides.get("pretrained_model_name_or_path") or str(project.model_path or "")
+    contract.write_status(run_dir, contract.new_status(
+        state="queued", host=platform.node(), created_at=now, launch=launch, backend=backend.name,
+        model=model_path, name=name or project.name))
+    return Run(run_dir, backend.name, dataset_path, args_path, argv, cwd)

@@ -63,7 +63,7 @@ def check(path: Path, image: Path, *, bucket: tuple[int, int], flip_aug: bool,
                 if tuple(latents.shape[-2:]) != expected:
                     return "stale"
             if flip_aug:
-                npz["latents_flipped"]  # noqa: B018 - reading it proves the member is whole
+                _ = npz["latents_flipped"]  # reading it proves the member is whole
     except DAMAGED:
         return "damaged"
     return "ok"

@@ -348,7 +348,8 @@ class Trainer:
         signum = self.stop_signal or signal.SIGTERM
         self.last_save = setup.save_step(step, epoch, state, force_state=True)
         name = signal.Signals(signum).name
-        reason = f"stopped by {name} after step {step}; resume with --resume {setup.last_state}"
+        how = f"lora-tui resume {self.run_dir}" if self.run_dir is not None else f"--resume {setup.last_state}"
+        reason = f"stopped by {name} after step {step}; state saved in {setup.last_state}; resume with: {how}"
         self.writer.say(reason)
         self.writer.end("stopped", reason, 128 + int(signum), step)
         return 128 + int(signum)

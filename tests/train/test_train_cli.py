@@ -97,33 +97,3 @@ def test_an_unusable_runs_folder_is_a_one_line_error(tmp_path: Path, capsys) -> 
     assert main(["train", str(project), "--model", str(tmp_path / "m"), "--max-train-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "runs" in err and "internal error" not in err
-
-
-@pytest.mark.parametrize(("code", "state"), [(0, "finished"), (3, "failed")])
-def test_the_sd_scripts_backend_runs_in_its_checkout_and_ends_by_its_exit_code(
-        code: int, state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_tui.core import project as project_mod
-    from lora_tui.runs.foreground import run_foreground
-    from lora_tui.runs.rundir import create_run
-
-    checkout = tmp_path / "sd-scripts"
-    checkout.mkdir()
-    (checkout / "train_network.py").write_text("# stand-in\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "accelerate"  # stands in for `accelerate launch … train_network.py --config_file …`
-    fake.write_text(f"#!/bin/sh\necho \"launched in $(pwd): $*\"\nexit {code}\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    project = tmp_path / "sample"
-    shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
-    text = (project / "lora-tui.toml").read_text()
-    text = text.replace('# sd_scripts_dir = "~/sd-scripts"', f'sd_scripts_dir = "{checkout}"')
-    (project / "lora-tui.toml").write_text(text.replace('pretrained_model_name_or_path = ""',
-                                                        'pretrained_model_name_or_path = "model.safetensors"'))
-    run = create_run(project_mod.load(project), backend="sd-scripts")
-    assert run_foreground(run, out=open(tmp_path / "out.txt", "w")) == code  # noqa: SIM115
-    log = (run.dir / "train.log").read_text()
-    assert f"launched in {checkout}" in log and f"train_network.py --config_file {run.args_config}" in log
-    status = json.loads((run.dir / "status.json").read_text())
-    assert status["state"] == state and status["exit_code"] == code

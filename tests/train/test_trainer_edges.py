@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from lora_tui.core.errors import TrainError
-from lora_tui.runs.foreground import run_foreground
-from lora_tui.runs.rundir import Run
 from lora_tui.train.__main__ import main as trainer_main
 from lora_tui.train.args import parse_args
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
@@ -110,24 +106,3 @@ def test_a_signal_before_the_first_step_ends_stopped_without_saving(tmp_path: Pa
     assert final["state"] == "stopped" and "SIGINT before the first step" in final["reason"]
     assert not any(e["kind"] == "step" for e in events(run))
     assert not (root / "output").exists() or not any((root / "output").iterdir())
-
-
-def _fake_run(tmp_path: Path, script: str) -> Run:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "status.json").write_text(json.dumps({"state": "queued", "last_step": 0}))
-    return Run(run_dir, "builtin", run_dir / "dataset.toml", run_dir / "args.toml",
-               [sys.executable, "-c", script], tmp_path)
-
-
-def test_a_trainer_killed_by_sigkill_ends_crashed_with_exit_137_and_its_last_step(tmp_path: Path) -> None:
-    script = ("import json, os, signal\n"
-              "open('run/status.json', 'w').write(json.dumps({'state': 'running', 'last_step': 1}))\n"
-              "open('run/events.jsonl', 'a').write(json.dumps({'t': 0, 'kind': 'step', 'step': 7}) + '\\n')\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    run = _fake_run(tmp_path, script)
-    assert run_foreground(run, out=io.StringIO()) == 137
-    final = status(run.dir)
-    assert final["state"] == "crashed" and final["exit_code"] == 137 and "SIGKILL" in final["reason"]
-    assert final["last_step"] == 7  # status.json is throttled; the last step event is the truth
-    assert events(run.dir)[-1]["kind"] == "end"

@@ -1,0 +1,411 @@
+"""``lora-tui train|runs|watch|stop|resume|diff|queue``: runs you can start, leave and find again.
+
+Each is a thin call into ``runs/``. ``train`` checks the project, creates the run folder and hands it
+to a supervisor that outlives the terminal; without ``--detach`` it then follows the run here, and
+Ctrl+C asks whether to stop the run or only detach from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lora_tui.core.errors import LoraTuiError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _restart_queue(root: Path | None) -> None:
+    if root is None:
+        return
+    from lora_tui.runs import queue
+
+    note = queue.ensure_draining(root)
+    if note:
+        _err(note)
+
+
+# -- train ----------------------------------------------------------------------------------------
+def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
+    """Lint before anything starts: errors block, warnings are printed, left-out images are named."""
+    from lora_tui.core import lint, scan, staging, steps
+
+    scans = scan.scan_project(proj)
+    report = lint.check_project(proj, scans=scans)
+    skip = set()
+    if args.model:
+        skip |= {"model-unset", "model-missing", "model-hub"}
+    if backend != "sd-scripts":
+        skip.add("sd-scripts-missing")
+    if args.max_train_steps:
+        skip.add("steps-default")
+    findings = [f for f in report.findings if f.code not in skip]
+    errors = [f for f in findings if f.severity == lint.ERROR]
+    for finding in findings:
+        if finding.severity != lint.INFO:
+            _err(finding.line())
+    if errors:
+        raise LoraTuiError(f"{len(errors)} lint error(s) above block the run", path=proj.file,
+                           hint="fix them and check again: lora-tui check PROJECT")
+    problem = steps.compute(proj, scans).blocking_problem()
+    if problem:
+        raise LoraTuiError(problem, path=proj.file, hint="fix the dataset first (lora-tui check)")
+    excluded = staging.excluded_paths(proj)
+    if excluded:
+        names = ", ".join(sorted(p.name for p in excluded)[:5]) + (" …" if len(excluded) > 5 else "")
+        _err(f"left out: {len(excluded)} image(s) marked excluded ({names})")
+    return scans
+
+
+def _check_resume(path: str) -> str:
+    state = Path(path).expanduser()
+    if not state.is_dir():
+        raise LoraTuiError("no saved state there", path=state,
+                           hint="give a state folder a run saved (runs/<id>/state/…-state), or use lora-tui resume RUN")
+    return str(state.resolve())
+
+
+def start_run(proj: Any, args: argparse.Namespace, *, resume: str | None = None, name: str | None = None,
+              overrides: dict[str, Any] | None = None) -> int:
+    """Create the run, then queue it, leave it, or follow it here."""
+    from lora_tui.runs import queue
+    from lora_tui.runs.launch import spawn_supervisor
+    from lora_tui.runs.rundir import check_startable, create_run
+
+    backend = args.backend or proj.backend
+    check_startable(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps)
+    scans = _preflight(proj, args, backend)
+    run = create_run(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps,
+                     cli_argv=sys.argv[1:], scans=scans, name=name or args.name, resume=resume,
+                     launch="queue" if args.queue else "direct")
+    _out(f"run {run.dir.name}  ({run.dir})")
+    if args.queue:
+        position = queue.enqueue(proj.root, run.dir.name)
+        if not queue.drainer_running(proj.root):
+            queue.start_drainer(proj.root)
+        _out(f"queued at position {position}; see it with: lora-tui queue {proj.root}")
+        return 0
+    spawn_supervisor(run.dir)
+    if args.detach:
+        _out("training in the background; it survives logging out")
+        _out(f"  follow it:  lora-tui watch {run.dir}")
+        _out(f"  stop it:    lora-tui stop {run.dir}")
+        return 0
+    return attach(run.dir)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lora_tui.core import project
+
+    proj = project.load(Path(args.project))
+    _restart_queue(proj.root)
+    resume = _check_resume(args.resume) if args.resume else None
+    return start_run(proj, args, resume=resume)
+
+
+class _Attach:
+    """Signals while following a run we started: Ctrl+C asks, SIGTERM stops the run, SIGHUP detaches."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.pending: list[int] = []
+        self.stop_sent: str | None = None
+
+    def install(self) -> dict[int, Any]:
+        def remember(signum: int, _frame: Any) -> None:
+            self.pending.append(signum)
+
+        return {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def _stop(self, now: bool, by: str) -> None:
+        from lora_tui.runs.control import stop_run
+
+        mode = "now" if now else "graceful"
+        if self.stop_sent == mode or self.stop_sent == "now":
+            return
+        self.stop_sent = mode
+        line = stop_run(self.run_dir, now=now, by=by)
+        with contextlib.suppress(OSError):  # the terminal may be gone
+            _out("\n" + line)
+
+    def _ask(self) -> str:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            sys.stdout.write("\nCtrl+C: [s]top the run (it saves first), [d]etach (it goes on training), "
+                             "or keep [w]atching? ")
+            sys.stdout.flush()
+            answer = sys.stdin.readline().strip().lower()
+        except KeyboardInterrupt:  # a second Ctrl+C: stop
+            return "s"
+        except OSError:
+            return "d"
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return answer[:1] or "w"
+
+    def __call__(self) -> str | None:
+        while self.pending:
+            signum = self.pending.pop(0)
+            if signum == signal.SIGHUP:
+                return "detach"  # the terminal is gone; the run goes on
+            if signum == signal.SIGTERM:
+                self._stop(now=self.stop_sent is not None, by="SIGTERM to lora-tui train")
+                continue
+            if self.stop_sent is not None:  # Ctrl+C again while stopping: at once
+                self._stop(now=True, by="a second Ctrl+C in lora-tui train")
+                continue
+            answer = self._ask() if sys.stdin.isatty() else "s"
+            if answer == "d":
+                _out(f"detached; the run goes on. Follow it: lora-tui watch {self.run_dir}")
+                return "detach"
+            if answer == "s":
+                self._stop(now=False, by="Ctrl+C in lora-tui train")
+        return None
+
+
+def attach(run_dir: Path) -> int:
+    from lora_tui.runs.follow import follow
+
+    handler = _Attach(run_dir)
+    previous = handler.install()
+    try:
+        return follow(run_dir, sys.stdout, tty=sys.stdout.isatty(), interrupted=handler)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# -- runs / watch / stop / resume / diff / queue --------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lora_tui.runs import reader
+    from lora_tui.runs.follow import fmt_duration, fmt_mb, fmt_rate
+
+    root = Path(args.project)
+    if not (root / "lora-tui.toml").is_file():
+        raise LoraTuiError("not a lora-tui project (no lora-tui.toml)", path=root, hint="give a project folder")
+    _restart_queue(root)
+    runs = reader.list_runs(root)
+    if args.json:
+        _json([info.to_json() for info in runs])
+        return 0
+    if not runs:
+        _out(f"no runs yet in {root / 'runs'}; start one: lora-tui train {args.project}")
+        return 0
+    _out(f"{'run':<34} {'state':<9} {'step':>11} {'ep':>3} {'loss':>7} {'avg':>7} {'speed':>10} {'ETA':>7} "
+         f"{'peak':>8} {'time':>7}  output")
+    for info in runs:
+        step = f"{info.step}/{info.total_steps}" if info.total_steps else str(info.step or "")
+        loss = f"{info.loss:.4f}" if info.loss is not None else ""
+        avg = f"{info.loss_avg:.4f}" if info.loss_avg is not None else ""
+        eta = fmt_duration(info.eta_s) if info.eta_s is not None else ""
+        peak = fmt_mb(info.peak_vram_mb) if info.peak_vram_mb else ""
+        took = fmt_duration(info.duration_s) if info.duration_s is not None else ""
+        output = Path(info.output).name if info.output else ""
+        _out(f"{info.id:<34} {info.state:<9} {step:>11} {info.epoch or '':>3} {loss:>7} {avg:>7} "
+             f"{fmt_rate(info.steps_per_s) if info.active else '':>10} {eta:>7} {peak:>8} {took:>7}  {output}")
+        if info.state in ("failed", "crashed", "stopped", "unknown") and info.reason:
+            _out(f"  └ {info.reason}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from lora_tui.runs.control import project_of, resolve_run
+    from lora_tui.runs.follow import follow
+
+    run_dir = resolve_run(args.refs)
+    _restart_queue(project_of(run_dir))
+    quit_flag: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        quit_flag.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = follow(run_dir, sys.stdout, tty=sys.stdout.isatty(),
+                      interrupted=lambda: "quit" if quit_flag else None)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if quit_flag and quit_flag[0] == signal.SIGINT:
+        _err(f"stopped watching; the run goes on (lora-tui watch {run_dir})")
+    return code
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from lora_tui.runs.control import project_of, resolve_run, stop_run, wait_for_end
+    from lora_tui.runs.follow import end_line
+
+    run_dir = resolve_run(args.refs)
+    line = stop_run(run_dir, now=args.now, by="lora-tui stop" + (" --now" if args.now else ""))
+    _out(line)
+    _restart_queue(project_of(run_dir))
+    if "asked the" not in line or args.no_wait:
+        return 0
+    try:
+        info = wait_for_end(run_dir)
+    except KeyboardInterrupt:
+        _err("stopped waiting; the run is stopping")
+        return 0
+    _out(end_line(info))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from lora_tui.core import project
+    from lora_tui.runs import reader
+    from lora_tui.runs.control import last_state, project_of, resolve_run, run_spec
+
+    run_dir = resolve_run(args.refs)
+    info = reader.read_run(run_dir, tail=20)
+    if info.active:
+        raise LoraTuiError(f"{info.id} is still {info.state}", path=run_dir,
+                           hint="stop it first (lora-tui stop), then resume")
+    state = last_state(run_dir)
+    if state is None:
+        raise LoraTuiError(f"{info.id} saved no state to resume from", path=run_dir,
+                           hint="set save_state = true, or stop runs with lora-tui stop (the built-in trainer "
+                                "saves its state then); start it again with lora-tui train")
+    root = project_of(run_dir)
+    if root is None:
+        raise LoraTuiError("the run folder is not inside a project's runs/", path=run_dir,
+                           hint="resume with lora-tui train PROJECT --resume STATE_DIR")
+    spec = run_spec(run_dir)
+    overrides = spec.get("overrides", {})
+    args.backend = args.backend or spec.get("run", {}).get("backend")
+    args.model = args.model or overrides.get("pretrained_model_name_or_path")
+    args.max_train_steps = args.max_train_steps or overrides.get("max_train_steps")
+    _out(f"resuming {info.id} from {state}")
+    return start_run(project.load(root), args, resume=str(state), name=args.name or spec.get("run", {}).get("name"))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from lora_tui.runs import diff
+    from lora_tui.runs.control import resolve_run
+
+    if len(args.refs) == 3:
+        dir_a, dir_b = resolve_run(args.refs[:2]), resolve_run([args.refs[0], args.refs[2]])
+    elif len(args.refs) == 2:
+        dir_a, dir_b = resolve_run(args.refs[:1]), resolve_run(args.refs[1:])
+    else:
+        raise LoraTuiError("diff takes two runs: lora-tui diff [PROJECT] RUN_A RUN_B",
+                           hint="e.g. lora-tui diff judy 20261201-0930 20261201-1415")
+    result = diff.diff_runs(dir_a, dir_b)
+    if args.json:
+        _json(result.to_json())
+    else:
+        for line in diff.render(result):
+            _out(line)
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from lora_tui.runs import queue
+
+    root = Path(args.project)
+    if not (root / "lora-tui.toml").is_file():
+        raise LoraTuiError("not a lora-tui project (no lora-tui.toml)", path=root, hint="give a project folder")
+    if args.action:
+        if not args.run:
+            raise LoraTuiError(f"queue {args.action} needs a run id", hint=f"lora-tui queue PROJECT {args.action} ID")
+        if args.action == "remove":
+            _out(f"removed {queue.remove(root, args.run)} from the queue")
+        else:
+            position = queue.move(root, args.run, -1 if args.action == "up" else 1)
+            _out(f"{args.run}: now at position {position}")
+        return 0
+    _restart_queue(root)
+    items = queue.describe(root)
+    if args.json:
+        _json(items)
+        return 0
+    if not items:
+        _out("the queue is empty")
+        return 0
+    for item in items:
+        if item["position"] == 0:
+            _out(f"now  {item['id']}  {item['state']}  step {item['step']}/{item['total_steps'] or '?'}")
+        else:
+            made = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["created_at"])) if item.get("created_at") else ""
+            _out(f"{item['position']:>3}  {item['id']}  {item['state']}  {item.get('backend') or ''}  {made}")
+    drainer = "running" if queue.drainer_running(root) else "not running"
+    _out(f"drainer: {drainer}")
+    return 0
+
+
+# -- parsers --------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
+    p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
+    p.add_argument("--max-train-steps", type=_positive_int, help="a shorter run: overrides max_train_steps and epochs")
+    p.add_argument("--name", help="name the run (its folder is <time>-<name>)")
+    p.add_argument("--detach", action="store_true", help="start it and return at once (follow it with lora-tui watch)")
+    p.add_argument("--queue", action="store_true", help="add it to the project's queue (runs one after another)")
+
+
+def add_run_parsers(sub: Any) -> None:
+    p = sub.add_parser("train", help="train into runs/<id>/ under a supervisor that survives logging out")
+    p.add_argument("project")
+    _launch_options(p)
+    p.add_argument("--resume", metavar="STATE_DIR", help="continue from a saved state (step count carries on)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list a project's runs, newest first (state, step, loss, ETA, peak GPU memory)")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("watch", help="follow a run in the terminal until it ends; exits with its status")
+    p.add_argument("refs", nargs="+", metavar="RUN", help="a run folder, a project (its current run), or PROJECT RUN")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("stop", help="stop a run: after its step, saving (default), or --now")
+    p.add_argument("refs", nargs="+", metavar="RUN", help="a run folder, a project (its current run), or PROJECT RUN")
+    p.add_argument("--now", action="store_true", help="end it at once (nothing more is saved)")
+    p.add_argument("--no-wait", action="store_true", help="return without waiting for the run to end")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("resume", help="a new run continuing from the last state a run saved")
+    p.add_argument("refs", nargs="+", metavar="RUN", help="a run folder, or PROJECT RUN")
+    _launch_options(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("diff", help="what differs between two runs: settings, data, versions, results")
+    p.add_argument("refs", nargs="+", metavar="RUN", help="RUN_A RUN_B, or PROJECT RUN_A RUN_B")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("queue", help="list a project's queue, or edit it: remove|up|down ID")
+    p.add_argument("project")
+    p.add_argument("action", nargs="?", choices=("remove", "up", "down"))
+    p.add_argument("run", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue)

@@ -1,0 +1,317 @@
+"""Reading a run as every monitor must: the truth about its state, its latest figures, its history.
+
+The state is concluded, never taken on trust: a status.json saying ``running`` whose processes are
+gone reads ``crashed`` (or what its events or stop request prove), so no reader ever shows a dead
+run as alive and nobody has to clean up after a kill -9. Reading is bounded: the last events are
+read backwards from the end of events.jsonl, and the loss history of a long run is sampled at
+evenly spaced offsets, so a million-line file costs about what a short one does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_tui.runs import contract, liveness
+
+SUCCESS_MARKERS = ("model saved.",)
+
+
+@dataclass
+class RunInfo:
+    """One run as a reader concludes it (see :func:`read_run`)."""
+
+    id: str
+    dir: Path
+    state: str
+    reason: str | None
+    status: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    backend: str | None = None
+    model: str | None = None
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    loss: float | None = None
+    loss_avg: float | None = None
+    lr: dict[str, float] = field(default_factory=dict)
+    samples_per_s: float | None = None
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    peak_vram_mb: float | None = None
+    gpus: dict[int, dict[str, Any]] = field(default_factory=dict)
+    gpu_note: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    output: str | None = None
+    saves: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.state in contract.ACTIVE
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else (time.time() if self.active else None)
+        return None if end is None else max(0.0, end - self.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return contract.clean({
+            "id": self.id, "dir": str(self.dir), "state": self.state, "reason": self.reason,
+            "backend": self.backend, "model": self.model, "step": self.step, "total_steps": self.total_steps,
+            "epoch": self.epoch, "epochs": self.epochs, "loss": self.loss, "loss_avg": self.loss_avg,
+            "lr": self.lr, "samples_per_s": self.samples_per_s, "steps_per_s": self.steps_per_s,
+            "eta_s": self.eta_s, "peak_vram_mb": self.peak_vram_mb, "started_at": self.started_at,
+            "ended_at": self.ended_at, "duration_s": self.duration_s, "exit_code": self.exit_code,
+            "output": self.output, "pid": self.status.get("pid"), "notes": self.notes})
+
+
+# -- the state ----------------------------------------------------------------------------------
+def _log_says_finished(run_dir: Path) -> bool:
+    """sd-scripts' success line near the end of train.log (for a run whose supervisor was killed)."""
+    try:
+        with open(run_dir / contract.LOG, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            tail = f.read()
+    except OSError:
+        return False
+    return any(marker.encode() in tail for marker in SUCCESS_MARKERS)
+
+
+def conclude_state(run_dir: Path, status: dict[str, Any], problem: str | None,
+                   events: list[dict[str, Any]]) -> tuple[str, str | None, list[str]]:
+    """(state, reason, notes) for a run, from its status, its last events and its processes."""
+    notes: list[str] = []
+    end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+    state = status.get("state")
+    if problem:
+        notes.append(problem)
+        if end is not None:
+            return str(end.get("state") or "failed"), end.get("reason"), notes
+        return "unknown", f"{problem}; its process cannot be checked", notes
+    if state not in contract.ACTIVE:
+        if state == "queued" and status.get("launch") != "queue" and status.get("pid") is None:
+            created = status.get("created_at") or 0
+            if created and time.time() - float(created) > 120:
+                return "crashed", "never started: the command that launched it ended before its supervisor " \
+                                  "started", notes
+        return str(state or "unknown"), status.get("reason"), notes
+    if end is not None:  # the trainer recorded its end but its owner died before updating status.json
+        return str(end.get("state") or "failed"), end.get("reason"), notes
+    owner = liveness.status_alive(status)
+    trainer = liveness.status_alive(status, "trainer_") if status.get("trainer_pid") else None
+    if owner is None and trainer is None:
+        host = status.get("host")
+        if host and host != liveness.hostname():
+            notes.append(f"running on host {host}: its processes cannot be checked from here")
+        return str(state), status.get("reason"), notes
+    if owner or trainer:
+        if not owner and status.get("supervised"):
+            notes.append("the supervisor is gone; the trainer still runs (progress of sd-scripts is not followed)")
+        if state == "starting" and any(e.get("kind") in ("start", "step") for e in events):
+            state = "running"  # the trainer said so before status.json was next written
+        return str(state), status.get("reason"), notes
+    stop = contract.read_stop_request(run_dir)
+    last = status.get("last_step") or 0
+    if stop is not None:
+        return "stopped", f"stopped by lora-tui stop ({stop.get('mode', 'graceful')}) after step {last}", notes
+    if status.get("backend") == "sd-scripts" and _log_says_finished(run_dir):
+        return "finished", "finished (train.log says the model was saved; the supervisor was gone)", notes
+    who = "the supervisor and the trainer are" if status.get("trainer_pid") else "the trainer is"
+    return "crashed", f"{who} gone without recording an end (killed?) after step {last}", notes
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _rate(steps: deque[dict[str, Any]] | list[dict[str, Any]]) -> float | None:
+    """Steps per second over the last steps since the last (re)start, wall clock (pauses for saving
+    and sampling included: that is what the remaining steps will cost too)."""
+    if len(steps) < 2:
+        return None
+    first, last = steps[0], steps[-1]
+    dt = float(last["t"]) - float(first["t"])
+    ds = int(last["step"]) - int(first["step"])
+    return ds / dt if dt > 0 and ds > 0 else None
+
+
+class FigureTracker:
+    """Folds events into a :class:`RunInfo`'s figures, one event at a time: the one-shot reader
+    feeds it a tail, a live monitor feeds it each new line, and both show the same numbers."""
+
+    def __init__(self, info: RunInfo, window: int = 200) -> None:
+        self.info = info
+        self.recent: deque[dict[str, Any]] = deque(maxlen=window)
+
+    def add(self, event: dict[str, Any]) -> None:
+        info, kind = self.info, event.get("kind")
+        if kind == "start":
+            self.recent.clear()
+            info.total_steps = event.get("total_steps") or info.total_steps
+            info.epochs = event.get("epochs") or info.epochs
+            info.backend = info.backend or event.get("backend")
+            info.model = info.model or event.get("model")
+        elif kind == "step" and isinstance(event.get("step"), int) and isinstance(event.get("t"), (int, float)):
+            self.recent.append(event)
+            info.step = max(info.step, event["step"])
+            info.epoch = event.get("epoch", info.epoch)
+            info.loss = event.get("loss")
+            info.loss_avg = event.get("loss_avg", info.loss_avg)
+            if isinstance(event.get("lr"), dict):
+                info.lr = event["lr"]
+            info.samples_per_s = event.get("samples_per_s")
+            info.total_steps = event.get("total_steps") or info.total_steps
+            peak = event.get("mem_peak_mb")
+            if isinstance(peak, (int, float)) and (info.peak_vram_mb is None or peak > info.peak_vram_mb):
+                info.peak_vram_mb = peak
+        elif kind == "gpu":
+            if event.get("available") is False:
+                info.gpu_note = event.get("reason") or "no GPU"
+            elif isinstance(event.get("index"), int):
+                info.gpus[event["index"]] = event
+                used = event.get("proc_used_mb")
+                if isinstance(used, (int, float)) and (info.peak_vram_mb is None or used > info.peak_vram_mb):
+                    info.peak_vram_mb = used
+        elif kind == "save":
+            info.saves.append(event)
+            del info.saves[:-50]
+            if event.get("type", "lora") == "lora" and event.get("path"):
+                info.output = event["path"]
+
+    def refresh(self) -> None:
+        """Rate and ETA from the recent steps (call after adding a batch of events)."""
+        info = self.info
+        rate = _rate(self.recent)
+        info.steps_per_s = rate
+        info.eta_s = None
+        if rate and info.active and info.total_steps:
+            info.eta_s = max(0.0, (int(info.total_steps) - info.step) / rate)
+
+
+def _fill_figures(info: RunInfo, events: list[dict[str, Any]]) -> FigureTracker:
+    status = info.status
+    info.step = int(status.get("last_step") or 0)
+    info.total_steps = status.get("total_steps")
+    info.epoch = status.get("epoch")
+    info.output = status.get("output")
+    info.peak_vram_mb = status.get("peak_vram_mb")
+    tracker = FigureTracker(info)
+    for event in events:
+        tracker.add(event)
+    tracker.refresh()
+    return tracker
+
+
+def read_run(run_dir: Path, tail: int = 1000) -> RunInfo:
+    """A run as every reader must see it: concluded state, the last ``tail`` events and figures."""
+    run_dir = Path(run_dir)
+    status, problem = contract.read_status(run_dir)
+    events = contract.tail_events(run_dir, tail) if tail else []
+    state, reason, notes = conclude_state(run_dir, status, problem, events)
+    end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+    info = RunInfo(id=run_dir.name, dir=run_dir, state=state, reason=reason, status=status, events=events,
+                   backend=status.get("backend"), model=status.get("model"), notes=notes,
+                   started_at=status.get("started_at"), ended_at=status.get("ended_at"),
+                   exit_code=status.get("exit_code"))
+    if state in contract.FINAL and state != status.get("state"):  # concluded here, not recorded
+        info.ended_at = info.ended_at or (end.get("t") if end else None)
+        info.exit_code = end.get("exit_code") if end else info.exit_code
+    _fill_figures(info, events)
+    return info
+
+
+# -- history ------------------------------------------------------------------------------------
+def _step_points(lines: list[bytes]) -> list[tuple[int, float | None, float | None, float]]:
+    out = []
+    for raw in lines:
+        if b'"step"' not in raw:
+            continue
+        event = contract.parse_event(raw)
+        if event is None or event.get("kind") != "step" or not isinstance(event.get("step"), int):
+            continue
+        out.append((event["step"], event.get("loss"), event.get("loss_avg"), float(event.get("t") or 0)))
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    good = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(good) / len(good) if good else None
+
+
+def _bucket(points: list[tuple[int, float | None, float | None, float]], max_points: int) -> list[dict[str, Any]]:
+    """At most ``max_points`` points: consecutive points averaged, the step of each bucket's last."""
+    if not points:
+        return []
+    size = max(1, math.ceil(len(points) / max_points))
+    out = []
+    for i in range(0, len(points), size):
+        chunk = points[i:i + size]
+        out.append({"step": chunk[-1][0], "loss": _mean([p[1] for p in chunk]),
+                    "loss_avg": _mean([p[2] for p in chunk]), "t": chunk[-1][3]})
+    return out
+
+
+def loss_history(run_dir: Path, max_points: int = 2000, *, read_whole_below: int = 4 << 20,
+                 probe: int = 2048) -> list[dict[str, Any]]:
+    """Loss over the whole run in at most ``max_points`` points (``step``, ``loss``, ``loss_avg``, ``t``).
+
+    A small file is read whole and averaged in buckets. A large one is probed at ``max_points``
+    evenly spaced offsets, averaging the step events found in ``probe`` bytes at each: bounded work
+    whatever the length of the run, at the price of not seeing every spike between probes.
+    """
+    path = Path(run_dir) / contract.EVENTS
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return []
+    if size <= read_whole_below:
+        with open(path, "rb") as f:
+            return _bucket(_step_points(f.read().split(b"\n")), max_points)
+    out: list[dict[str, Any]] = []
+    with open(path, "rb") as f:
+        for i in range(max_points):
+            f.seek(size * i // max_points)
+            lines = f.read(probe).split(b"\n")[1:-1]  # whole lines only
+            points = _step_points(lines)
+            if points:
+                bucket = _bucket(points, 1)[0]
+                if not out or bucket["step"] > out[-1]["step"]:
+                    out.append(bucket)
+    return out
+
+
+# -- finding runs -------------------------------------------------------------------------------
+def run_dirs(project_root: Path) -> list[Path]:
+    """A project's run folders, newest first (ids start with their UTC creation time)."""
+    runs = Path(project_root) / "runs"
+    try:
+        entries = [e for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []
+    return [Path(e.path) for e in sorted(entries, key=lambda e: e.name, reverse=True)]
+
+
+def list_runs(project_root: Path) -> list[RunInfo]:
+    """Every run of a project, newest first, read cheaply (a short tail each: enough for the last
+    loss, the rate and the ETA)."""
+    out = []
+    for run_dir in run_dirs(project_root):
+        if not (run_dir / contract.STATUS).exists() and not (run_dir / "run.toml").exists():
+            continue  # not a run folder (something the user put there)
+        status, _ = contract.read_status(run_dir)
+        out.append(read_run(run_dir, tail=200 if status.get("state") in contract.ACTIVE else 40))
+    return out
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / contract.STATUS).exists() or (path / "run.toml").exists())
+
+
