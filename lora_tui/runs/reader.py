@@ -160,6 +160,8 @@ class FigureTracker:
             info.backend = info.backend or event.get("backend")
             info.model = info.model or event.get("model")
         elif kind == "step" and isinstance(event.get("step"), int) and isinstance(event.get("t"), (int, float)):
+            if info.state == "starting":
+                info.state = "running"  # status.json is rewritten every few seconds; the steps are now
             self.recent.append(event)
             info.step = max(info.step, event["step"])
             info.epoch = event.get("epoch", info.epoch)
@@ -189,10 +191,10 @@ class FigureTracker:
     def refresh(self) -> None:
         """Rate and ETA from the recent steps (call after adding a batch of events)."""
         info = self.info
-        rate = _rate(self.recent)
+        rate = _rate(self.recent) if info.active else None  # an ended run has no current speed
         info.steps_per_s = rate
         info.eta_s = None
-        if rate and info.active and info.total_steps:
+        if rate and info.total_steps:
             info.eta_s = max(0.0, (int(info.total_steps) - info.step) / rate)
 
 
@@ -201,6 +203,7 @@ def _fill_figures(info: RunInfo, events: list[dict[str, Any]]) -> FigureTracker:
     info.step = int(status.get("last_step") or 0)
     info.total_steps = status.get("total_steps")
     info.epoch = status.get("epoch")
+    info.epochs = status.get("epochs")
     info.output = status.get("output")
     info.peak_vram_mb = status.get("peak_vram_mb")
     tracker = FigureTracker(info)
@@ -296,7 +299,7 @@ def run_dirs(project_root: Path) -> list[Path]:
         entries = [e for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
     except OSError:
         return []
-    return [Path(e.path) for e in sorted(entries, key=lambda e: e.name, reverse=True)]
+    return [Path(os.path.abspath(e.path)) for e in sorted(entries, key=lambda e: e.name, reverse=True)]
 
 
 def list_runs(project_root: Path) -> list[RunInfo]:
