@@ -111,14 +111,13 @@ class EventLog:
         data = event_line(kind, fields)
         try:
             fd = self._open()
+            if self.dropped:
+                data = event_line("warn", {"code": "events_lost", "message": (
+                    f"{self.dropped} events could not be written ({self.last_error}); the run went on")}) + data
             if self._torn:
                 data = self._mend(fd) + data
-            if self.dropped:
-                note = event_line("warn", {"code": "events_lost", "message": (
-                    f"{self.dropped} events could not be written ({self.last_error}); the run went on")})
-                self._write_all(fd, note)
-                self.dropped = 0
             self._write_all(fd, data)
+            self.dropped = 0
             return True
         except OSError as exc:
             self.dropped += 1

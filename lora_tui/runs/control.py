@@ -8,7 +8,7 @@ from typing import Any
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.tomlio import parse_plain
-from lora_tui.runs import backends, contract, queue, reader
+from lora_tui.runs import backends, contract, liveness, queue, reader
 from lora_tui.runs.launch import send_stop
 
 PROJECT_FILE = "lora-tui.toml"
@@ -102,12 +102,28 @@ def _finish_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason:
 
 
 def wait_for_end(run_dir: Path, timeout: float | None = None, poll: float = 0.5) -> reader.RunInfo:
+    """The run once it has ended and its supervisor has recorded the end (see :func:`settle`)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         info = reader.read_run(run_dir, tail=50)
         if not info.active or (deadline is not None and time.monotonic() > deadline):
-            return info
+            break
         time.sleep(poll)
+    if not info.active:
+        settle(run_dir)
+        info = reader.read_run(run_dir, tail=50)
+    return info
+
+
+def settle(run_dir: Path, timeout: float = 60.0) -> None:
+    """After the trainer's end event: wait until status.json says so too (the supervisor writes it
+    once the trainer has exited, which can take seconds), so whoever reads it next agrees."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = contract.read_status(run_dir)
+        if status.get("state") not in contract.ACTIVE or not liveness.status_alive(status):
+            return
+        time.sleep(0.1)
 
 
 def run_spec(run_dir: Path) -> dict[str, Any]:

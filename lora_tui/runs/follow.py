@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from lora_tui.runs import contract, liveness, reader
+from lora_tui.runs import contract, reader
 from lora_tui.runs.reader import FigureTracker, RunInfo
 
 TICK_S = 0.5
@@ -178,16 +178,12 @@ class RunMonitor:
         self.tracker.refresh()
         return new
 
-    def settle(self, timeout: float = 60.0) -> None:
-        """After the end event: wait until the supervisor has also recorded the end in status.json
-        (the trainer may take a few seconds to exit), so whoever reads it next sees the same."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, _ = contract.read_status(self.run_dir)
-            if status.get("state") not in contract.ACTIVE or not liveness.status_alive(status):
-                self._refresh_state(self.tail.read() or [e for e in self.info.events if e.get("kind") == "end"])
-                return
-            time.sleep(0.1)
+    def settle(self) -> None:
+        """Wait until status.json records the end too (see ``control.settle``), then re-read it."""
+        from lora_tui.runs.control import settle
+
+        settle(self.run_dir)
+        self._refresh_state(self.tail.read() or [e for e in self.info.events if e.get("kind") == "end"])
 
     @property
     def ended(self) -> bool:

@@ -49,17 +49,24 @@ def _locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _load(root: Path) -> list[str]:
+def _read(root: Path) -> dict[str, Any]:
     try:
         data = json.loads((_runs(root) / QUEUE).read_text("utf-8"))
     except (OSError, ValueError):
-        return []
-    items = data.get("items") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _load(root: Path) -> list[str]:
+    items = _read(root).get("items")
     return [str(i) for i in items] if isinstance(items, list) else []
 
 
-def _save(root: Path, items: list[str]) -> None:
-    atomic_write_text(_runs(root) / QUEUE, json.dumps({"items": items}, indent=1) + "\n")
+def _save(root: Path, items: list[str], current: str | None = None) -> None:
+    """``current``: the run the drainer took last (kept until the next one), so a listing shows it
+    even in the moment between leaving the queue and its supervisor taking over."""
+    data = {"items": items, "current": current if current is not None else _read(root).get("current")}
+    atomic_write_text(_runs(root) / QUEUE, json.dumps(data, indent=1) + "\n")
 
 
 def waiting(root: Path) -> list[str]:
@@ -119,7 +126,7 @@ def _take_next(root: Path) -> str | None:
             run_id = items.pop(0)
             status, _ = contract.read_status(_runs(root) / run_id)
             if status.get("state") == "queued":
-                _save(root, items)
+                _save(root, items, current=run_id)
                 return run_id
         _save(root, items)
         return None
@@ -215,6 +222,10 @@ def describe(root: Path) -> list[dict[str, Any]]:
     """The queue for people and scripts: the run training now (if any), then the waiting ones."""
     out: list[dict[str, Any]] = []
     current = active_run(root)
+    taken = _read(root).get("current")
+    if current is None and taken and (_runs(root) / str(taken)).is_dir():
+        info = reader.read_run(_runs(root) / str(taken), tail=20)
+        current = info if info.state == "queued" or info.active else None
     if current is not None:
         out.append({"position": 0, "id": current.id, "state": current.state, "step": current.step,
                     "total_steps": current.total_steps, "eta_s": current.eta_s})
