@@ -222,6 +222,8 @@ class Supervisor:
         tail = contract.EventTail(self.run_dir, start_at_end=True)
         env = {**os.environ, **self.backend.env(self.run_dir)}
         argv = [str(a) for a in self.spec["command"]]
+        if self.stop_mode is not None:  # asked to stop before anything started
+            return self._finish("stopped", f"stopped by {self.stop_by} before the trainer started", 143)
         try:
             with open(log_path, "ab") as log:
                 self.child = subprocess.Popen(argv, cwd=str(self.spec.get("cwd") or self.run_dir), env=env,
