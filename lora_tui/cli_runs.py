@@ -8,7 +8,6 @@ Ctrl+C asks whether to stop the run or only detach from it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import signal
 import sys
@@ -125,8 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 class _Attach:
     """Signals while following a run we started: Ctrl+C asks, SIGTERM stops the run, SIGHUP detaches."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, printer: Any) -> None:
         self.run_dir = run_dir
+        self.printer = printer
         self.pending: list[int] = []
         self.stop_sent: str | None = None
 
@@ -143,16 +143,13 @@ class _Attach:
         if self.stop_sent == mode or self.stop_sent == "now":
             return
         self.stop_sent = mode
-        line = stop_run(self.run_dir, now=now, by=by)
-        with contextlib.suppress(OSError):  # the terminal may be gone
-            _out("\n" + line)
+        self.printer.line(stop_run(self.run_dir, now=now, by=by))
 
     def _ask(self) -> str:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            sys.stdout.write("\nCtrl+C: [s]top the run (it saves first), [d]etach (it goes on training), "
+            self.printer.ask("Ctrl+C: [s]top the run (it saves first), [d]etach (it goes on training), "
                              "or keep [w]atching? ")
-            sys.stdout.flush()
             answer = sys.stdin.readline().strip().lower()
         except KeyboardInterrupt:  # a second Ctrl+C: stop
             return "s"
@@ -175,7 +172,7 @@ class _Attach:
                 continue
             answer = self._ask() if sys.stdin.isatty() else "s"
             if answer == "d":
-                _out(f"detached; the run goes on. Follow it: lora-tui watch {self.run_dir}")
+                self.printer.line(f"detached; the run goes on. Follow it: lora-tui watch {self.run_dir}")
                 return "detach"
             if answer == "s":
                 self._stop(now=False, by="Ctrl+C in lora-tui train")
@@ -183,12 +180,13 @@ class _Attach:
 
 
 def attach(run_dir: Path) -> int:
-    from lora_tui.runs.follow import follow
+    from lora_tui.runs.follow import Printer, follow
 
-    handler = _Attach(run_dir)
+    printer = Printer(sys.stdout, sys.stdout.isatty())
+    handler = _Attach(run_dir, printer)
     previous = handler.install()
     try:
-        return follow(run_dir, sys.stdout, tty=sys.stdout.isatty(), interrupted=handler)
+        return follow(run_dir, sys.stdout, tty=printer.tty, interrupted=handler, printer=printer)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -211,6 +211,11 @@ class Printer:
         self._write(("\r\x1b[2K" if self.live else "") + text + "\n")
         self.live = False
 
+    def ask(self, question: str) -> None:
+        """A question on a line of its own (the status line is wiped first); the answer is typed after it."""
+        self._write(("\r\x1b[2K" if self.live else "\n") + question)
+        self.live = False
+
     def status(self, text: str) -> None:
         if self.tty:
             self._write("\r\x1b[2K" + text)
@@ -220,11 +225,13 @@ class Printer:
 
 
 def follow(run_dir: Path, out: TextIO, *, tty: bool, interrupted: Callable[[], str | None] | None = None,
-           tick: float = TICK_S, min_line_interval: float = 1.0, header: bool = True) -> int:
+           tick: float = TICK_S, min_line_interval: float = 1.0, header: bool = True,
+           printer: Printer | None = None) -> int:
     """Show the run until it ends; returns its exit status. ``interrupted()`` is asked every tick
-    and may return ``"detach"`` (stop showing, return 0) or ``"quit"`` (return 130)."""
+    and may return ``"detach"`` (stop showing, return 0) or ``"quit"`` (return 130); it may write
+    through ``printer`` (shared with the caller) so its lines never collide with the status line."""
     monitor = RunMonitor(run_dir)
-    printer = Printer(out, tty)
+    printer = printer or Printer(out, tty)
     info = monitor.info
     if header:
         printer.line(f"run {info.id} · {info.backend or '?'} · {info.model or ''}".rstrip(" ·"))
@@ -243,7 +250,7 @@ def follow(run_dir: Path, out: TextIO, *, tty: bool, interrupted: Callable[[], s
         answer = interrupted() if interrupted else None
         if answer in ("detach", "quit"):
             if printer.live:
-                printer.line(progress_line(info, _width(), bar=tty))
+                printer.line("")
             return 0 if answer == "detach" else 130
         now = time.monotonic()
         if tty:
