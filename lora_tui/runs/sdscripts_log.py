@@ -130,16 +130,35 @@ class _Record:
 
 @dataclass
 class _Traceback:
+    """The exception line(s) of one Python traceback (frames are not kept)."""
+
     exception: list[str] = field(default_factory=list)
-    closed: bool = False
 
 
 class SdScriptsFollower:
     """Turns sd-scripts' raw train.log bytes, fed as they arrive, into run-contract events.
 
     `feed(data, now)` accepts any chunking (partial lines, split UTF-8 sequences, a lone \\r at the end);
-    `finish(now)` is called once at the end of output. Both return the events produced, oldest first.
-    Attributes give the latest state for status.json and for the supervisor's decisions.
+    `finish(now)` is called once at the end of output. Both return the events produced, oldest first;
+    feeding the same bytes in any chunks with the same `now` gives the same events.
+
+    Events (all with `t` and `kind`; readers ignore unknown kinds and fields):
+    - `start`: once, when the 'running training' summary is complete: total_steps, steps_per_epoch
+      (ceil(batches per epoch / grad accum), as train_network.py computes it), epochs, batch_size (a
+      list for several datasets), gradient_accumulation_steps, num_train_images, num_reg_images,
+      num_val_images, batches_per_epoch, backend; resume_step/resume_path after `--resume`.
+    - `step`: once per new bar counter (a jump of several steps is one event): step, epoch, loss None
+      (the bar has no current loss), loss_avg (avr_loss), lr None, total_steps (the bar's total).
+    - `save`: step, epoch, path, type 'lora' ('saving checkpoint: PATH') or 'state' (the state folder
+      of 'save train state to DIR/train_state.json ...', printed for every state save).
+    - `remove`: step, path, type, for 'removing old checkpoint' / 'removing old state'.
+    - `sample`: step, epoch, prompts (the 'prompt:' lines of one sampling block), paths [] (not printed).
+    - `warn` with code: no_prompt_file, ignored_subset, nan_latents (once each), interrupted (SIGINT).
+    - `error` with code: oom (message names the knobs, detail is torch's line), nan (step,
+      last_good_save: the last LoRA saved before that step), no_data (sd-scripts exits 0 there),
+      traceback (at finish(): message = failure_reason()).
+    Attributes give the latest state for status.json and for the supervisor's decisions; `loss_avg` is
+    the last avr_loss shown (a float, nan included).
     """
 
     def __init__(self) -> None:
@@ -327,7 +346,10 @@ class SdScriptsFollower:
     def _end_record(self) -> None:
         record, self._record = self._record, None
         if record is not None:
-            self._message(record.text()[:MAX_TEXT], record.level)
+            text = record.text()[:MAX_TEXT]
+            if text:
+                self.recent_lines.append(text)
+            self._message(text, record.level)
 
     # ------------------------------------------------------------------ meaning
 
@@ -491,7 +513,6 @@ class SdScriptsFollower:
     def _close_traceback(self) -> None:
         tb, self._tb = self._tb, None
         if tb is not None and tb.exception:
-            tb.closed = True
             self._tracebacks.append(tb)
 
     # ------------------------------------------------------------------ the bar
