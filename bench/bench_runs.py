@@ -17,6 +17,7 @@ CPU is read from /proc/<pid>/stat (user + system ticks) over a window after star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -193,10 +194,8 @@ def bench_supervisor(tmp: Path, window: float) -> dict:
         status, _ = contract.read_status(run)
         for key in ("trainer_pid", "pid"):
             if status.get(key):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(status[key]), 9)
-                except ProcessLookupError:
-                    pass
     return {"supervisor_cpu_pct": ours, "bare_poller_cpu_pct": base, "budget_pct": 1.0, "window_s": window,
             "events_per_s": written / window}
 

@@ -136,14 +136,14 @@ class _Attach:
 
         return {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
-    def _stop(self, now: bool, by: str) -> None:
+    def _stop(self, now: bool, by: str, signum: int = signal.SIGTERM) -> None:
         from lora_tui.runs.control import stop_run
 
         mode = "now" if now else "graceful"
         if self.stop_sent == mode or self.stop_sent == "now":
             return
         self.stop_sent = mode
-        self.printer.line(stop_run(self.run_dir, now=now, by=by))
+        self.printer.line(stop_run(self.run_dir, now=now, by=by, signum=signum))
 
     def _ask(self) -> str:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -175,7 +175,7 @@ class _Attach:
                 self.printer.line(f"detached; the run goes on. Follow it: lora-tui watch {self.run_dir}")
                 return "detach"
             if answer == "s":
-                self._stop(now=False, by="Ctrl+C in lora-tui train")
+                self._stop(now=False, by="Ctrl+C in lora-tui train", signum=signal.SIGINT)
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,9 @@ def resolve_run(refs: list[str], *, cwd: Path | None = None) -> Path:
     return resolve_in(project, ref)
 
 
-def stop_run(run_dir: Path, *, now: bool, by: str) -> str:
-    """Ask a run to stop; returns a line saying what happened (or that there was nothing to stop)."""
+def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM) -> str:
+    """Ask a run to stop; returns a line saying what happened (or that there was nothing to stop).
+    ``signum`` is the graceful stop signal the built-in trainer gets (SIGINT for a Ctrl+C)."""
     info = reader.read_run(run_dir, tail=50)
     if info.state == "queued":
         root = project_of(run_dir)
@@ -87,8 +89,8 @@ def stop_run(run_dir: Path, *, now: bool, by: str) -> str:
     if not info.active:
         return f"{info.id}: already ended ({info.state}); nothing to stop"
     backend = backends.get(str(info.status.get("backend") or "builtin"))
-    whom = send_stop(run_dir, info.status, now=now, by=by, trainer_signal=backend.stop_signal,
-                     group=backend.stop_group)
+    whom = send_stop(run_dir, info.status, now=now, by=by, signum=signum,
+                     trainer_signal=backend.stop_signal or signum, group=backend.stop_group)
     if not whom:
         return f"{info.id}: its processes are gone; it reads {reader.read_run(run_dir, tail=50).state}"
     how = "at once" if now else "after its current step (the built-in trainer saves the LoRA and its state first)"

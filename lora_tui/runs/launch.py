@@ -63,13 +63,13 @@ def wait_until_owned(run_dir: Path, pid: int, wait_s: float) -> int:
 
 
 def send_stop(run_dir: Path, status: dict[str, object], *, now: bool, by: str, trainer_signal: int,
-              group: bool) -> str:
-    """Ask a running run to stop: its supervisor if it lives (SIGTERM: graceful, SIGUSR1: at once),
-    else the trainer itself. Returns whom it asked."""
+              group: bool, signum: int = signal.SIGTERM) -> str:
+    """Ask a running run to stop: its supervisor if it lives (``signum``, SIGTERM or SIGINT: graceful;
+    SIGUSR1: at once), else the trainer itself. Returns whom it asked."""
     contract.write_stop_request(run_dir, "now" if now else "graceful", by)
     if liveness.status_alive(status):
         pid = int(status["pid"])  # type: ignore[arg-type]
-        os.kill(pid, signal.SIGUSR1 if now else signal.SIGTERM)
+        os.kill(pid, signal.SIGUSR1 if now else signum)
         return f"supervisor (pid {pid})"
     if status.get("trainer_pid") and liveness.status_alive(status, "trainer_"):
         pid = int(status["trainer_pid"])  # type: ignore[arg-type]

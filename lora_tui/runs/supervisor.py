@@ -64,6 +64,7 @@ class Supervisor:
         self.stop_mode: str | None = None   # asked for: graceful | now
         self.stop_sent: str | None = None   # done: graceful | now
         self.stop_by = "a signal"
+        self.stop_signum = int(signal.SIGTERM)
         self.trainer_end: dict[str, Any] | None = None
         self.errors: list[dict[str, Any]] = []
         self.nan: dict[str, Any] | None = None
@@ -80,6 +81,7 @@ class Supervisor:
             self.stop_mode = "now"
         else:
             self.stop_mode = "graceful"
+            self.stop_signum = signum  # passed on as it came: Ctrl+C reads "SIGINT", a kill "SIGTERM"
         request = contract.read_stop_request(self.run_dir)
         self.stop_by = (request or {}).get("by") or f"{signal.Signals(signum).name} to the supervisor"
 
@@ -203,7 +205,7 @@ class Supervisor:
             return
         if self.stop_mode == "graceful":
             self._update(state="stopping", reason=f"stopping: asked by {self.stop_by}")
-            self._signal_trainer(self.backend.stop_signal, self.backend.stop_group)
+            self._signal_trainer(self.backend.stop_signal or self.stop_signum, self.backend.stop_group)
         else:
             self._update(state="stopping", reason=f"stopping at once: asked by {self.stop_by}")
             self._signal_trainer(signal.SIGKILL, True)
@@ -228,7 +230,7 @@ class Supervisor:
             with open(log_path, "ab") as log:
                 self.child = subprocess.Popen(argv, cwd=str(self.spec.get("cwd") or self.run_dir), env=env,
                                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True)
+                                              start_new_session=True, preexec_fn=_default_stop_signals)
         except OSError as exc:
             return self._finish("failed", f"cannot start {argv[0]}: {exc.strerror or exc}", 127)
         trainer = liveness.identify(self.child.pid)
@@ -259,8 +261,11 @@ class Supervisor:
                                 write_end=False)
         saved = self.status.get("output")
         if self.nan is not None:
-            return self._finish("failed", str(self.nan.get("message") or f"loss became nan at step {last}"),
-                                exit_code or 1)
+            good = self.nan.get("last_good_save")
+            where = f"the last good save is {good}" if good else "nothing was saved before it"
+            return self._finish("failed", f"{self.nan.get('message') or f'loss became nan at step {last}'}; the "
+                                f"run was stopped ({where}); lower the learning rate, or use bf16 or no mixed "
+                                "precision instead of fp16", exit_code or 1)
         if self.stop_sent:
             how = "at once" if self.stop_sent == "now" else "after its step"
             after = f"; the last save is {saved}" if saved else "; nothing was saved"
@@ -304,6 +309,13 @@ class Supervisor:
         if self.gpu is not None:
             self.gpu.close()
         return exit_code
+
+
+def _default_stop_signals() -> None:
+    """In the trainer, before exec: SIGINT and SIGTERM do what the trainer says, even when whoever
+    started lora-tui ignored them (a background job of a script ignores SIGINT, and that is inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _signal_name(signum: int) -> str:

@@ -51,9 +51,10 @@ def test_random_kills_leave_every_reader_truthful(tmp_path: Path) -> None:
             if pid:
                 kill(pid, getattr(signal, f"SIG{sig}"))
         # every process of the run ends, one way or another
-        wait_until(lambda: not _alive(contract.read_status(run)[0]) and (not status.get("trainer_pid")
-                                                                        or pid_gone(status["trainer_pid"])),
-                   60, f"{victim}: the run's processes to end")
+        def ended(run: Path = run, trainer: int | None = status.get("trainer_pid")) -> bool:
+            return not _alive(contract.read_status(run)[0]) and (not trainer or pid_gone(trainer))
+
+        wait_until(ended, 60, f"{victim}: the run's processes to end")
         info = reader.read_run(run)
         assert info.state in EXPECTED[victim] | {"finished"}, (victim, info.state, info.reason)
         assert info.state not in contract.ACTIVE

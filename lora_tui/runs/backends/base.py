@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,8 +23,8 @@ class Backend:
     # "events": the trainer writes events.jsonl itself; "log": the supervisor reads train.log
     progress = "events"
     # the signal that asks the trainer to stop after its step (sent to its main process only: the
-    # whole process group would kill data-loader workers mid-batch)
-    stop_signal = signal.SIGTERM
+    # whole process group would kill data-loader workers mid-batch); None: the one the supervisor got
+    stop_signal: int | None = None
     stop_group = False
 
     def command(self, project: Project, dataset_config: Path, args_config: Path,

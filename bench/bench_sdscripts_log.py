@@ -1,6 +1,6 @@
 """Measure SdScriptsFollower's speed on a long synthetic sd-scripts log (not a test; run it by hand).
 
-    python tests/runs/bench_sdscripts_log.py [MEGABYTES]
+    python bench/bench_sdscripts_log.py [MEGABYTES]
 
 The log is the real finished-run fixture's start, then a ten-hour-like body: two bar draws per step
 (tqdm's update() draw and the set_postfix() draw), and every 500 steps an epoch line, a checkpoint
@@ -15,11 +15,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lora_tui.runs.sdscripts_log import SdScriptsFollower
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sd_scripts_finished_2epochs.log"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "runs" / "fixtures" / "sd_scripts_finished_2epochs.log"
 
 
 def rich(message: str, src: str = "train_util.py:5964") -> str:
