@@ -85,10 +85,10 @@ class Supervisor:
         request = contract.read_stop_request(self.run_dir)
         self.stop_by = (request or {}).get("by") or f"{signal.Signals(signum).name} to the supervisor"
 
-    def _install_signals(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            signal.signal(sig, self._on_stop)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    def _install_signals(self) -> dict[int, Any]:
+        previous = {sig: signal.signal(sig, self._on_stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return previous
 
     # -- status ---------------------------------------------------------------------------------
     def _update(self, **fields: Any) -> None:
@@ -214,7 +214,15 @@ class Supervisor:
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> int:
-        self._install_signals()
+        """Supervise the run to its end; returns the trainer's exit status."""
+        previous = self._install_signals()
+        try:
+            return self._run()
+        finally:
+            for sig, handler in previous.items():  # a caller in the same process gets its own back
+                signal.signal(sig, handler)
+
+    def _run(self) -> int:
         ident = liveness.identify()
         self._update(state="starting", supervised=True, backend=self.backend.name, started_at=time.time(),
                      ended_at=None, exit_code=None, reason=None, **ident.to_json())

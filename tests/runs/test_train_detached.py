@@ -46,7 +46,7 @@ def test_losing_the_terminal_never_stops_the_run(sig: int, tmp_path: Path, tiny_
 
 
 @pytest.mark.slow
-def test_sigterm_to_lora_tui_train_saves_and_ends_stopped_with_143(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_sigterm_saves_and_ends_stopped_with_143_then_resume_carries_on(tmp_path: Path, tiny_model_dir: Path) -> None:
     # data-loader workers: a signal to the whole process group used to kill them and fail the run
     root = tiny_project(tmp_path / "p", tiny_model_dir,
                         training={"max_train_steps": 100000, "max_data_loader_n_workers": 2})
@@ -61,6 +61,16 @@ def test_sigterm_to_lora_tui_train_saves_and_ends_stopped_with_143(tmp_path: Pat
     step = final["last_step"]
     assert (run / "output" / f"tiny-step{step:08d}.safetensors").exists()
     assert (run / "state" / f"tiny-step{step:08d}-state").is_dir()
+    # the hint in the reason works: a new run continues from that state, its step count carrying on
+    resumed = subprocess.run([*LORA_TUI, "resume", str(run), "--max-train-steps", str(step + 3), "--detach"],
+                             env=ENV, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    second = reader.run_dirs(root)[0]
+    assert second != run and wait_for_end(second, timeout=180).state == "finished"
+    start = next(e for e in json.loads("[" + ",".join((second / "events.jsonl").read_text().splitlines()) + "]")
+                 if e["kind"] == "start")
+    final = wait_until(lambda: (lambda s: s if s["state"] == "finished" else None)(status(second)))
+    assert start["resumed_step"] == step and final["last_step"] == step + 3
 
 
 @pytest.mark.slow
@@ -87,6 +97,22 @@ def test_train_refuses_to_start_when_check_finds_errors(tmp_path: Path, tiny_mod
     assert "error: " in result.stderr and "img0001.png" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("lora-tui: error:")
     assert "lint error" in result.stderr and not (root / "runs").exists()
+
+
+def test_the_sd_scripts_backend_without_a_checkout_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir)
+    result = subprocess.run([*LORA_TUI, "train", str(root), "--backend", "sd-scripts"], env=ENV, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "sd_scripts_dir" in result.stderr
+
+
+def test_train_resume_from_a_folder_that_is_not_there_is_a_one_line_error(tmp_path: Path,
+                                                                         tiny_model_dir: Path) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir)
+    result = subprocess.run([*LORA_TUI, "train", str(root), "--resume", str(tmp_path / "nope")], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no saved state" in result.stderr
+    assert not (root / "runs").exists()
 
 
 def test_train_prints_the_images_it_leaves_out(tmp_path: Path, tiny_model_dir: Path) -> None:
