@@ -253,11 +253,14 @@ class Supervisor:
             code = self.child.poll()
             if code is None:
                 time.sleep(self.tick)
-        self._read_progress(tail, log_offset)
+        self._guard(self._read_progress, tail, log_offset)
+        self._guard(self._finish_follower)
+        return self._conclude(code)
+
+    def _finish_follower(self) -> None:
         if self.follower is not None:
             for event in self.follower.finish(time.time()):
                 self._emit(str(event.pop("kind")), **event)
-        return self._conclude(code)
 
     def _conclude(self, code: int) -> int:
         exit_code = 128 - code if code < 0 else code
