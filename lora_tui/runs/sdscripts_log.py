@@ -13,26 +13,7 @@ readable progress, so everything here is read from what people see in a terminal
   lines indented by 29 spaces;
 - Python tracebacks, with accelerate's own `CalledProcessError` traceback after the trainer's.
 
-Facts the parser relies on (checked against real runs of sd-scripts 48d368fa, fixtures in
-tests/runs/fixtures/, and against its source):
-
-- The bar is drawn twice per optimizer step: by `update(1)`, still showing the *previous* step's
-  `avr_loss`, then by `set_postfix()` with the new one. On fast GPUs the first draw is often skipped
-  (tqdm's `mininterval`), the second never is. So the step event for counter N waits for the next bar
-  draw (N's own postfix draw, or a later counter) or for `finish()`, and carries the newest `avr_loss`
-  shown with counter N. Its `t` is that moment, so step-based samples/saves done between the two draws
-  count in the step's wall time (the bar's own elapsed/ETA exclude them).
-- Step-based saves and samples happen between those two draws, so their events come *before* the step
-  event of the same counter. Every event's `step` is the bar's counter at that moment.
-- A Rich record can be glued to the end of a bar draw on the same line (the bar leaves the cursor at
-  its end), e.g. `...avr_loss=1.13]2026-12-01 23:13:59 INFO ...`: the bar regex is anchored at line
-  start and whatever follows its `]` is read as a line of its own.
-- A Rich record is only known to be complete when the next line is not one of its continuation lines,
-  so record-borne events (state saves, samples, 'model saved.') are emitted one line late.
-- A bar draw has no line end until the next draw; a complete draw at the end of the data fed so far is
-  read at once (it ends with `]`), so a slow step is not reported one step late.
-- When resuming without `--skip_until_initial_step` the bar restarts at 0 with the full total and stops
-  short of it; 'model saved.' is what marks success. `start` carries the resumed state's step.
+The facts about that output the parser relies on are in ``sdscripts_format``.
 
 Every event is a dict with `"t": now` (the `now` given to the feed()/finish() call that produced it)
 and `"kind"`; the supervisor appends them to events.jsonl as they are. Non-finite numbers never reach an
@@ -48,84 +29,36 @@ from __future__ import annotations
 import codecs
 import math
 import re
-import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKEND = "sd-scripts"
-MAX_LINE = 64 * 1024
-MAX_RECORD_PARTS = 64
-MAX_PROMPTS = 64
-MAX_TEXT = 2000
-RECENT_LINES = 80
-
-OOM_ADVICE = ("out of GPU memory: lower train_batch_size (or the dataset batch_size), turn on "
-              "gradient_checkpointing and cache_latents, lower the resolution, or use mixed precision "
-              "(fp16/bf16)")
-
-_BREAK = re.compile(r"\r\n|\r|\n")
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-# The main bar, anchored at line start: 'validation steps:' and 'epoch validation steps:' also end in
-# 'steps:'. Nothing depends on the bar glyphs, the rate unit (it/s, s/it, ?it/s) or the time format.
-_BAR = re.compile(r"steps:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([^\]]*)\]")
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Rich puts the message at column 29: 19-char time (blank when repeated), a space, level padded to 8, a space.
-_RICH_INDENT = " " * 29
-_RICH_HEAD = re.compile(r"(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (.*)\Z")
-_SRC_TAIL = re.compile(r"(?:^|\s)([\w.\-]+\.py:\d+)\s*\Z")
-
-_SUMMARY = {
-    "num_train_images": re.compile(r"num train images \* repeats / .*?: (\d+)\s*\Z"),
-    "num_val_images": re.compile(r"num validation images \* repeats / .*?: (\d+)\s*\Z"),
-    "num_reg_images": re.compile(r"num reg images / .*?: (\d+)\s*\Z"),
-    "batches_per_epoch": re.compile(r"num batches per epoch / .*?: (\d+)\s*\Z"),
-    "epochs": re.compile(r"num epochs / .*?: (\d+)\s*\Z"),
-    "batch_size": re.compile(r"batch size per device / .*?: ([\d, ]+?)\s*\Z"),
-    "grad_accum": re.compile(r"gradient accumulation steps / .*? = (\d+)\s*\Z"),
-    "total_steps": re.compile(r"total optimization steps / .*?: (\d+)\s*\Z"),
-}
-_EPOCH = re.compile(r"epoch (\d+)/(\d+)\Z")
-_STATE_SAVED = re.compile(r"save train state to (.+?)[/\\]train_state\.json at epoch (\d+) step (\d+)")
-_STATE_LOADED = re.compile(r"load train state from (.+?)[/\\]train_state\.json: .*?'current_step': (\d+)")
-_SAMPLE_STEP = re.compile(r"(\d+)\s*\Z")
-# torch's messages: 'CUDA out of memory. Tried to allocate ...' (torch.OutOfMemoryError, formerly
-# torch.cuda.OutOfMemoryError / RuntimeError), and the ROCm / Apple / Intel spellings.
-_OOM = ("CUDA out of memory", "HIP out of memory", "MPS backend out of memory", "XPU out of memory",
-        "OutOfMemoryError:")
-
-
-def _cells(text: str) -> int:
-    """Terminal cells `text` takes, as Rich counts them (CJK is two wide), to spot mid-word folds."""
-    if text.isascii():
-        return len(text)
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _english(message: str) -> str:
-    """sd-scripts prints 'English / 日本語: value'; keep the English half (and the value, if any)."""
-    head, sep, tail = message.partition(" / ")
-    if not sep:
-        return message
-    value = tail.rpartition(": ")[2] if ": " in tail else ""
-    return f"{head}: {value}" if value else head
-
-
-@dataclass
-class _Record:
-    """A Rich log record being assembled from its head line and continuation lines."""
-
-    level: str
-    parts: list[str]
-    width: int | None  # the message column's width in cells; a part that fills it was folded mid-word
-
-    def text(self) -> str:
-        out = self.parts[0] if self.parts else ""
-        for prev, part in zip(self.parts, self.parts[1:]):
-            folded = self.width is not None and _cells(prev) >= self.width
-            out = (out + part) if folded or not out else (out + " " + part.lstrip())
-        return out.strip()
+from lora_tui.runs.sdscripts_format import (
+    ANSI,
+    BACKEND,
+    BAR,
+    BREAK,
+    EPOCH,
+    LEVELS,
+    MAX_LINE,
+    MAX_PROMPTS,
+    MAX_RECORD_PARTS,
+    MAX_TEXT,
+    OOM,
+    OOM_ADVICE,
+    RECENT_LINES,
+    RICH_HEAD,
+    RICH_INDENT,
+    SAMPLE_STEP,
+    SRC_TAIL,
+    STATE_LOADED,
+    STATE_SAVED,
+    SUMMARY,
+    TIMESTAMP,
+    RichRecord,
+    cells,
+    english,
+)
 
 
 @dataclass
@@ -181,7 +114,7 @@ class SdScriptsFollower:
         self._eager: str | None = None  # bar draw at the end of the data already read (see feed)
         self._events: list[dict[str, Any]] = []
         self._now = 0.0
-        self._record: _Record | None = None
+        self._record: RichRecord | None = None
         self._summary: dict[str, Any] = {}
         self._pending: int | None = None  # counter whose step event waits for its avr_loss
         self._pending_loss: float | None = None
@@ -207,7 +140,7 @@ class SdScriptsFollower:
             text = text[1:]
         self._after_cr = text.endswith("\r")
         text = self._partial + text
-        lines = _BREAK.split(text)
+        lines = BREAK.split(text)
         partial = lines.pop()
         for line in lines:
             self._physical(line)
@@ -280,7 +213,7 @@ class SdScriptsFollower:
             return
         if self._eager is not None and partial.startswith(self._eager):
             return
-        m = _BAR.match(partial)
+        m = BAR.match(partial)
         if m:
             self._eager = partial[: m.end()]
             self._end_record()
@@ -297,12 +230,12 @@ class SdScriptsFollower:
                 if rest.strip():
                     self._glued(rest)
                 return
-        line = _ANSI.sub("", raw) if "\x1b" in raw else raw
+        line = ANSI.sub("", raw) if "\x1b" in raw else raw
         self._line(line)
 
     def _line(self, line: str) -> None:
         if line.startswith("steps:"):
-            m = _BAR.match(line)
+            m = BAR.match(line)
             if m:
                 self._end_record()
                 self._bar(m)
@@ -311,14 +244,14 @@ class SdScriptsFollower:
                     self._glued(rest)
                 return
         record = self._record
-        if record is not None and line.startswith(_RICH_INDENT):
+        if record is not None and line.startswith(RICH_INDENT):
             if len(record.parts) < MAX_RECORD_PARTS:
                 record.parts.append(line[29:].rstrip())
             return
         if record is not None:
             self._end_record()
         if line.startswith((" " * 19, "1", "2")):  # Rich head: blank time column or a timestamp
-            m = _RICH_HEAD.match(line)
+            m = RICH_HEAD.match(line)
             if m:
                 self._start_record(line, m)
                 return
@@ -327,9 +260,9 @@ class SdScriptsFollower:
     def _glued(self, rest: str) -> None:
         """Text that followed a bar draw on the same line: tqdm's padding, then usually a Rich record."""
         stripped = rest.lstrip(" ")
-        if _TIMESTAMP.match(stripped):
+        if TIMESTAMP.match(stripped):
             self._line(stripped)
-        elif stripped.startswith(_LEVELS):
+        elif stripped.startswith(LEVELS):
             self._line(" " * 20 + stripped)
         else:
             self._line(stripped)
@@ -337,11 +270,11 @@ class SdScriptsFollower:
     def _start_record(self, line: str, m: re.Match[str]) -> None:
         rest = m.group(2)
         width: int | None = None
-        src = _SRC_TAIL.search(rest)
+        src = SRC_TAIL.search(rest)
         if src:
-            width = _cells(line) - 29 - len(src.group(1)) - 1
+            width = cells(line) - 29 - len(src.group(1)) - 1
             rest = rest[: src.start(1)]
-        self._record = _Record(level=m.group(1), parts=[rest.strip()], width=width)
+        self._record = RichRecord(level=m.group(1), parts=[rest.strip()], width=width)
 
     def _end_record(self) -> None:
         record, self._record = self._record, None
@@ -363,7 +296,7 @@ class SdScriptsFollower:
         self.recent_lines.append(stripped[:MAX_TEXT])
         if line.startswith("  ") and self._summary_line(stripped):
             return
-        m = _EPOCH.match(stripped)
+        m = EPOCH.match(stripped)
         if m:
             self._end_sample()
             self.epoch = int(m.group(1))
@@ -371,7 +304,7 @@ class SdScriptsFollower:
         self._message(stripped, None)
 
     def _summary_line(self, stripped: str) -> bool:
-        for key, pattern in _SUMMARY.items():
+        for key, pattern in SUMMARY.items():
             m = pattern.match(stripped)
             if m:
                 value = m.group(1)
@@ -418,7 +351,7 @@ class SdScriptsFollower:
                 del self._saves[:-16]
                 self._emit("save", step=self.step, epoch=self.epoch, path=path, type="lora")
             elif text.startswith("save train state to "):
-                m = _STATE_SAVED.match(text)
+                m = STATE_SAVED.match(text)
                 if m:
                     self._end_sample()
                     self._emit("save", step=self.step, epoch=self.epoch, path=m.group(1), type="state")
@@ -434,7 +367,7 @@ class SdScriptsFollower:
                 self.resume_path = text[len("resume training from local state: "):].strip()
         elif c == "g" and text.startswith("generating sample images at step"):
             self._end_sample()
-            m = _SAMPLE_STEP.search(text)
+            m = SAMPLE_STEP.search(text)
             self._sample = {"step": int(m.group(1)) if m else self.step, "prompts": []}
         elif c == "p" and text.startswith("prompt: "):
             if self._sample is not None and len(self._sample["prompts"]) < MAX_PROMPTS:
@@ -447,16 +380,16 @@ class SdScriptsFollower:
         elif c == "N":
             if text.startswith("No prompt file"):
                 self._sample = None
-                self._warn_once("no_prompt_file", _english(text))
+                self._warn_once("no_prompt_file", english(text))
             elif text.startswith("No data found"):
-                self._fatal = _english(text)
+                self._fatal = english(text)
                 self._emit("error", code="no_data", message=self._fatal)
             elif text.startswith("NaN found in latents"):
                 self._warn_once("nan_latents", text)
         elif c == "i" and text.startswith("ignore subset with image_dir="):
-            self._warn_once("ignored_subset:" + text[:300], _english(text))
+            self._warn_once("ignored_subset:" + text[:300], english(text))
         elif c == "l" and text.startswith("load train state from "):
-            m = _STATE_LOADED.match(text)
+            m = STATE_LOADED.match(text)
             if m:
                 self.resume_step = int(m.group(2))
                 self.resume_path = self.resume_path or m.group(1)
@@ -468,7 +401,7 @@ class SdScriptsFollower:
         self._emit("warn", code=key.partition(":")[0], message=message)
 
     def _check_oom(self, text: str) -> bool:
-        if self.oom or not any(s in text for s in _OOM):
+        if self.oom or not any(s in text for s in OOM):
             return False
         self.oom = True
         self._emit("error", code="oom", step=self.step, message=OOM_ADVICE, detail=text[:MAX_TEXT])
