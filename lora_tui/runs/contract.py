@@ -32,6 +32,8 @@ EVENTS = "events.jsonl"
 LOG = "train.log"
 STOP_REQUEST = "stop-request.json"
 
+MAX_LINE = 1 << 20  # no event line is longer; anything longer is damage
+
 STATES = ("queued", "starting", "running", "stopping", "finished", "stopped", "failed", "crashed")
 ACTIVE = frozenset({"starting", "running", "stopping"})
 FINAL = frozenset({"finished", "stopped", "failed", "crashed"})
@@ -70,6 +72,47 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / STATUS, json.dumps(clean(status), indent=1) + "\n")
 
 
+INT_FIELDS = ("pid", "pgid", "pid_start", "trainer_pid", "trainer_pid_start", "last_step", "total_steps",
+              "exit_code", "epoch", "epochs")
+FLOAT_FIELDS = ("started_at", "ended_at", "created_at", "loss", "loss_avg", "peak_vram_mb")
+STR_FIELDS = ("state", "reason", "host", "boot_id", "backend", "model", "output", "last_state", "launch", "name")
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def sanitize(status: dict[str, Any]) -> dict[str, Any]:
+    """The known fields with the types readers rely on (a wrong type reads as unset), others as they are:
+    one damaged or hand-edited status.json must not break the listing of every run."""
+    out = dict(status)
+    for key in INT_FIELDS:
+        if key in out:
+            out[key] = as_int(out[key])
+    for key in FLOAT_FIELDS:
+        if key in out:
+            out[key] = as_float(out[key])
+    for key in STR_FIELDS:
+        if key in out and not isinstance(out[key], str):
+            out[key] = None
+    procs = out.get("procs")
+    out["procs"] = [[p[0], p[1]] for p in procs if isinstance(p, list) and len(p) == 2
+                    and as_int(p[0]) and as_int(p[1]) is not None] if isinstance(procs, list) else []
+    return out
+
+
 def read_status(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     """(status, problem): a missing or damaged status.json gives ``{}`` and a one-line problem."""
     path = Path(run_dir) / STATUS
@@ -83,7 +126,7 @@ def read_status(run_dir: Path) -> tuple[dict[str, Any], str | None]:
         return {}, "status.json is not JSON (damaged)"
     if not isinstance(data, dict):
         return {}, "status.json is not a JSON object (damaged)"
-    return data, None
+    return sanitize(data), None
 
 
 def new_status(**fields: Any) -> dict[str, Any]:
@@ -194,7 +237,9 @@ def tail_events_at(run_dir: Path, limit: int = 1000, *, block: int = 65536) -> t
                 end = size - len(parts[-1])
                 parts[-1] = b""
             rest = parts[0] if pos > 0 else b""
-            lines[:0] = [p for p in (parts[1:] if pos > 0 else parts) if p.strip()]
+            if len(rest) > MAX_LINE:  # no event is that long: garbage (zeros after a power loss), dropped
+                rest = b""
+            lines[:0] = [p for p in (parts[1:] if pos > 0 else parts) if p.strip() and len(p) <= MAX_LINE]
         if end is None:
             end = size
     events = [e for e in map(parse_event, lines[-limit - 1:]) if e is not None]
@@ -234,6 +279,8 @@ class EventTail:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()
+        if len(self._partial) > MAX_LINE:  # not an event line: drop it rather than grow without end
+            self._partial = b""
         return [e for e in map(parse_event, lines) if e is not None]
 
 

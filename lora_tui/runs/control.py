@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.tomlio import parse_plain
 from lora_tui.runs import backends, contract, liveness, queue, reader
 from lora_tui.runs.launch import send_stop
+from lora_tui.runs.supervisor import hold_lock
 
 PROJECT_FILE = "lora-tui.toml"
 
@@ -49,6 +51,9 @@ def resolve_run(refs: list[str], *, cwd: Path | None = None) -> Path:
     """``[PROJECT] RUN``: RUN is a run folder, an id or a unique prefix; a project folder alone means
     its active run, else its newest one."""
     cwd = cwd or Path.cwd()
+    if not 1 <= len(refs) <= 2:
+        raise LoraTuiError(f"expected RUN or PROJECT RUN, got {len(refs)} names",
+                           hint="e.g. lora-tui watch judy 20261201-14, or a run folder")
     if len(refs) == 2:
         project = Path(refs[0]).expanduser()
         if not (project / PROJECT_FILE).is_file():
@@ -82,10 +87,20 @@ def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM)
     if info.state == "queued":
         root = project_of(run_dir)
         if root is not None and info.id in queue.waiting(root):
-            queue.remove(root, info.id)
+            queue.remove(root, info.id)  # under the queue's lock, which the drainer takes runs under too
             return f"{info.id}: taken out of the queue before it started"
-        _finish_unstarted(run_dir, info.status, "stopped", "stopped before it started")
-        return f"{info.id}: stopped before it started"
+        lock = hold_lock(run_dir)
+        if lock is not None:  # no supervisor has it, and none can take it while we hold this
+            try:
+                status, _ = contract.read_status(run_dir)
+                if status.get("state") == "queued":
+                    _finish_unstarted(run_dir, status, "stopped", "stopped before it started")
+                    return f"{info.id}: stopped before it started"
+            finally:
+                os.close(lock)
+        # a supervisor is taking it over this very moment: stop it as a running run
+        _wait_for_owner(run_dir)
+        info = reader.read_run(run_dir, tail=50)
     if not info.active:
         return f"{info.id}: already ended ({info.state}); nothing to stop"
     backend = backends.get(str(info.status.get("backend") or "builtin"))
@@ -95,6 +110,15 @@ def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM)
         return f"{info.id}: its processes are gone; it reads {reader.read_run(run_dir, tail=50).state}"
     how = "at once" if now else "after its current step (the built-in trainer saves the LoRA and its state first)"
     return f"{info.id}: asked the {whom} to stop {how}"
+
+
+def _wait_for_owner(run_dir: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = contract.read_status(run_dir)
+        if status.get("pid") is not None or status.get("state") != "queued":
+            return
+        time.sleep(0.05)
 
 
 def _finish_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason: str) -> None:

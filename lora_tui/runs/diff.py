@@ -67,11 +67,16 @@ def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]
 
 
 def _files(run_dir: Path) -> dict[str, dict[str, tuple[int, str | None]]] | None:
+    """The run's file list, or None when it kept none (or it is damaged: then nothing is claimed)."""
     try:
         data = json.loads(gzip.decompress((run_dir / DATASET_FILES).read_bytes()))
-    except (OSError, ValueError, EOFError):
+        out = {}
+        for label, rows in data.items():
+            out[str(label)] = {str(name): (int(size), caption if isinstance(caption, str) else None)
+                               for name, size, caption in rows}
+        return out
+    except (OSError, ValueError, EOFError, TypeError, AttributeError):
         return None
-    return {label: {str(r[0]): (int(r[1]), r[2]) for r in rows} for label, rows in data.items()}
 
 
 def _first_line(text: str | None) -> str | None:

@@ -23,7 +23,7 @@ from lora_tui.runs.logtail import failure_lines
 SUPERVISOR_LOG = "supervisor.log"
 
 
-def spawn_supervisor(run_dir: Path, *, wait_s: float = 30.0) -> int:
+def spawn_supervisor(run_dir: Path, *, wait_s: float = 120.0) -> int:
     """Start the supervisor of a run in state ``queued``; returns its pid once it owns the run.
 
     The process started here forks the real supervisor and waits only until it has taken the run
@@ -39,13 +39,28 @@ def spawn_supervisor(run_dir: Path, *, wait_s: float = 30.0) -> int:
         code = child.wait(timeout=wait_s + 10)
     except subprocess.TimeoutExpired:
         code = None
-    status, _ = contract.read_status(run_dir)
-    if code == 0 and isinstance(status.get("pid"), int):
-        return int(status["pid"])
+    # whatever became of the process in between (killed, slow): the run's own status is the answer
+    deadline = time.monotonic() + (5.0 if code is not None else 0.0)
+    while True:
+        status, _ = contract.read_status(run_dir)
+        if isinstance(status.get("pid"), int):  # a supervisor took the run over (and may have ended it)
+            return int(status["pid"])
+        if status.get("state") not in (None, "queued") or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     lines = failure_lines(run_dir / SUPERVISOR_LOG)
     raise LoraTuiError(f"the run's supervisor did not start ({'still starting' if code is None else f'code {code}'}): "
                        f"{' / '.join(lines) or 'no output'}", path=run_dir / SUPERVISOR_LOG,
                        hint="see that file; the run did not start")
+
+
+def kill_procs(status: dict[str, object]) -> None:
+    """SIGKILL the run's other processes the supervisor recorded (accelerate's workers live in
+    process groups of their own), each only if it is still that very process."""
+    for pid, start in status.get("procs") or []:  # type: ignore[attr-defined]
+        if liveness.is_alive(pid, start):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def wait_until_owned(run_dir: Path, pid: int, wait_s: float) -> int:
@@ -66,6 +81,15 @@ def send_stop(run_dir: Path, status: dict[str, object], *, now: bool, by: str, t
               group: bool, signum: int = signal.SIGTERM) -> str:
     """Ask a running run to stop: its supervisor if it lives (``signum``, SIGTERM or SIGINT: graceful;
     SIGUSR1: at once), else the trainer itself. Returns whom it asked."""
+    try:
+        return _send_stop(run_dir, status, now=now, by=by, trainer_signal=trainer_signal, group=group, signum=signum)
+    except PermissionError:
+        raise LoraTuiError("not allowed to signal the run's processes (they belong to another user)", path=run_dir,
+                           hint="run lora-tui stop as that user") from None
+
+
+def _send_stop(run_dir: Path, status: dict[str, object], *, now: bool, by: str, trainer_signal: int,
+               group: bool, signum: int) -> str:
     contract.write_stop_request(run_dir, "now" if now else "graceful", by)
     if liveness.status_alive(status):
         pid = int(status["pid"])  # type: ignore[arg-type]
@@ -77,6 +101,7 @@ def send_stop(run_dir: Path, status: dict[str, object], *, now: bool, by: str, t
         with contextlib.suppress(ProcessLookupError):
             if now:
                 os.killpg(int(pgid), signal.SIGKILL)  # type: ignore[arg-type]
+                kill_procs(status)
             elif group:
                 os.killpg(int(pgid), trainer_signal)  # type: ignore[arg-type]
             else:

@@ -49,6 +49,56 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _children(pid: int) -> list[int] | None:
+    """Children of ``pid`` from /proc/<pid>/task/*/children (cheap), None where the kernel lacks it."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tasks:
+        try:
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except FileNotFoundError:
+            return None
+        except OSError:
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, …): through the children lists when the
+    kernel has them (a few reads), else by reading every process's parent once."""
+    out, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        if children is None:
+            return _descendants_by_scan(pid)
+        out += children
+        todo += children
+    return out
+
+
+def _descendants_by_scan(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(int(name))
+        if fields is not None and len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def process_group(pid: int) -> int | None:
     fields = _stat_fields(pid)
     return int(fields[2]) if fields is not None and len(fields) > 2 else None

@@ -40,13 +40,22 @@ def _runs(root: Path) -> Path:
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     runs = _runs(root)
-    runs.mkdir(parents=True, exist_ok=True)
-    fd = os.open(runs / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        fd = os.open(runs / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LoraTuiError(f"cannot lock the queue: {exc.strerror or exc}", path=runs,
+                           hint="the project's runs/ must be a folder you can write") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def _valid_id(run_id: str) -> bool:
+    """A run id as lora-tui makes them: a plain folder name under runs/, never a path."""
+    return bool(run_id) and "/" not in run_id and "\\" not in run_id and not run_id.startswith(".")
 
 
 def _read(root: Path) -> dict[str, Any]:
@@ -59,7 +68,7 @@ def _read(root: Path) -> dict[str, Any]:
 
 def _load(root: Path) -> list[str]:
     items = _read(root).get("items")
-    return [str(i) for i in items] if isinstance(items, list) else []
+    return [str(i) for i in items if _valid_id(str(i))] if isinstance(items, list) else []
 
 
 def _save(root: Path, items: list[str], current: str | None = None) -> None:
@@ -67,6 +76,22 @@ def _save(root: Path, items: list[str], current: str | None = None) -> None:
     even in the moment between leaving the queue and its supervisor taking over."""
     data = {"items": items, "current": current if current is not None else _read(root).get("current")}
     atomic_write_text(_runs(root) / QUEUE, json.dumps(data, indent=1) + "\n")
+
+
+def _taken_unstarted(root: Path) -> str | None:
+    """The run the last drainer took from the queue but never started (it was killed in between)."""
+    current = _read(root).get("current")
+    if isinstance(current, str) and _valid_id(current):
+        status, _ = contract.read_status(_runs(root) / current)
+        if status.get("state") == "queued" and status.get("pid") is None:
+            return current
+    return None
+
+
+def pending(root: Path) -> list[str]:
+    """Every run the queue still owes a start: the one taken but not started, then the waiting ones."""
+    taken = _taken_unstarted(root)
+    return ([taken] if taken else []) + [i for i in _load(root) if i != taken]
 
 
 def waiting(root: Path) -> list[str]:
@@ -91,19 +116,29 @@ def _find(items: list[str], ref: str) -> str:
 
 
 def remove(root: Path, ref: str) -> str:
-    """Take a run out of the queue; it never started, so its folder goes too."""
+    """Take a run out of the queue; it never started, so its folder goes too. It is marked stopped
+    first, so an interruption anywhere leaves a run that reads as what it is."""
+    import shutil
+
     with _locked(root):
         items = _load(root)
         run_id = _find(items, ref)
+        run_dir = _runs(root) / run_id
+        status, _ = contract.read_status(run_dir)
+        removable = status.get("state") == "queued"
+        if removable:
+            _mark_unstarted(run_dir, status, "stopped", "taken out of the queue before it started")
         items.remove(run_id)
         _save(root, items)
-    run_dir = _runs(root) / run_id
-    status, _ = contract.read_status(run_dir)
-    if status.get("state") == "queued":
-        import shutil
-
+    if removable:
         shutil.rmtree(run_dir, ignore_errors=True)
     return run_id
+
+
+def _mark_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason: str) -> None:
+    contract.write_status(run_dir, contract.new_status(**{**status, "state": state, "reason": reason,
+                                                          "ended_at": time.time()}))
+    contract.append_event(run_dir, "end", state=state, reason=reason, exit_code=None, last_step=0)
 
 
 def move(root: Path, ref: str, delta: int) -> int:
@@ -119,8 +154,12 @@ def move(root: Path, ref: str, delta: int) -> int:
 
 
 def _take_next(root: Path) -> str | None:
-    """Pop the first run still waiting (ids of runs removed or started elsewhere are dropped)."""
+    """The run to start now: the one the last drainer took but never started (it was killed in
+    between), else the first one waiting (ids of runs removed or started elsewhere are dropped)."""
     with _locked(root):
+        taken = _taken_unstarted(root)
+        if taken:
+            return taken
         items = _load(root)
         while items:
             run_id = items.pop(0)
@@ -134,13 +173,13 @@ def _take_next(root: Path) -> str | None:
 
 # -- the drainer --------------------------------------------------------------------------------
 def drainer_running(root: Path) -> bool:
-    """True while a drainer holds its lock."""
-    path = _runs(root) / DRAINER_LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
+    """True while a drainer holds its lock (asked read-only: anyone who can read the project may ask)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(_runs(root) / DRAINER_LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
@@ -164,37 +203,39 @@ def drain(root: Path, *, poll: float = POLL_S) -> int:
 
     runs = _runs(root)
     runs.mkdir(parents=True, exist_ok=True)
-    fd = os.open(runs / DRAINER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return 0  # another drainer is at work
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "since": time.time()}).encode())
-    try:
-        while True:
-            while active_run(root) is not None:
+    while True:
+        fd = os.open(runs / DRAINER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return 0  # another drainer is at work
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "since": time.time()}).encode())
+        try:
+            while True:
+                while active_run(root) is not None:
+                    time.sleep(poll)
+                run_id = _take_next(root)
+                if run_id is None:
+                    break
+                try:
+                    spawn_supervisor(runs / run_id)
+                except LoraTuiError as exc:
+                    _give_up(runs / run_id, str(exc))
+                    continue
                 time.sleep(poll)
-            run_id = _take_next(root)
-            if run_id is None:
-                return 0
-            try:
-                spawn_supervisor(runs / run_id)
-            except LoraTuiError as exc:
-                _give_up(runs / run_id, str(exc))
-                continue
-            time.sleep(poll)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
+        # a run queued while this drainer was letting go saw it "running" and started none: look again
+        if not pending(root):
+            return 0
 
 
 def _give_up(run_dir: Path, reason: str) -> None:
     status, _ = contract.read_status(run_dir)
-    if status.get("state") in (None, "queued"):
-        contract.append_event(run_dir, "end", state="failed", reason=reason, exit_code=2, last_step=0)
-        contract.write_status(run_dir, contract.new_status(**{**status, "state": "failed", "reason": reason,
-                                                              "exit_code": 2, "ended_at": time.time()}))
+    if status.get("state") in (None, "queued") and status.get("pid") is None:
+        _mark_unstarted(run_dir, status, "failed", reason)
 
 
 def start_drainer(root: Path) -> None:
@@ -210,11 +251,17 @@ def start_drainer(root: Path) -> None:
 
 def ensure_draining(root: Path) -> str | None:
     """Called by lora-tui commands on a project: restart a drainer that was killed while runs wait.
-    Returns a line saying so, or None."""
-    items = _load(root)
+    Returns a line saying so (or why it could not), or None."""
+    items = pending(root)
     if not items or drainer_running(root):
         return None
-    start_drainer(root)
+    if not os.access(_runs(root), os.W_OK):
+        return (f"queue: {len(items)} run(s) wait but no drainer runs, and runs/ is not writable here; "
+                f"start it as the project's owner: lora-tui queue {root}")
+    try:
+        start_drainer(root)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"queue: {len(items)} run(s) wait but the drainer could not be started: {exc}"
     return f"queue: the drainer was not running; restarted it ({len(items)} run(s) waiting)"
 
 
@@ -229,7 +276,7 @@ def describe(root: Path) -> list[dict[str, Any]]:
     if current is not None:
         out.append({"position": 0, "id": current.id, "state": current.state, "step": current.step,
                     "total_steps": current.total_steps, "eta_s": current.eta_s})
-    for i, run_id in enumerate(_load(root), start=1):
+    for i, run_id in enumerate((i for i in _load(root) if current is None or i != current.id), start=1):
         status, _ = contract.read_status(_runs(root) / run_id)
         out.append({"position": i, "id": run_id, "state": status.get("state", "missing"),
                     "backend": status.get("backend"), "created_at": status.get("created_at")})

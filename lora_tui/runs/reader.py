@@ -9,8 +9,10 @@ evenly spaced offsets, so a million-line file costs about what a short one does.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.runs import contract, liveness
+from lora_tui.runs.logtail import failure_lines
 
 SUCCESS_MARKERS = ("model saved.",)
 
@@ -88,11 +91,38 @@ def _log_says_finished(run_dir: Path) -> bool:
     return any(marker.encode() in tail for marker in SUCCESS_MARKERS)
 
 
+def _queue_holds(run_dir: Path) -> bool:
+    """Whether the project's queue still lists this run (waiting, or just taken by the drainer)."""
+    try:
+        data = json.loads((run_dir.parent / "queue.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    items = data.get("items") if isinstance(data.get("items"), list) else []
+    return run_dir.name in items or data.get("current") == run_dir.name
+
+
+def _last_step(status: dict[str, Any], events: list[dict[str, Any]]) -> int:
+    """status.json is rewritten every few seconds; the step events are the truth between."""
+    steps = [e["step"] for e in events if e.get("kind") == "step" and contract.as_int(e.get("step")) is not None]
+    return max([status.get("last_step") or 0, *steps])
+
+
+def _procs_alive(status: dict[str, Any]) -> bool:
+    """Any of the run's other processes (accelerate's workers, in groups of their own) still there."""
+    return any(liveness.is_alive(pid, start, status.get("host"), status.get("boot_id"))
+               for pid, start in status.get("procs") or [])
+
+
 def conclude_state(run_dir: Path, status: dict[str, Any], problem: str | None,
                    events: list[dict[str, Any]]) -> tuple[str, str | None, list[str]]:
     """(state, reason, notes) for a run, from its status, its last events and its processes."""
     notes: list[str] = []
     end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+    if end is not None and status.get("started_at") and (contract.as_float(end.get("t")) or 0) < \
+            status["started_at"] - 1:
+        end = None  # an end older than the process that owns the run now is not its end
     state = status.get("state")
     if problem:
         notes.append(problem)
@@ -100,11 +130,16 @@ def conclude_state(run_dir: Path, status: dict[str, Any], problem: str | None,
             return str(end.get("state") or "failed"), end.get("reason"), notes
         return "unknown", f"{problem}; its process cannot be checked", notes
     if state not in contract.ACTIVE:
-        if state == "queued" and status.get("launch") != "queue" and status.get("pid") is None:
+        if state == "queued" and status.get("pid") is None:
             created = status.get("created_at") or 0
-            if created and time.time() - float(created) > 120:
-                return "crashed", "never started: the command that launched it ended before its supervisor " \
-                                  "started", notes
+            if created and time.time() - created > 120:
+                if status.get("launch") != "queue":
+                    return "crashed", "never started: the command that launched it ended before its supervisor " \
+                                      "started", notes
+                if not _queue_holds(run_dir):
+                    return "crashed", "never started: it is in no queue (the command that queued it, or the " \
+                                      "queue's drainer, was interrupted); start it again with lora-tui resume " \
+                                      "or lora-tui train", notes
         return str(state or "unknown"), status.get("reason"), notes
     if end is not None:  # the trainer recorded its end but its owner died before updating status.json
         return str(end.get("state") or "failed"), end.get("reason"), notes
@@ -115,20 +150,26 @@ def conclude_state(run_dir: Path, status: dict[str, Any], problem: str | None,
         if host and host != liveness.hostname():
             notes.append(f"running on host {host}: its processes cannot be checked from here")
         return str(state), status.get("reason"), notes
-    if owner or trainer:
+    if owner or trainer or _procs_alive(status):
         if not owner and status.get("supervised"):
-            notes.append("the supervisor is gone; the trainer still runs (progress of sd-scripts is not followed)")
+            what = "its progress is no longer followed" if status.get("backend") == "sd-scripts" else \
+                "GPU memory is no longer sampled"
+            notes.append(f"the supervisor is gone; the trainer still runs ({what})")
         if state == "starting" and any(e.get("kind") in ("start", "step") for e in events):
             state = "running"  # the trainer said so before status.json was next written
         return str(state), status.get("reason"), notes
     stop = contract.read_stop_request(run_dir)
-    last = status.get("last_step") or 0
+    last = _last_step(status, events)
     if stop is not None:
         return "stopped", f"stopped by lora-tui stop ({stop.get('mode', 'graceful')}) after step {last}", notes
     if status.get("backend") == "sd-scripts" and _log_says_finished(run_dir):
         return "finished", "finished (train.log says the model was saved; the supervisor was gone)", notes
     who = "the supervisor and the trainer are" if status.get("trainer_pid") else "the trainer is"
-    return "crashed", f"{who} gone without recording an end (killed?) after step {last}", notes
+    reason = f"{who} gone without recording an end (killed?) after step {last}"
+    said = failure_lines(run_dir / contract.LOG, keep=1)
+    if said:
+        reason += f"; train.log ends with: {said[0]}"
+    return "crashed", reason, notes
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -143,6 +184,10 @@ def _rate(steps: deque[dict[str, Any]] | list[dict[str, Any]]) -> float | None:
     return ds / dt if dt > 0 and ds > 0 else None
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 class FigureTracker:
     """Folds events into a :class:`RunInfo`'s figures, one event at a time: the one-shot reader
     feeds it a tail, a live monitor feeds it each new line, and both show the same numbers."""
@@ -152,40 +197,45 @@ class FigureTracker:
         self.recent: deque[dict[str, Any]] = deque(maxlen=window)
 
     def add(self, event: dict[str, Any]) -> None:
+        """Fold one event in; fields of the wrong type (a damaged line, another tool) count as absent."""
         info, kind = self.info, event.get("kind")
+        num, whole = contract.as_float, contract.as_int
         if kind == "start":
             self.recent.clear()
-            info.total_steps = event.get("total_steps") or info.total_steps
-            info.epochs = event.get("epochs") or info.epochs
-            info.backend = info.backend or event.get("backend")
-            info.model = info.model or event.get("model")
-        elif kind == "step" and isinstance(event.get("step"), int) and isinstance(event.get("t"), (int, float)):
+            info.total_steps = whole(event.get("total_steps")) or info.total_steps
+            info.epochs = whole(event.get("epochs")) or info.epochs
+            info.backend = info.backend or _text(event.get("backend"))
+            info.model = info.model or _text(event.get("model"))
+        elif kind == "step" and whole(event.get("step")) is not None and num(event.get("t")) is not None:
             if info.state == "starting":
                 info.state = "running"  # status.json is rewritten every few seconds; the steps are now
-            self.recent.append(event)
-            info.step = max(info.step, event["step"])
-            info.epoch = event.get("epoch", info.epoch)
-            info.loss = event.get("loss")
-            info.loss_avg = event.get("loss_avg", info.loss_avg)
-            if isinstance(event.get("lr"), dict):
-                info.lr = event["lr"]
-            info.samples_per_s = event.get("samples_per_s")
-            info.total_steps = event.get("total_steps") or info.total_steps
-            peak = event.get("mem_peak_mb")
-            if isinstance(peak, (int, float)) and (info.peak_vram_mb is None or peak > info.peak_vram_mb):
+            step = whole(event["step"]) or 0
+            self.recent.append({"t": num(event["t"]), "step": step})
+            info.step = max(info.step, step)
+            info.epoch = whole(event.get("epoch")) or info.epoch
+            info.loss = num(event.get("loss"))
+            info.loss_avg = num(event.get("loss_avg")) if "loss_avg" in event else info.loss_avg
+            lr = event.get("lr")
+            if isinstance(lr, dict):
+                info.lr = {str(k): v for k, v in lr.items() if num(v) is not None}
+            info.samples_per_s = num(event.get("samples_per_s"))
+            info.total_steps = whole(event.get("total_steps")) or info.total_steps
+            peak = num(event.get("mem_peak_mb"))
+            if peak is not None and (info.peak_vram_mb is None or peak > info.peak_vram_mb):
                 info.peak_vram_mb = peak
         elif kind == "gpu":
             if event.get("available") is False:
-                info.gpu_note = event.get("reason") or "no GPU"
-            elif isinstance(event.get("index"), int):
-                info.gpus[event["index"]] = event
-                used = event.get("proc_used_mb")
-                if isinstance(used, (int, float)) and (info.peak_vram_mb is None or used > info.peak_vram_mb):
+                info.gpu_note = _text(event.get("reason")) or "no GPU"
+            elif whole(event.get("index")) is not None:
+                gpu = {k: num(event.get(k)) for k in ("used_mb", "total_mb", "util_pct", "proc_used_mb")}
+                info.gpus[int(event["index"])] = {**gpu, "name": _text(event.get("name")), "t": num(event.get("t"))}
+                used = gpu["proc_used_mb"]
+                if used is not None and (info.peak_vram_mb is None or used > info.peak_vram_mb):
                     info.peak_vram_mb = used
         elif kind == "save":
             info.saves.append(event)
             del info.saves[:-50]
-            if event.get("type", "lora") == "lora" and event.get("path"):
+            if event.get("type", "lora") == "lora" and _text(event.get("path")):
                 info.output = event["path"]
 
     def refresh(self) -> None:
@@ -225,8 +275,9 @@ def read_run(run_dir: Path, tail: int = 1000) -> RunInfo:
                    started_at=status.get("started_at"), ended_at=status.get("ended_at"),
                    exit_code=status.get("exit_code"))
     if state in contract.FINAL and state != status.get("state"):  # concluded here, not recorded
-        info.ended_at = info.ended_at or (end.get("t") if end else None)
-        info.exit_code = end.get("exit_code") if end else info.exit_code
+        last_sign = end.get("t") if end else (events[-1].get("t") if events else None)
+        info.ended_at = info.ended_at or contract.as_float(last_sign)
+        info.exit_code = contract.as_int(end.get("exit_code")) if end else info.exit_code
     _fill_figures(info, events)
     return info
 
@@ -299,7 +350,12 @@ def run_dirs(project_root: Path) -> list[Path]:
         entries = [e for e in os.scandir(runs) if not e.name.startswith(".") and e.is_dir()]
     except OSError:
         return []
-    return [Path(os.path.abspath(e.path)) for e in sorted(entries, key=lambda e: e.name, reverse=True)]
+    return [Path(os.path.abspath(e.path)) for e in sorted(entries, key=lambda e: _natural(e.name), reverse=True)]
+
+
+def _natural(name: str) -> list[Any]:
+    """Run ids in time order, ``…-judy-10`` after ``…-judy-9`` (two runs started in the same second)."""
+    return [(1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def list_runs(project_root: Path) -> list[RunInfo]:
@@ -310,7 +366,11 @@ def list_runs(project_root: Path) -> list[RunInfo]:
         if not (run_dir / contract.STATUS).exists() and not (run_dir / "run.toml").exists():
             continue  # not a run folder (something the user put there)
         status, _ = contract.read_status(run_dir)
-        out.append(read_run(run_dir, tail=200 if status.get("state") in contract.ACTIVE else 40))
+        try:
+            out.append(read_run(run_dir, tail=200 if status.get("state") in contract.ACTIVE else 40))
+        except Exception as exc:  # one run we cannot make sense of must not hide the others
+            out.append(RunInfo(id=run_dir.name, dir=run_dir, state="unknown", status={},
+                               reason=f"cannot read this run: {type(exc).__name__}: {exc}"))
     return out
 
 

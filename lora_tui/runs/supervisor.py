@@ -35,6 +35,7 @@ TICK_S = 0.5
 STATUS_EVERY_S = 2.0
 GPU_EVERY_S = 2.0
 NAN_GRACE_S = 60.0
+FINAL_RETRY_S = 600.0
 OOM_HINT = ("lower train_batch_size, turn on gradient_checkpointing and cache_latents, use mixed precision "
             "(bf16), or lower the resolution")
 LOCK = ".supervisor.lock"
@@ -74,6 +75,8 @@ class Supervisor:
         self._last_gpu = 0.0
         self._state_written: str | None = None
         self._failed_parts: set[str] = set()
+        self.procs: dict[int, int | None] = {}  # the trainer's descendants seen so far: pid → start ticks
+        self._last_procs = 0.0
 
     # -- signals --------------------------------------------------------------------------------
     def _on_stop(self, signum: int, _frame: Any) -> None:
@@ -97,16 +100,18 @@ class Supervisor:
                 self.status[key] = value
                 self._dirty = True
 
-    def _write_status(self, force: bool = False) -> None:
+    def _write_status(self, force: bool = False) -> bool:
+        """True when status.json holds what this supervisor knows (written now, or nothing new)."""
         now = time.monotonic()
         state_changed = self.status.get("state") != self._state_written
         if not (force or state_changed or (self._dirty and now - self._last_status >= STATUS_EVERY_S)):
-            return
+            return not self._dirty
         try:
             contract.write_status(self.run_dir, self.status)
         except (LoraTuiError, OSError):
-            return  # a full disk: try again next tick; the trainer goes on regardless
+            return False  # a full disk: try again next tick; the trainer goes on regardless
         self._dirty, self._last_status, self._state_written = False, now, self.status.get("state")
+        return True
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.events.append(kind, **fields)
@@ -168,11 +173,44 @@ class Supervisor:
             return
         pgid = self.child.pid if self.child is not None else None
         total: float = 0.0
-        for sample in self.gpu.sample([pgid] if pgid else [], run_pgid=pgid):
+        for sample in self.gpu.sample([*([pgid] if pgid else []), *self.procs], run_pgid=pgid):
             self.events.append("gpu", **sample.to_event())
             total += sample.proc_used_mb if sample.proc_used_mb is not None else 0.0
         if total and total > float(self.status.get("peak_vram_mb") or 0):
             self._update(peak_vram_mb=round(total, 1))
+
+    def _track_procs(self) -> None:
+        """Remember the trainer's processes: accelerate's workers live in process groups of their own and
+        outlive a killed launcher, so they are found by parentage while it lives and kept by pid."""
+        if self.child is None or time.monotonic() - self._last_procs < GPU_EVERY_S:
+            return
+        self._last_procs = time.monotonic()
+        for pid in liveness.descendants(self.child.pid):
+            if pid not in self.procs:
+                self.procs[pid] = liveness.start_ticks(pid)
+        alive = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
+        if alive != self.procs or [[p, s] for p, s in alive.items()] != self.status.get("procs"):
+            self.procs = alive
+            self._update(procs=[[p, s] for p, s in alive.items()])
+
+    def _end_procs(self, wait_s: float) -> int:
+        """After the trainer's main process exited: give its other processes ``wait_s`` to follow, then
+        end them, so a run never reads as over while part of it still trains. Returns how many were ended."""
+        self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
+        deadline = time.monotonic() + wait_s
+        while self.procs and time.monotonic() < deadline:
+            time.sleep(0.2)
+            self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
+        ended = len(self.procs)
+        for pid in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.procs and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
+        self._update(procs=[])
+        return ended
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """A bug in following or sampling must not end the supervision of a training run: say it once
@@ -209,6 +247,9 @@ class Supervisor:
         else:
             self._update(state="stopping", reason=f"stopping at once: asked by {self.stop_by}")
             self._signal_trainer(signal.SIGKILL, True)
+            for pid in self.procs:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         self.stop_sent = self.stop_mode
         self._write_status(force=True)
 
@@ -248,13 +289,20 @@ class Supervisor:
         while code is None:
             self._guard(self._read_progress, tail, log_offset)
             self._handle_stop()
+            self._guard(self._track_procs)
             self._guard(self._sample_gpu)
             self._write_status()
             code = self.child.poll()
             if code is None:
                 time.sleep(self.tick)
         self._guard(self._read_progress, tail, log_offset)
+        # the rest of the launch: after a clean end its workers exit by themselves; after a kill they train on
+        leftover = self._end_procs(30.0 if self.trainer_end is not None else 2.0)
+        self._guard(self._read_progress, tail, log_offset)
         self._guard(self._finish_follower)
+        if leftover and self.trainer_end is None:
+            self.events.append("warn", code="orphans", message=f"{leftover} process(es) of the launch outlived "
+                               "its main process and were ended")
         return self._conclude(code)
 
     def _finish_follower(self) -> None:
@@ -310,12 +358,20 @@ class Supervisor:
         lines = failure_lines(self.run_dir / contract.LOG)
         return " / ".join(lines) if lines else None
 
-    def _finish(self, state: str, reason: str, exit_code: int, *, write_end: bool = True) -> int:
-        if write_end:
-            self.events.append("end", state=state, reason=reason, exit_code=exit_code,
-                               last_step=int(self.status.get("last_step") or 0))
+    def _finish(self, state: str, reason: str, exit_code: int, *, write_end: bool = True,
+                retry_s: float = FINAL_RETRY_S) -> int:
+        """Record the end in events.jsonl and status.json; on a full disk, keep trying a while (space
+        often comes back when the user deletes something), since a reader can only guess without it."""
         self._update(state=state, reason=reason, exit_code=exit_code, ended_at=time.time())
-        self._write_status(force=True)
+        deadline = time.monotonic() + retry_s
+        ended = not write_end
+        while True:
+            if not ended:
+                ended = self.events.append("end", state=state, reason=reason, exit_code=exit_code,
+                                           last_step=int(self.status.get("last_step") or 0))
+            if (self._write_status(force=True) and ended) or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
         self.events.close()
         if self.gpu is not None:
             self.gpu.close()
@@ -336,15 +392,23 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def hold_lock(run_dir: Path) -> int | None:
-    """An exclusive lock on the run for this supervisor's life; None if another one holds it."""
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+def hold_lock(run_dir: Path, wait_s: float = 0.0) -> int | None:
+    """An exclusive lock on the run (a supervisor's for its life; ``lora-tui stop``'s for a moment);
+    None if someone else holds it after ``wait_s``."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
-        os.close(fd)
         return None
-    return fd
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         if pid:
             from lora_tui.runs.launch import wait_until_owned
 
-            os._exit(wait_until_owned(run_dir, pid, 30.0))
-    lock = hold_lock(run_dir)
+            os._exit(wait_until_owned(run_dir, pid, 120.0))
+    lock = hold_lock(run_dir, wait_s=5.0)  # a `lora-tui stop` may hold it for a moment
     if lock is None:
         print(f"{run_dir}: another supervisor already runs this run", file=sys.stderr)
         return 3

@@ -7,6 +7,7 @@ a warning, so a recipe never loses its curves silently.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -17,21 +18,39 @@ from lora_tui.train.events import RunWriter
 
 
 class Tracker:
-    def __init__(self, writer: Any = None, path: Path | None = None) -> None:
+    """Curves for TensorBoard; a write that fails (a full disk) turns them off with one warning,
+    never the training."""
+
+    def __init__(self, writer: Any = None, path: Path | None = None, events: RunWriter | None = None) -> None:
         self.writer = writer
         self.path = path
+        self.events = events
 
     def log(self, step: int, values: dict[str, float | None]) -> None:
         if self.writer is None:
             return
-        for name, value in values.items():
-            if value is not None:
-                self.writer.add_scalar(name, value, step)
+        try:
+            for name, value in values.items():
+                if value is not None:
+                    self.writer.add_scalar(name, value, step)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        writer, self.writer = self.writer, None
+        if self.events is not None:
+            self.events.event("warn", code="tensorboard", message=f"TensorBoard logging stopped: {exc}")
+            self.events.say(f"warning: TensorBoard logging stopped: {exc}")
+        with contextlib.suppress(Exception):  # its background thread may hold the same error
+            writer.close()
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+            try:
+                self.writer.flush()
+                self.writer.close()
+            except OSError as exc:
+                self._give_up(exc)
 
 
 def open_tracker(args: TrainArgs, events: RunWriter, *, is_main: bool) -> Tracker:
@@ -48,4 +67,4 @@ def open_tracker(args: TrainArgs, events: RunWriter, *, is_main: bool) -> Tracke
         return Tracker()
     name = f"{args.log_prefix or ''}{time.strftime('%Y%m%d%H%M%S')}"
     path = Path(args.logging_dir) / name / (args.log_tracker_name or "network_train")
-    return Tracker(SummaryWriter(log_dir=str(path)), path)
+    return Tracker(SummaryWriter(log_dir=str(path)), path, events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -81,13 +82,17 @@ def test_a_stop_request_makes_a_dead_run_read_stopped_not_crashed(tmp_path: Path
     assert info.state == "stopped" and "lora-tui stop" in info.reason
 
 
-def test_a_direct_run_that_never_got_a_supervisor_reads_crashed_after_a_while(tmp_path: Path) -> None:
-    run = tmp_path / "r"
-    run.mkdir()
+def test_a_run_nobody_will_start_reads_crashed_after_a_while(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "20260101-000000-r"
+    run.mkdir(parents=True)
     contract.write_status(run, contract.new_status(state="queued", launch="direct", created_at=time.time() - 600))
     assert reader.read_run(run).state == "crashed"
     contract.write_status(run, contract.new_status(state="queued", launch="queue", created_at=time.time() - 600))
-    assert reader.read_run(run).state == "queued"
+    (run.parent / "queue.json").write_text(json.dumps({"items": [run.name]}))
+    assert reader.read_run(run).state == "queued"  # waiting its turn, however long
+    (run.parent / "queue.json").write_text(json.dumps({"items": []}))  # `train --queue` killed before enqueueing
+    info = reader.read_run(run)
+    assert info.state == "crashed" and "in no queue" in info.reason
 
 
 def test_a_damaged_status_reads_unknown_unless_the_events_tell(tmp_path: Path) -> None:
