@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lora_tui import __version__
-from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.errors import LoraTuiError, Terminated
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _out(text: str) -> None:
@@ -263,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("lora-tui: interrupted\n")
         return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write("lora-tui: terminated\n")
+        return EXIT_TERMINATED
     except BrokenPipeError:
         return 0
     except Exception as exc:

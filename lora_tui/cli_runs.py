@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.errors import LoraTuiError, Terminated
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,10 +76,14 @@ def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
 
 
 def _check_resume(path: str) -> str:
+    """A state folder as the trainers save them (both write train_state.json into it)."""
     state = Path(path).expanduser()
     if not state.is_dir():
         raise LoraTuiError("no saved state there", path=state,
                            hint="give a state folder a run saved (runs/<id>/state/…-state), or use lora-tui resume RUN")
+    if not (state / "train_state.json").is_file():
+        raise LoraTuiError("not a saved training state (no train_state.json in it)", path=state,
+                           hint="give a …-state folder from a run's state/ or output/, or use lora-tui resume RUN")
     return str(state.resolve())
 
 
@@ -92,10 +96,14 @@ def start_run(proj: Any, args: argparse.Namespace, *, resume: str | None = None,
 
     backend = args.backend or proj.backend
     check_startable(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps)
-    scans = _preflight(proj, args, backend)
-    run = create_run(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps,
-                     cli_argv=sys.argv[1:], scans=scans, name=name or args.name, resume=resume,
-                     launch="queue" if args.queue else "direct")
+    previous = signal.signal(signal.SIGTERM, _terminate)  # until the run is handed over: clean up, exit 143
+    try:
+        scans = _preflight(proj, args, backend)
+        run = create_run(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps,
+                         cli_argv=sys.argv[1:], scans=scans, name=name or args.name, resume=resume,
+                         launch="queue" if args.queue else "direct")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _out(f"run {run.dir.name}  ({run.dir})")
     if args.queue:
         position = queue.enqueue(proj.root, run.dir.name)
@@ -103,13 +111,20 @@ def start_run(proj: Any, args: argparse.Namespace, *, resume: str | None = None,
             queue.start_drainer(proj.root)
         _out(f"queued at position {position}; see it with: lora-tui queue {proj.root}")
         return 0
-    spawn_supervisor(run.dir)
+    other = queue.active_run(proj.root)
+    if other is not None:
+        _err(f"note: {other.id} of this project is {other.state} too; both share the GPU (--queue waits its turn)")
     if args.detach:
+        spawn_supervisor(run.dir)
         _out("training in the background; it survives logging out")
         _out(f"  follow it:  lora-tui watch {run.dir}")
         _out(f"  stop it:    lora-tui stop {run.dir}")
         return 0
-    return attach(run.dir)
+    return attach(run.dir, start=lambda: spawn_supervisor(run.dir))
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise Terminated
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,17 +161,23 @@ class _Attach:
         self.printer.line(stop_run(self.run_dir, now=now, by=by, signum=signum))
 
     def _ask(self) -> str:
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        """The question after a Ctrl+C. A signal while it waits is its answer: Ctrl+C again stops,
+        SIGTERM stops (as always), a hang-up detaches."""
+        def answer_with(signum: int, _frame: Any) -> None:
+            raise _Answered({signal.SIGINT: "s", signal.SIGTERM: "t", signal.SIGHUP: "h"}[signum])
+
+        previous = {sig: signal.signal(sig, answer_with) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             self.printer.ask("Ctrl+C: [s]top the run (it saves first), [d]etach (it goes on training), "
                              "or keep [w]atching? ")
             answer = sys.stdin.readline().strip().lower()
-        except KeyboardInterrupt:  # a second Ctrl+C: stop
-            return "s"
+        except _Answered as got:
+            return got.answer
         except OSError:
-            return "d"
+            return "h"
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
         return answer[:1] or "w"
 
     def __call__(self) -> str | None:
@@ -171,21 +192,35 @@ class _Attach:
                 self._stop(now=True, by="a second Ctrl+C in lora-tui train")
                 continue
             answer = self._ask() if sys.stdin.isatty() else "s"
+            if answer == "h":
+                return "detach"
             if answer == "d":
                 self.printer.line(f"detached; the run goes on. Follow it: lora-tui watch {self.run_dir}")
                 return "detach"
             if answer == "s":
                 self._stop(now=False, by="Ctrl+C in lora-tui train", signum=signal.SIGINT)
+            if answer == "t":
+                self._stop(now=False, by="SIGTERM to lora-tui train")
         return None
 
 
-def attach(run_dir: Path) -> int:
+class _Answered(Exception):
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+def attach(run_dir: Path, start: Callable[[], Any] | None = None) -> int:
+    """Follow a run here; ``start`` launches it once the signal handlers are in place, so a Ctrl+C or
+    SIGTERM while it starts is acted on, not lost."""
     from lora_tui.runs.follow import Printer, follow
 
     printer = Printer(sys.stdout, sys.stdout.isatty())
     handler = _Attach(run_dir, printer)
     previous = handler.install()
     try:
+        if start is not None:
+            start()
         return follow(run_dir, sys.stdout, tty=printer.tty, interrupted=handler, printer=printer)
     finally:
         for sig, old in previous.items():
@@ -365,8 +400,9 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
     p.add_argument("--max-train-steps", type=_positive_int, help="a shorter run: overrides max_train_steps and epochs")
     p.add_argument("--name", help="name the run (its folder is <time>-<name>)")
-    p.add_argument("--detach", action="store_true", help="start it and return at once (follow it with lora-tui watch)")
-    p.add_argument("--queue", action="store_true", help="add it to the project's queue (runs one after another)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--detach", action="store_true", help="start it and return at once (then: lora-tui watch)")
+    how.add_argument("--queue", action="store_true", help="add it to the project's queue (runs one after another)")
 
 
 def add_run_parsers(sub: Any) -> None:

@@ -64,3 +64,8 @@ class ModelError(LoraTuiError):
 
 class TrainError(LoraTuiError):
     """Training cannot start or continue: a bad flag, an empty dataset, an unusable state."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a command was preparing something it must not leave half-made (raised by
+    the command's handler, caught by the CLI: exit 143)."""

@@ -101,6 +101,9 @@ def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM)
         # a supervisor is taking it over this very moment: stop it as a running run
         _wait_for_owner(run_dir)
         info = reader.read_run(run_dir, tail=50)
+    if info.state == "unknown":
+        raise LoraTuiError(f"cannot tell whether {info.id} still runs: {info.reason}", path=run_dir,
+                           hint="look for its processes (ps -ef | grep lora_tui) and end them with kill")
     if not info.active:
         return f"{info.id}: already ended ({info.state}); nothing to stop"
     backend = backends.get(str(info.status.get("backend") or "builtin"))

@@ -97,8 +97,16 @@ def progress_line(info: RunInfo, width: int | None = None, *, bar: bool = True) 
     return line
 
 
-def event_line(event: dict[str, Any]) -> str | None:
-    """A notable event as a line of its own; None for the ones the progress line already shows."""
+def event_line(event: dict[str, Any], limit: int = 600) -> str | None:
+    """A notable event as a line of its own (at most ``limit`` characters); None for the ones the
+    progress line already shows."""
+    line = _event_text(event)
+    if line is not None and len(line) > limit:
+        line = line[:limit - 1] + "…"
+    return line
+
+
+def _event_text(event: dict[str, Any]) -> str | None:
     kind = event.get("kind")
     if kind == "start":
         epochs, per = event.get("epochs"), event.get("steps_per_epoch")
@@ -247,6 +255,8 @@ def follow(run_dir: Path, out: TextIO, *, tty: bool, interrupted: Callable[[], s
                 printer.line(text)
         if monitor.ended:
             break
+        if printer.broken:  # nobody reads us any more (`| head`, a closed terminal): leave the run be
+            return 0
         answer = interrupted() if interrupted else None
         if answer in ("detach", "quit"):
             if printer.live:

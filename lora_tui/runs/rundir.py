@@ -111,6 +111,9 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
     if not project.model_path and not project.model_hub_id and not model:
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
                            hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
+    if model and not Path(model).expanduser().exists():
+        raise LoraTuiError("base model not found", path=Path(model).expanduser(),
+                           hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
     return chosen
 
 

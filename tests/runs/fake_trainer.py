@@ -26,6 +26,8 @@ def main() -> int:
     p.add_argument("--step-seconds", type=float, default=0.05)
     p.add_argument("--crash-at", type=int, default=0, help="raise at this step (a traceback, exit 1, no end event)")
     p.add_argument("--workers", type=int, default=0, help="child processes in our group, like data-loader workers")
+    p.add_argument("--session-workers", type=int, default=0,
+                   help="child processes in sessions of their own, like accelerate's multi-process workers")
     p.add_argument("--startup-seconds", type=float, default=0.0)
     args = p.parse_args()
     run_dir = Path(args.run_dir)
@@ -38,6 +40,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     workers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]) for _ in range(args.workers)]
+    for _ in range(args.session_workers):  # not ours to wait for: they outlive us, as torch elastic's do
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True)
     events = contract.EventLog(run_dir)
     owns_status = os.environ.get("LORA_TUI_SUPERVISED") != "1"
     status = contract.new_status(state="starting", **liveness.identify().to_json(), started_at=time.time())

@@ -156,3 +156,47 @@ def test_diff_names_changed_settings_and_captions(tmp_path: Path, tiny_model_dir
     text_out = cli("diff", str(first), str(second)).stdout
     assert "learning_rate: 0.001 → 0.0005" in text_out and "1 captions changed" in text_out
     assert [e["kind"] for e in events(second)].count("end") == 1
+
+
+def test_three_names_for_one_run_is_a_one_line_error(tmp_path: Path) -> None:
+    for command in ("watch", "stop", "resume"):
+        result = cli(command, "a", "b", "c")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "PROJECT RUN" in result.stderr
+
+
+def test_watch_lets_go_when_nobody_reads_its_output(tmp_path: Path) -> None:
+    run = fake_run(project(tmp_path / "p"), "--steps", "100000", "--step-seconds", "0.05")
+    spawn_supervisor(run)
+    piped = subprocess.run(f"{sys.executable} -m lora_tui watch {run} | head -n 2", shell=True, env=ENV,
+                           capture_output=True, text=True, timeout=60)  # would block until the run ends
+    assert len(piped.stdout.splitlines()) == 2
+    cli("stop", str(run), "--now")
+
+
+def test_one_damaged_run_does_not_hide_the_others(tmp_path: Path) -> None:
+    from lora_tui.runs import contract
+
+    root = project(tmp_path / "p")
+    good = fake_run(root, "--steps", "2", run_id="20260101-000000-good")
+    spawn_supervisor(good)
+    wait_for_end(good)
+    bad = root / "runs" / "20260102-000000-bad"
+    bad.mkdir()
+    (bad / "status.json").write_text(json.dumps({"state": "running", "last_step": "x", "started_at": "2020",
+                                                 "pid": [1], "loss": 1e999}))
+    with open(bad / "events.jsonl", "wb") as f:
+        f.write(contract.event_line("step", {"step": 3, "loss": [1], "lr": "fast", "epoch": "two"}))
+    result = cli("runs", str(root))
+    assert result.returncode == 0, result.stderr
+    assert "20260101-000000-good" in result.stdout and "20260102-000000-bad" in result.stdout
+    listed = json.loads(cli("runs", str(root), "--json").stdout)
+    assert {r["id"]: r["state"] for r in listed}["20260101-000000-good"] == "finished"
+
+
+def test_a_run_taken_by_a_killed_drainer_is_started_by_the_next_one(tmp_path: Path) -> None:
+    root = project(tmp_path / "p")
+    run = fake_run(root, "--steps", "5", run_id="20260101-000000-q", launch="queue")
+    (root / "runs" / "queue.json").write_text(json.dumps({"items": [], "current": run.name}))  # taken, not started
+    listed = cli("queue", str(root))
+    assert "restarted" in listed.stderr
+    assert wait_for_end(run, timeout=60).state == "finished"

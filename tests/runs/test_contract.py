@@ -111,3 +111,13 @@ def test_loss_history_is_bounded_and_ordered_whatever_the_length(tmp_path: Path)
         assert 400 <= len(points) <= 500 and steps == sorted(set(steps))
         assert steps[-1] >= 19900 and all(p["loss_avg"] == 0.5 for p in points)
     assert small[-1]["step"] == 20000
+
+
+def test_a_damaged_file_list_makes_diff_say_unknown_not_fail(tmp_path: Path) -> None:
+    import gzip
+
+    from lora_tui.runs.diff import _files
+
+    for payload in (b'{"x": 5}', b'{"x": [[1]]}', b"not gzip"):
+        (tmp_path / "dataset-files.json.gz").write_bytes(gzip.compress(payload) if payload != b"not gzip" else payload)
+        assert _files(tmp_path) is None

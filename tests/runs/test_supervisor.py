@@ -135,3 +135,48 @@ def test_sighup_to_the_supervisor_is_ignored(tmp_path: Path) -> None:
     wait_for_step(run, 1)
     kill(supervisor, signal.SIGHUP)
     assert wait_for_end(run).state == "finished"
+
+
+def _session_workers(run: Path) -> list[int]:
+    from lora_tui.runs import liveness
+
+    return liveness.descendants(status(run)["trainer_pid"])
+
+
+def test_a_killed_launcher_takes_its_workers_with_it_before_the_end_is_recorded(tmp_path: Path) -> None:
+    run = fake_run(project(tmp_path / "p"), "--steps", "100000", "--session-workers", "2")
+    spawn_supervisor(run)
+    wait_for_step(run, 2)
+    workers = wait_until(lambda: len(_session_workers(run)) == 2 and _session_workers(run), what="two workers")
+    wait_until(lambda: len(status(run).get("procs") or []) == 2, what="the supervisor to record them")
+    kill(status(run)["trainer_pid"])
+    info = wait_for_end(run)
+    assert info.state == "crashed" and all(pid_gone(w) for w in workers)
+    assert any(e["kind"] == "warn" and e.get("code") == "orphans" for e in events(run))
+
+
+def test_stop_now_ends_every_process_of_the_launch(tmp_path: Path) -> None:
+    run = fake_run(project(tmp_path / "p"), "--steps", "100000", "--session-workers", "2")
+    spawn_supervisor(run)
+    wait_for_step(run, 2)
+    workers = wait_until(lambda: len(_session_workers(run)) == 2 and _session_workers(run), what="two workers")
+    wait_until(lambda: len(status(run).get("procs") or []) == 2, what="the supervisor to record them")
+    stop_run(run, now=True, by="test")
+    assert wait_for_end(run).state == "stopped"
+    assert all(pid_gone(w) for w in workers)
+
+
+def test_a_stop_while_the_supervisor_takes_over_is_never_lost(tmp_path: Path) -> None:
+    root = project(tmp_path / "p")
+    for i in range(8):
+        run = fake_run(root, "--steps", "100000", run_id=f"20260101-00000{i}-race")
+        subprocess.Popen([sys.executable, "-m", "lora_tui.runs.supervisor", "--detach", str(run)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        stop_run(run, now=False, by="test")
+        info = wait_for_end(run)
+        assert info.state == "stopped", (i, info.state, info.reason)
+        final = status(run)
+        for key in ("pid", "trainer_pid"):
+            if final.get(key):
+                wait_until(lambda pid=final[key]: pid_gone(pid), what=f"{key} to end")

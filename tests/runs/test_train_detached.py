@@ -112,6 +112,13 @@ def test_train_resume_from_a_folder_that_is_not_there_is_a_one_line_error(tmp_pa
     result = subprocess.run([*LORA_TUI, "train", str(root), "--resume", str(tmp_path / "nope")], env=ENV,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no saved state" in result.stderr
+    (tmp_path / "not-a-state").mkdir()
+    result = subprocess.run([*LORA_TUI, "train", str(root), "--resume", str(tmp_path / "not-a-state")], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no train_state.json" in result.stderr
+    result = subprocess.run([*LORA_TUI, "train", str(root), "--model", str(tmp_path / "no-model")], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "base model not found" in result.stderr
     assert not (root / "runs").exists()
 
 
