@@ -4,6 +4,10 @@ Every write goes to a temporary file in the same folder, is flushed to disk, the
 target, so a crash, a full disk or a kill -9 leaves either the old or the new content. Bulk writes
 flush the whole batch with one filesystem sync before the renames: the same guarantee as one fsync
 per file, at a fraction of the cost on 10,000 captions.
+
+Temporary files have one recognisable name, ``.<name>.lora-tui-tmp-<pid>-<hex>``, so a crash leaves
+them findable: :func:`leftover_tmps` finds those of processes that are gone (and those of older
+versions, ``.<name>.<pid>.<hex>.tmp``) and :func:`remove_leftover_tmps` deletes them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable, Mapping
@@ -27,13 +32,71 @@ class WriteError(LoraTuiError):
     applied = 0
 
 
+TMP_MARK = ".lora-tui-tmp-"
+_TMP_RE = re.compile(r"^\..*\.lora-tui-tmp-(\d+)-[0-9a-f]{8}$", re.DOTALL)
+_LEGACY_TMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$", re.DOTALL)  # lora-tui 0.1's name
+
+
+def tmp_name(folder: str, name: str, token: str) -> str:
+    """The temporary file for ``name`` in ``folder`` (long names are cut so the result stays legal)."""
+    return os.path.join(folder, f".{name[:180]}{TMP_MARK}{token}")
+
+
 def _tmp_name(path: str, token: str) -> str:
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{token}.tmp")
+    return tmp_name(folder, name, token)
 
 
-def _new_token() -> str:
-    return f"{os.getpid()}.{secrets.token_hex(4)}"
+def new_token() -> str:
+    """``<pid>-<8 hex>``: the pid says whether the writer may still be alive."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_new_token = new_token
+
+
+def tmp_owner(name: str) -> int | None:
+    """The pid that wrote temporary file ``name``, or None if the name is not one of ours."""
+    match = _TMP_RE.match(name) or _LEGACY_TMP_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def leftover_tmps(folder: Path | str, *, include_live: bool = False) -> list[Path]:
+    """Our temporary files in ``folder`` whose writer is gone (a kill or crash mid-write)."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not entry.name.startswith("."):
+                    continue
+                pid = tmp_owner(entry.name)
+                if pid is not None and (include_live or not pid_alive(pid)) and not entry.is_dir(follow_symlinks=False):
+                    found.append(Path(entry.path))
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def remove_leftover_tmps(folder: Path | str, *, include_live: bool = False) -> int:
+    """Delete :func:`leftover_tmps`; returns how many went. Only names matching ours are touched."""
+    removed = 0
+    for path in leftover_tmps(folder, include_live=include_live):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed += 1
+    return removed
 
 
 def check_many(paths: Iterable[Path | str]) -> dict[str, int]:
