@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,7 @@ class Journal:
         self.legacy_file = self.state_dir / journal_legacy.LEGACY_NAME
         self.allowed = [self.root.resolve(), *(Path(p).resolve() for p in allowed)]
         self.limits = limits or JournalLimits()
+        self.clock: Callable[[], float] = time.time  # when operations happen (tests move it)
         self._root_prefix = os.path.join(str(self.root), "")
         self._done: list[Entry] = []
         self._undone: list[Entry] = []
@@ -190,7 +191,7 @@ class Journal:
     def _run(self, kind: str, target: int | None, label: str, rows: list[Row], texts: dict[int, bytes],
              items: list[Swap]) -> Outcome:
         """Intent, swaps, done: the protocol every operation follows (the lock is held)."""
-        seq = self.store.begin(uuid.uuid4().hex[:12], kind, target, label, time.time(), rows, texts)
+        seq = self.store.begin(uuid.uuid4().hex[:12], kind, target, label, self.clock(), rows, texts)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         try:
             result = swap_many(items, str(self.tmp_dir))
@@ -304,7 +305,7 @@ class Journal:
         except OSError:
             return
         ops = self.store.ops()
-        now = time.time()
+        now = self.clock()
         if size <= self.limits.max_bytes and (not ops or now - ops[0].t <= self.limits.max_age_s):
             return
         victims = plan_trim(ops, self.limits, now, size)

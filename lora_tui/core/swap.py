@@ -53,19 +53,20 @@ def read_current(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     try:
-        chunks = []
-        while True:
+        chunk = os.read(fd, 1 << 16)
+        if len(chunk) < 1 << 16:  # a regular file reads short only at its end: most captions in one call
+            return chunk
+        chunks = [chunk]
+        while chunk:
             chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
             chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
 
-def _why_not_writable(path: str, folder_ok: dict[str, str | None]) -> tuple[str | None, int | None]:
+def _why_not_writable(path: str, folder: str, folder_ok: dict[str, str | None]) -> tuple[str | None, int | None]:
     """A reason the file cannot be replaced (or None), and the mode a replacement keeps (None: new)."""
-    folder = os.path.dirname(path) or "."
     if folder not in folder_ok:
         if not os.path.isdir(folder):
             folder_ok[folder] = f"folder {folder} does not exist"
@@ -90,14 +91,15 @@ def _why_not_writable(path: str, folder_ok: dict[str, str | None]) -> tuple[str 
     return None, st.st_mode & 0o777
 
 
-def _write_tmp(path: str, data: bytes, mode: int) -> None:
-    """Write a new temporary file with exactly ``mode`` (os.open alone would apply the umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_tmp(path: str, data: bytes, mode: int, umask: int) -> None:
+    """Write a new temporary file with exactly ``mode`` (os.open applies the umask; fchmod if it bites)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)
+        if mode & umask:
+            os.fchmod(fd, mode)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -156,25 +158,26 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
     umask = os.umask(0)
     os.umask(umask)
     token = new_token()
-    todo: list[tuple[Swap, str | None]] = []
+    todo: list[tuple[Swap, str, str | None]] = []
     tmps: list[str] = []
     try:
         for n, item in enumerate(items):
-            why, mode = _why_not_writable(item.path, folder_ok)
+            folder, name = os.path.split(item.path)
+            folder = folder or "."
+            why, mode = _why_not_writable(item.path, folder, folder_ok)
             if why:
                 result.left_alone.append((item.path, why))
                 continue
             tmp = None
             if item.data is not None:
-                folder, name = os.path.split(item.path)
-                tmp = tmp_name(_tmp_folder(folder or ".", tmp_dir, devices), f"{n}.{name}", token)
+                tmp = tmp_name(_tmp_folder(folder, tmp_dir, devices), f"{n}.{name}", token)
                 try:
-                    _write_tmp(tmp, item.data, (0o644 & ~umask) if mode is None else mode)
+                    _write_tmp(tmp, item.data, (0o644 & ~umask) if mode is None else mode, umask)
                 except OSError as exc:
                     raise WriteError(f"cannot write: {exc.strerror or exc}", path=item.path,
                                      hint="nothing was changed; free some space or fix the folder") from exc
                 tmps.append(tmp)
-            todo.append((item, tmp))
+            todo.append((item, folder, tmp))
         flush(tmps)
     except BaseException:
         for tmp in tmps:
@@ -183,16 +186,16 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
         raise
     touched: set[str] = set()
     try:
-        for index, (item, tmp) in enumerate(todo):
+        for index, (item, folder, tmp) in enumerate(todo):
             why = _swap_one(item, tmp)
             if why is None:
                 result.written.append(item.path)
-                touched.add(os.path.dirname(item.path) or ".")
+                touched.add(folder)
             else:
                 result.left_alone.append((item.path, why))
-            todo[index] = (item, None)
+            todo[index] = (item, folder, None)
     finally:
-        for _, tmp in todo:  # interrupted (Ctrl-C): no temporary outlives us
+        for _, _, tmp in todo:  # interrupted (Ctrl-C): no temporary outlives us
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -203,32 +206,35 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
 
 def _swap_one(item: Swap, tmp: str | None) -> str | None:
     """Replace one file if it still holds what the caller read; the reason if not."""
+    why = _try_swap(item, tmp)
+    if tmp is not None and (why is not None or item.expect is None):  # a rename did not consume it
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return why
+
+
+def _try_swap(item: Swap, tmp: str | None) -> str | None:
     try:
-        try:
-            current = read_current(item.path)
-        except OSError as exc:
-            return f"cannot read: {exc.strerror or exc}"
-        if current != item.expect:
-            return CHANGED_ELSEWHERE
-        try:
-            if tmp is None:
-                if current is not None:
-                    os.unlink(item.path)
-            elif item.expect is None:
-                _create(tmp, item.path)
-            else:
-                _replace(tmp, item.path)
-        except FileExistsError:
-            return CHANGED_ELSEWHERE  # created by someone else since the check
-        except FileNotFoundError:
-            return CHANGED_ELSEWHERE if tmp is None else "cannot replace: its temporary file vanished"
-        except OSError as exc:
-            return f"cannot replace: {exc.strerror or exc}"
-        return None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        current = read_current(item.path)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if current != item.expect:
+        return CHANGED_ELSEWHERE
+    try:
+        if tmp is None:
+            if current is not None:
+                os.unlink(item.path)
+        elif item.expect is None:
+            _create(tmp, item.path)
+        else:
+            _replace(tmp, item.path)
+    except FileExistsError:
+        return CHANGED_ELSEWHERE  # created by someone else since the check
+    except FileNotFoundError:
+        return CHANGED_ELSEWHERE if tmp is None else "cannot replace: its temporary file vanished"
+    except OSError as exc:
+        return f"cannot replace: {exc.strerror or exc}"
+    return None
 
 
 def _create(tmp: str, path: str) -> None:
@@ -256,7 +262,7 @@ def _replace(tmp: str, path: str) -> None:
         folder, name = os.path.split(path)
         local = tmp_name(folder or ".", name, new_token())
         try:
-            _write_tmp(local, data, mode)
+            _write_tmp(local, data, mode, 0o777)
             _fsync_path(local)
             os.replace(local, path)
         finally:
