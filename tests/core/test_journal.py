@@ -198,3 +198,14 @@ def test_forget_clears_the_history_and_keeps_the_files(tmp_path: Path) -> None:
     journal.forget()
     assert not Journal(tmp_path).can_undo and paths[0].read_text() == "tag0, cat\n"
     assert not (tmp_path / ".lora-tui" / "journal.db").exists()
+
+
+def test_a_symlinked_caption_is_reported_and_the_link_kept(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 2)
+    target = tmp_path / "real.txt"
+    target.write_text(paths[1].read_text())
+    paths[1].unlink()
+    paths[1].symlink_to(target)
+    outcome = Journal(tmp_path).apply("edit", _edit(paths))
+    assert paths[1].is_symlink() and target.read_text() == "tag1, dog\n"
+    assert "1.txt (is a symlink" in outcome.report(tmp_path) and paths[0].read_text() == "tag0, cat\n"
