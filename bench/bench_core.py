@@ -1,13 +1,16 @@
 """Core budgets, measured as ratios against a baseline taken in the same run (issues #2 and #9).
 
-    python bench/bench_core.py [--images 10000] [--repeat 5] [--growth-ops 100] [--growth-files 2000]
+    python bench/bench_core.py [--images 10000] [--repeat 5] [--gap 0] [--growth-ops 100] [--growth-files 2000]
 
 1. Scanning a 10,000-image project with captions vs. a bare ``os.scandir`` plus reading every
    caption file (budget: ≤ 2×).
 2. Renaming a tag across 10,000 captions as ``lora-tui captions P rename --yes`` does it after its
    scan (write lock, preview, journal intent, compare-and-swap of every file, done) vs. a plain
    in-place rewrite of the same files (read, replace, write; no lock, no journal, not atomic), in
-   alternating rounds on the same disk (budget: ≤ 1.3×, median of the per-round ratios).
+   alternating rounds on the same disk (budget: ≤ 1.3×, median of the per-round ratios). ``--gap S``
+   waits S seconds before each measurement: on ext4 without a journal (some VMs), creating files
+   within ~30 s of deleting thousands is many times slower (the allocator skips recently deleted
+   inodes), which back-to-back rounds of a 10,000-file rename measure rather than the rename.
 3. Journal growth over 100 bulk edits of 2,000 small captions, each producing new text, vs. the
    size of the changed text itself (budget: ≤ 2×); then the time to list the history (≤ 0.1 s).
 Also reported: header sizing of all images and the steps math, for information.
@@ -75,6 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds to wait before each timed rename")
     ap.add_argument("--growth-ops", type=int, default=100)
     ap.add_argument("--growth-files", type=int, default=2000)
     args = ap.parse_args()
@@ -96,12 +100,12 @@ def main() -> None:
         report = steps.compute(proj, scans)
         print(f"steps math (sizes cached): {(time.perf_counter() - t0) * 1000:.1f} ms -> {report.summary_line()}")
 
-        bench_rename(proj, args.repeat)
+        bench_rename(proj, args.repeat, args.gap)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         bench_growth(Path(tmp), args.growth_ops, args.growth_files)
 
 
-def bench_rename(proj: project.Project, rounds: int) -> None:
+def bench_rename(proj: project.Project, rounds: int, gap: float = 0.0) -> None:
     """Alternate our journaled rename and a plain rewrite on the same files; compare per round."""
     ours_times, plain_times, ratios = [], [], []
     journal = Journal.for_project(proj)
@@ -109,6 +113,7 @@ def bench_rename(proj: project.Project, rounds: int) -> None:
     for n in range(rounds):
         targets = bulk.select_targets(scan.scan_project(proj))  # the CLI's scan, not timed
         os.sync()
+        time.sleep(gap)
         t0 = time.perf_counter()
         with journal.lock.hold():
             journal.recover()
@@ -118,6 +123,7 @@ def bench_rename(proj: project.Project, rounds: int) -> None:
         assert outcome is not None and outcome.written == len(preview) and not outcome.left_alone
         # the baseline renames back (to the journal, an outside edit), so every round starts alike
         os.sync()
+        time.sleep(gap)
         paths = [c.path for c in preview.changes]
         t0 = time.perf_counter()
         for path in paths:

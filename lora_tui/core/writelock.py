@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lora_tui.core.errors import BusyError
+from lora_tui.core.errors import BusyError, JournalError
 
 LOCK_NAME = "write.lock"
 DEFAULT_WAIT_S = 5.0
@@ -99,8 +99,8 @@ class WriteLock:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise BusyError(f"cannot open the write lock: {exc.strerror or exc}", path=self.file,
-                            hint="check that the project's .lora-tui folder is writable") from None
+            raise JournalError(f"cannot open the write lock: {exc.strerror or exc}", path=self.file,
+                               hint="check that the project's .lora-tui folder is writable") from None
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -115,8 +115,8 @@ class WriteLock:
                 time.sleep(POLL_S)
             except OSError as exc:
                 os.close(fd)
-                raise BusyError(f"cannot lock: {exc.strerror or exc}", path=self.file,
-                                hint="a filesystem without file locks cannot hold lora-tui state") from None
+                raise JournalError(f"cannot lock: {exc.strerror or exc}", path=self.file,
+                                   hint="a file system without file locks cannot hold lora-tui's state") from None
         info = json.dumps({"pid": os.getpid(), "command": self.command + (f": {what}" if what else ""),
                            "since": time.time()}, ensure_ascii=False).encode("utf-8")
         with contextlib.suppress(OSError):

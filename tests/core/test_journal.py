@@ -177,8 +177,8 @@ def test_temporaries_live_in_the_journal_folder_not_beside_the_captions(
     monkeypatch.setattr(swap.os, "replace", spy)
     Journal(tmp_path).apply("edit", _edit(paths))
     monkeypatch.undo()
-    assert len(seen) == 20 and all(Path(s).parent == tmp_path / ".lora-tui" / "tmp" for s in seen)
-    assert not our_temporaries(tmp_path)
+    assert len(seen) == 20 and all(Path(s).parent.parent == tmp_path / ".lora-tui" / "tmp" for s in seen)
+    assert not our_temporaries(tmp_path) and not list((tmp_path / ".lora-tui" / "tmp").iterdir())
 
 
 def test_writes_outside_the_project_are_refused(tmp_path: Path) -> None:

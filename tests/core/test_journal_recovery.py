@@ -119,15 +119,17 @@ def test_recovery_removes_leftover_temporaries_of_ours_and_nothing_else(tmp_path
         Journal(tmp_path).apply("dog → cat", _edit(paths))
     monkeypatch.undo()
     gone = dead_pid()
+    batch = tmp_path / ".lora-tui" / "tmp" / f".batch.lora-tui-tmp-{gone}-00ff00ff"
+    batch.mkdir(parents=True)
     ours = [tmp_path / f".0.txt.lora-tui-tmp-{gone}-0123abcd", tmp_path / f".1.txt.{gone}.89abcdef.tmp",
-            tmp_path / ".lora-tui" / "tmp" / f".2.1.txt.lora-tui-tmp-{gone}-00ff00ff"]
+            batch / f".2.1.txt.lora-tui-tmp-{gone}-00ff00ff"]
     theirs = [tmp_path / ".notes.txt.swp", tmp_path / "draft.lora-tui-tmp-1-0123abcd",
               tmp_path / f".0.txt.lora-tui-tmp-{gone}-xyz"]
     for path in ours + theirs:
         path.write_text("x")
     line = Journal(tmp_path).recover()
     assert line.endswith("; 3 temporary files removed")
-    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs) and not batch.exists()
 
 
 def test_an_operation_whose_writer_is_alive_is_not_touched(tmp_path: Path) -> None:
