@@ -101,8 +101,9 @@ def main() -> None:
         print(f"steps math (sizes cached): {(time.perf_counter() - t0) * 1000:.1f} ms -> {report.summary_line()}")
 
         bench_rename(proj, args.repeat, args.gap)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        bench_growth(Path(tmp), args.growth_ops, args.growth_files)
+    if args.growth_ops:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+            bench_growth(Path(tmp), args.growth_ops, args.growth_files)
 
 
 def bench_rename(proj: project.Project, rounds: int, gap: float = 0.0) -> None:

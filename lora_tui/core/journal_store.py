@@ -75,12 +75,13 @@ class Store:
     def __init__(self, state_dir: Path) -> None:
         self.file = Path(state_dir) / DB_NAME
 
-    def exists(self) -> bool:
-        return self.file.exists()
-
     @contextlib.contextmanager
     def connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection in autocommit mode (transactions are explicit); creates the file if asked."""
+        """A connection in autocommit mode (transactions are explicit).
+
+        Without ``create``, a journal that does not exist (or never got its tables: a crash while
+        creating it) raises FileNotFoundError, which readers take as "no history yet".
+        """
         if not create and not self.file.exists():
             raise FileNotFoundError(self.file)
         try:
@@ -91,10 +92,18 @@ class Store:
             raise self._error(exc) from None
         try:
             conn.execute("PRAGMA synchronous=FULL")
-            if create:
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES('version', ?)", (SCHEMA_VERSION,))
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            if row is None:
+                if not create:
+                    raise FileNotFoundError(self.file)
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: freed pages go back
+                conn.executescript(f"BEGIN;{_SCHEMA}INSERT INTO meta VALUES('version', '{SCHEMA_VERSION}');COMMIT;")
+            else:
+                version = conn.execute("SELECT v FROM meta WHERE k='version'").fetchone()
+                if version is None or version[0] != SCHEMA_VERSION:
+                    raise JournalError("the caption journal was written by another version of lora-tui",
+                                       path=self.file, hint="upgrade lora-tui, or clear it: lora-tui captions "
+                                       "PROJECT forget")
             yield conn
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):

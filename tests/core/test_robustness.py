@@ -201,3 +201,15 @@ def test_a_file_where_configs_should_be(simple_project: Path) -> None:
     (simple_project / "configs").write_text("in the way")
     with pytest.raises(ConfigError, match="configs folder"):
         configs.write(project.load(simple_project))
+
+
+def test_a_journal_from_another_version_is_refused_with_the_fix(tmp_path: Path) -> None:
+    import sqlite3
+
+    paths = _caps(tmp_path, 1)
+    Journal(tmp_path).apply("edit", [Change(paths[0], paths[0].read_text(), "cat\n")])
+    with sqlite3.connect(tmp_path / ".lora-tui" / "journal.db") as conn:
+        conn.execute("UPDATE meta SET v='99' WHERE k='version'")
+    with pytest.raises(JournalError, match="another version of lora-tui.*forget"):
+        Journal(tmp_path)
+    assert paths[0].read_text() == "cat\n"
