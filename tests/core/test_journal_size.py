@@ -95,3 +95,21 @@ def test_trimming_drops_an_edit_with_its_undos_and_redos_and_skips_interrupted_o
     ops = [_op(1), _op(2, "undo", 1), _op(3, "redo", 1), _op(4), _op(5, state="intent"), _op(6)]
     limits = JournalLimits(max_bytes=0, keep_last=1)
     assert plan_trim(ops, limits, now=0.0, size=10_000) == [1, 2, 3, 4]
+
+
+def test_the_caps_are_project_settings(tmp_path: Path) -> None:
+    import pytest
+
+    from lora_tui.core import project
+    from lora_tui.core.errors import ConfigError
+    from tests.helpers import write_project
+
+    write_project(tmp_path, [{"resolution": 512, "subsets": [{"image_dir": "."}]}])
+    file = tmp_path / "lora-tui.toml"
+    base = file.read_text()
+    file.write_text(base.replace("[project]", "[project]\njournal_max_mb = 50\njournal_max_days = 7.5"))
+    limits = Journal.for_project(project.load(tmp_path)).limits
+    assert (limits.max_bytes, limits.max_age_s, limits.keep_last) == (50 << 20, 7.5 * 86400, 20)
+    file.write_text(base.replace("[project]", "[project]\njournal_max_mb = 0"))
+    with pytest.raises(ConfigError, match="journal_max_mb: must be at least 1"):
+        project.load(tmp_path)

@@ -210,6 +210,6 @@ def test_a_journal_from_another_version_is_refused_with_the_fix(tmp_path: Path) 
     Journal(tmp_path).apply("edit", [Change(paths[0], paths[0].read_text(), "cat\n")])
     with sqlite3.connect(tmp_path / ".lora-tui" / "journal.db") as conn:
         conn.execute("UPDATE meta SET v='99' WHERE k='version'")
-    with pytest.raises(JournalError, match="another version of lora-tui.*forget"):
+    with pytest.raises(JournalError, match=r"another version of lora-tui.*forget"):
         Journal(tmp_path)
     assert paths[0].read_text() == "cat\n"
