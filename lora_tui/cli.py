@@ -257,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        from lora_tui.cli_captions import recover_before
+
+        recover_before(args)  # finish a caption edit a crash interrupted, before anything reads captions
         return func(args)
     except LoraTuiError as exc:
         sys.stderr.write(f"lora-tui: error: {exc}\n")

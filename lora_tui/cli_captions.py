@@ -1,23 +1,32 @@
-"""``lora-tui captions``: bulk caption edits with a preview, journaled undo/redo, tag statistics."""
+"""``lora-tui captions``: bulk caption edits with a preview, journaled undo/redo, tag statistics.
+
+Exit codes: 0 done; 3 done except for the captions listed as left alone (changed elsewhere since
+they were read, or not writable); 75 another process is writing captions (retry); 2 an error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 OPS = ("stats", "add", "remove", "rename", "replace", "trigger", "dedupe", "sort",
-       "undo", "redo", "history", "forget")
+       "undo", "redo", "history", "forget", "clean")
+EXIT_LEFT_ALONE = 3
 
 
 def add_captions_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "captions", help="bulk caption edits (preview first, --yes applies), undo/redo, tag stats",
         description="Operations: stats; add TAG [--front]; remove TAG; rename OLD NEW; replace FIND REPL "
-                    "[--regex] [--ignore-case]; trigger WORD; dedupe; sort; undo; redo; history; forget.")
+                    "[--regex] [--ignore-case]; trigger WORD; dedupe; sort; undo; redo; history; forget; clean "
+                    "(remove temporary files interrupted writes left behind). Exit 0 done, 3 some captions "
+                    "were left alone (listed), 75 another process is writing captions, 2 error.")
     p.add_argument("project")
     p.add_argument("op", choices=OPS)
     p.add_argument("values", nargs="*", help="the tag(s) or texts the operation takes")
@@ -44,8 +53,42 @@ def _need(args: argparse.Namespace, n: int, usage: str) -> list[str]:
     return list(args.values)
 
 
+def recover_before(args: argparse.Namespace) -> None:
+    """The CLI's one recovery hook: before any command on a project, finish a caption operation
+    that a crash or kill interrupted (one line on stderr says what was done).
+
+    Never blocks (a writer that holds the lock is alive, not interrupted) and never fails the
+    command: a journal problem is reported by the caption commands themselves.
+    """
+    from lora_tui.core.errors import LoraTuiError
+
+    if getattr(args, "command", None) == "open" or not getattr(args, "project", None):
+        return  # the app recovers at start and shows it on screen
+    try:
+        from lora_tui.core import project
+        from lora_tui.core.journal import Journal
+
+        root = project.find_root(Path(args.project))
+        if not (root / ".lora-tui").is_dir():
+            return
+        line = Journal(root).recover()
+    except LoraTuiError:
+        return
+    if line:
+        sys.stderr.write(f"lora-tui: {line}\n")
+
+
+def _finish(outcome: Any, root: Path, out: Callable[[str], Any]) -> int:
+    """Print what was left alone (one line) and pick the exit code."""
+    note = outcome.report(root) if outcome is not None else None
+    if note:
+        out(note + "\n")
+        return EXIT_LEFT_ALONE
+    return 0
+
+
 def run_captions(args: argparse.Namespace) -> int:
-    from lora_tui.core import bulk, project, scan
+    from lora_tui.core import fsio, project
     from lora_tui.core.journal import Journal, clear_journal
 
     proj = project.load(Path(args.project))
@@ -54,18 +97,41 @@ def run_captions(args: argparse.Namespace) -> int:
         clear_journal(proj.root)
         out("caption history cleared\n")
         return 0
-    journal = Journal(proj.root, [s.image_dir for s in proj.subsets if s.image_dir])
+    journal = Journal.for_project(proj)
     if args.op in ("undo", "redo"):
-        entry = journal.undo() if args.op == "undo" else journal.redo()
-        out(f"{args.op}: {entry.label} ({len(entry.changes)} files)\n" if entry else f"nothing to {args.op}\n")
-        return 0
+        outcome = journal.undo() if args.op == "undo" else journal.redo()
+        if outcome is None:
+            out(f"nothing to {args.op}\n")
+            return 0
+        out(f"{args.op}: {outcome.label} ({outcome.written} files)\n" if outcome.applied
+            else f"{args.op} not done: {outcome.label}\n")
+        return _finish(outcome, proj.root, out)
     if args.op == "history":
         for entry in journal.history():
-            out(f"{entry.id}  {len(entry.changes):>6} files  {entry.label}\n")
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.t))
+            out(f"{entry.id}  {when}  {entry.files:>6} files  {entry.label}\n")
         nxt = journal.peek_redo()
         if nxt:
             out(f"(redo available: {nxt.label})\n")
         return 0
+    if args.op == "clean":
+        folders = {journal.tmp_dir, *(s.image_dir for s in proj.subsets if s.image_dir)}
+        removed = sum(fsio.remove_leftover_tmps(folder) for folder in sorted(folders))
+        out(f"removed {removed} temporary files left by interrupted writes\n")
+        return 0
+    # a write holds the lock from reading the captions to the last rename, so a second writer
+    # waits and then edits what the first one wrote (or gives up, naming who holds it)
+    with journal.lock.hold() if args.yes and args.op != "stats" else contextlib.nullcontext():
+        if args.yes:
+            line = journal.recover()
+            if line:
+                sys.stderr.write(f"lora-tui: {line}\n")
+        return _bulk(args, proj, journal, out)
+
+
+def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str], Any]) -> int:
+    from lora_tui.core import bulk, scan
+
     targets = bulk.select_targets(scan.scan_project(proj), args.subset, args.include_reg)
     if args.op == "stats":
         counts = bulk.tag_counts(targets)
@@ -93,19 +159,25 @@ def run_captions(args: argparse.Namespace) -> int:
         preview = bulk.dedupe_tags(targets)
     else:
         preview = bulk.sort_tags(targets)
+    outcome = preview.apply(journal) if args.yes and preview.changes else None
     if args.json:
-        out(json.dumps({"label": preview.label, "applied": bool(args.yes and preview.changes),
+        left = outcome.left_alone if outcome else ()
+        out(json.dumps({"label": preview.label, "applied": bool(outcome and outcome.applied),
+                        "written": outcome.written if outcome else 0,
                         "changes": [{"path": str(c.path), "before": c.before, "after": c.after}
-                                    for c in preview.changes], "skipped": list(preview.skipped)},
+                                    for c in preview.changes], "skipped": list(preview.skipped),
+                        "left_alone": [{"path": str(p), "reason": why} for p, why in left]},
                        ensure_ascii=False, indent=2) + "\n")
-    else:
-        out(preview.render() + "\n")
+        return EXIT_LEFT_ALONE if left else 0
+    out(preview.render() + "\n")
     if not preview.changes:
         return 0
-    if args.yes:
-        preview.apply(journal)
-        if not args.json:
-            out(f"applied; undo with: lora-tui captions {args.project} undo\n")
-    elif not args.json:
+    if outcome is None:
         out("preview only: add --yes to apply\n")
-    return 0
+        return 0
+    if outcome.applied:
+        out(f"applied to {outcome.written} of {len(preview.changes)} caption files; "
+            f"undo with: lora-tui captions {args.project} undo\n")
+    else:
+        out("nothing applied\n")
+    return _finish(outcome, proj.root, out)

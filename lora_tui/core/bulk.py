@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
-from lora_tui.core.journal import Change, Entry, Journal
+from lora_tui.core.journal import Change, Journal, Outcome
 from lora_tui.core.project import Subset
 from lora_tui.core.scan import ImageRecord, caption_target, load_caption
 
@@ -35,8 +35,9 @@ class Preview:
     def __len__(self) -> int:
         return len(self.changes)
 
-    def apply(self, journal: Journal) -> Entry | None:
-        return journal.apply(self.label, self.changes)
+    def apply(self, journal: Journal, *, wait: float | None = None) -> Outcome | None:
+        """Write the changes through the journal; captions changed since the preview are left alone."""
+        return journal.apply(self.label, self.changes, wait=wait)
 
     def render(self, limit: int = 20) -> str:
         """Human-readable diff: path, then - before / + after for the first ``limit`` files."""

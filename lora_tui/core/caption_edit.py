@@ -1,4 +1,4 @@
-"""Editing one caption by hand: the same journal and atomic write as the bulk operations."""
+"""Editing one caption by hand: the same journal, lock and compare-and-swap as the bulk operations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from lora_tui.core.errors import CaptionError
 from lora_tui.core.journal import Change, Journal
 from lora_tui.core.project import Subset
 from lora_tui.core.scan import ImageRecord, caption_target, load_caption
+from lora_tui.core.swap import CHANGED_ELSEWHERE
+
+
+class CaptionConflict(CaptionError):
+    """The caption file changed on disk since the editor loaded it; nothing was overwritten."""
 
 
 def current_text(record: ImageRecord) -> str:
@@ -16,11 +21,14 @@ def current_text(record: ImageRecord) -> str:
     return record.caption.raw if record.caption is not None else ""
 
 
-def save_caption(journal: Journal, subset: Subset, record: ImageRecord, text: str) -> bool:
+def save_caption(journal: Journal, subset: Subset, record: ImageRecord, text: str, *,
+                 wait: float | None = None) -> bool:
     """Write ``text`` as the image's caption file (journaled, atomic); False if nothing changed.
 
     A new file is only created for non-blank text, so an untouched uncaptioned image keeps falling
-    back to class_tokens. The record is updated to what is now on disk.
+    back to class_tokens. The record is updated to what is now on disk. If the file no longer holds
+    what the record says (someone else saved it), :class:`CaptionConflict` is raised and nothing is
+    written; :class:`~lora_tui.core.errors.BusyError` if another writer holds the lock past ``wait``.
     """
     if record.caption_pending:
         load_caption(record)
@@ -38,7 +46,13 @@ def save_caption(journal: Journal, subset: Subset, record: ImageRecord, text: st
         before = (BOM if record.caption.had_bom else "") + record.caption.raw
     if before == text:
         return False
-    journal.apply(f"edit caption {record.name}", [Change(target, before, text)])
+    outcome = journal.apply(f"edit caption {record.name}", [Change(target, before, text)], wait=wait)
+    if outcome is not None and outcome.left_alone:
+        _, why = outcome.left_alone[0]
+        if why == CHANGED_ELSEWHERE:
+            raise CaptionConflict("caption file changed on disk since it was loaded; nothing was overwritten",
+                                  path=target, hint="keep yours or load theirs")
+        raise CaptionError(f"cannot save: {why}", path=target)
     record.caption = CaptionText(text)
     if record.caption_name is None:
         record.caption_name = target.name

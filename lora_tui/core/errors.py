@@ -54,6 +54,15 @@ class JournalError(LoraTuiError):
     """Undo/redo cannot proceed without overwriting someone else's change."""
 
 
+class BusyError(JournalError):
+    """Another process (or another part of the app) is writing captions right now; retry shortly.
+
+    Exit code 75 is sysexits' EX_TEMPFAIL: a script may simply run the command again.
+    """
+
+    exit_code = 75
+
+
 class ImageError(LoraTuiError):
     """An image file cannot be read as an image."""
 

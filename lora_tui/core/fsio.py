@@ -3,7 +3,11 @@
 Every write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
 target, so a crash, a full disk or a kill -9 leaves either the old or the new content. Bulk writes
 flush the whole batch with one filesystem sync before the renames: the same guarantee as one fsync
-per file, at a fraction of the cost on 10,000 captions.
+per file, at a fraction of the cost on 10,000 captions (see :mod:`lora_tui.core.swap`).
+
+Temporary files have one recognisable name, ``.<name>.lora-tui-tmp-<pid>-<hex>``, so a crash leaves
+them findable: :func:`leftover_tmps` finds those of processes that are gone (and those of older
+versions, ``.<name>.<pid>.<hex>.tmp``) and :func:`remove_leftover_tmps` deletes them.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from lora_tui.core.errors import LoraTuiError
@@ -27,13 +32,75 @@ class WriteError(LoraTuiError):
     applied = 0
 
 
+TMP_MARK = ".lora-tui-tmp-"
+_TMP_RE = re.compile(r"^\..*\.lora-tui-tmp-(\d+)-[0-9a-f]{8}$", re.DOTALL)
+_LEGACY_TMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$", re.DOTALL)  # lora-tui 0.1's name
+
+
+def tmp_name(folder: str, name: str, token: str) -> str:
+    """The temporary file for ``name`` in ``folder`` (long names are cut so the result stays legal)."""
+    return os.path.join(folder, f".{name[:180]}{TMP_MARK}{token}")
+
+
 def _tmp_name(path: str, token: str) -> str:
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{token}.tmp")
+    return tmp_name(folder, name, token)
 
 
-def _new_token() -> str:
-    return f"{os.getpid()}.{secrets.token_hex(4)}"
+def new_token() -> str:
+    """``<pid>-<8 hex>``: the pid says whether the writer may still be alive."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+
+def tmp_owner(name: str) -> int | None:
+    """The pid that wrote temporary file ``name``, or None if the name is not one of ours."""
+    match = _TMP_RE.match(name) or _LEGACY_TMP_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def leftover_tmps(folder: Path | str, *, include_live: bool = False) -> list[Path]:
+    """Our temporary files (and batch folders of them) in ``folder`` whose writer is gone."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not entry.name.startswith("."):
+                    continue
+                pid = tmp_owner(entry.name)
+                if pid is not None and (include_live or not pid_alive(pid)):
+                    found.append(Path(entry.path))
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def remove_leftover_tmps(folder: Path | str, *, include_live: bool = False) -> int:
+    """Delete :func:`leftover_tmps`; returns how many files went. Only names matching ours are
+    touched: a batch folder loses the temporaries in it, then goes if that left it empty."""
+    removed = 0
+    for path in leftover_tmps(folder, include_live=include_live):
+        if path.is_dir() and not path.is_symlink():
+            removed += remove_leftover_tmps(path, include_live=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed += 1
+    return removed
 
 
 def check_many(paths: Iterable[Path | str]) -> dict[str, int]:
@@ -74,7 +141,7 @@ def check_writable(path: Path | str) -> int:
 
 
 def _write_tmp(path: str, data: bytes, *, sync: bool, mode: int = 0o644, token: str = "") -> str:
-    tmp = _tmp_name(path, token or _new_token())
+    tmp = _tmp_name(path, token or new_token())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -93,7 +160,7 @@ def _write_tmp(path: str, data: bytes, *, sync: bool, mode: int = 0o644, token: 
     return tmp
 
 
-def _fsync_dir(folder: Path | str) -> None:
+def fsync_dir(folder: Path | str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -113,7 +180,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise WriteError(f"cannot replace: {exc.strerror or exc}", path=path) from exc
-    _fsync_dir(os.path.dirname(path) or ".")
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -124,7 +191,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 _libc = None
 
 
-def _syncfs(folder: Path | str) -> bool:
+def syncfs(folder: Path | str) -> bool:
     """Flush every dirty page of the filesystem holding ``folder``; False if unsupported."""
     global _libc
     if _libc is None:
@@ -137,55 +204,6 @@ def _syncfs(folder: Path | str) -> bool:
         return _libc.syncfs(fd) == 0
     finally:
         os.close(fd)
-
-
-def atomic_write_many(items: Iterable[tuple[Path | str, bytes]], modes: Mapping[str, int] | None = None) -> None:
-    """Atomically replace many files at once, all-or-nothing up to the rename step.
-
-    All targets are checked first (or pass ``modes`` from :func:`check_many`), all temporaries are
-    written and flushed, and only then renamed; if anything fails before the renames, no target
-    has changed. Serial on purpose: renames in one folder serialise on its lock (threads measured
-    slower here).
-    """
-    pairs = [(os.fspath(p), d) for p, d in items]
-    if not pairs:
-        return
-    modes = modes if modes is not None else check_many(p for p, _ in pairs)
-    token = _new_token()
-    tmps: list[str] = []
-    try:
-        for path, data in pairs:
-            tmps.append(_write_tmp(path, data, sync=False, mode=modes.get(path, 0o644), token=token))
-        if not _syncfs(os.path.dirname(pairs[0][0]) or "."):
-            for tmp in tmps:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-    except BaseException:
-        for tmp in tmps:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
-    first_error: tuple[str, OSError] | None = None
-    applied = 0
-    for (path, _), tmp in zip(pairs, tmps):
-        try:
-            os.replace(tmp, path)
-            applied += 1
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            first_error = first_error or (path, exc)
-    for folder in {os.path.dirname(p) or "." for p, _ in pairs}:
-        _fsync_dir(folder)
-    if first_error:
-        path, exc = first_error
-        error = WriteError(f"cannot replace: {exc.strerror or exc} ({applied} of {len(pairs)} files were "
-                           "replaced)", path=path)
-        error.applied = applied
-        raise error from exc
 
 
 def append_line(path: Path, line: str) -> None:

@@ -1,27 +1,40 @@
-"""The caption journal: every edit is recorded before it is applied, so undo survives restarts.
+"""The caption journal: every caption write is an operation that can be undone, even after a crash.
 
-``.lora-tui/journal.jsonl`` is append-only. An ``edit`` line carries each file's text before and
-after; ``undo``/``redo`` lines move the cursor; ``abort`` marks an edit whose writes never happened.
-Replaying the file rebuilds the undo and redo stacks, so quitting the app, a crash or a kill -9 loses
-neither the edits nor their history.
+An operation (an edit, an undo, a redo) runs under the project's write lock (:mod:`.writelock`):
+
+1. its intent, every file's text before and after, is committed to ``.lora-tui/journal.db``
+   (:mod:`.journal_store`, texts stored once however many operations share them);
+2. the files are swapped in, each only if it still holds what the operation read (:mod:`.swap`):
+   a caption changed elsewhere meanwhile, or one that cannot be written, is left alone and reported;
+3. it is marked done, listing only the files it wrote.
+
+If the process dies between 1 and 3, the next command or app start finds the intent and
+:meth:`Journal.recover` finishes it file by file (or drops it if no file had changed yet), so
+history stays true. A journal of lora-tui 0.1 (``journal.jsonl``) is migrated the first time.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lora_tui.core.errors import JournalError
-from lora_tui.core.fsio import WriteError, append_line, atomic_write_many, check_many, check_writable
+from lora_tui.core import journal_legacy
+from lora_tui.core.errors import BusyError, JournalError
+from lora_tui.core.fsio import WriteError, remove_leftover_tmps
+from lora_tui.core.journal_plan import Entry, JournalLimits, Outcome, plan_trim, replay
+from lora_tui.core.journal_store import OpRow, Row, Store, text_hash
+from lora_tui.core.swap import CHANGED_ELSEWHERE, Swap, read_current, swap_many
+from lora_tui.core.writelock import WriteLock
 
-JOURNAL_NAME = "journal.jsonl"
+__all__ = ["Change", "Entry", "Journal", "JournalLimits", "Outcome", "clear_journal"]
+
+STATE_DIR = ".lora-tui"
+TMP_DIR = "tmp"
 
 
 @dataclass(frozen=True)
@@ -33,86 +46,55 @@ class Change:
     after: str | None
 
 
-@dataclass(frozen=True)
-class Entry:
-    id: str
-    label: str
-    t: float
-    changes: tuple[Change, ...]
-
-
-def _read_current(path: Path) -> str | None:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JournalError(f"cannot read: {exc}", path=path) from None
+def _enc(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8")
 
 
 class Journal:
-    """Undo/redo over caption files, persisted in ``<project>/.lora-tui/journal.jsonl``."""
+    """Undo/redo over caption files, persisted in ``<project>/.lora-tui/journal.db``.
 
-    def __init__(self, root: Path, allowed: Iterable[Path] = ()) -> None:
+    ``allowed`` are the folders (besides the project) edits may write in: the subsets' image
+    folders. ``command`` is how this process is named to another writer that has to wait.
+    Call :meth:`recover` once when a program starts on a project (it also migrates a 0.1 journal);
+    every operation recovers first by itself as well.
+    """
+
+    def __init__(self, root: Path, allowed: Iterable[Path] = (), *, limits: JournalLimits | None = None,
+                 command: str | None = None) -> None:
         self.root = Path(root)
-        self.file = self.root / ".lora-tui" / JOURNAL_NAME
+        self.state_dir = self.root / STATE_DIR
+        self.store = Store(self.state_dir)
+        self.lock = WriteLock(self.state_dir, command)
+        self.tmp_dir = self.state_dir / TMP_DIR
+        self.legacy_file = self.state_dir / journal_legacy.LEGACY_NAME
         self.allowed = [self.root.resolve(), *(Path(p).resolve() for p in allowed)]
+        self.limits = limits or JournalLimits()
+        self.clock: Callable[[], float] = time.time  # when operations happen (tests move it)
         self._root_prefix = os.path.join(str(self.root), "")
-        self._entries: dict[str, Entry] = {}
-        self._done: list[str] = []
-        self._undone: list[str] = []
-        self._cleared_redo: tuple[str, list[str]] = ("", [])
-        self._load()
+        self._done: list[Entry] = []
+        self._undone: list[Entry] = []
+        self._pending: list[OpRow] = []
+        self.refresh()
 
-    # -- persistence -----------------------------------------------------------------------
+    @classmethod
+    def for_project(cls, project, command: str | None = None) -> Journal:
+        """The journal of a loaded :class:`~lora_tui.core.project.Project`, with its folders and limits."""
+        return cls(project.root, [s.image_dir for s in project.subsets if s.image_dir],
+                   limits=JournalLimits.from_project(project), command=command)
+
+    # -- paths ------------------------------------------------------------------------------
     def _rel(self, path: Path | str) -> str:
         text = os.fspath(path)
         return text[len(self._root_prefix):] if text.startswith(self._root_prefix) else text
 
-    def _abs(self, raw: str) -> Path:
-        path = Path(raw)
-        return path if path.is_absolute() else self.root / path
+    def _abs(self, raw: str) -> str:
+        return raw if os.path.isabs(raw) else os.path.join(self.root, raw)
 
-    def _load(self) -> None:
-        try:
-            data = self.file.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise JournalError(f"cannot read the caption journal: {exc.strerror or exc}", path=self.file,
-                               hint="fix its permissions, or clear it: lora-tui captions PROJECT forget") from None
-        for raw in data.split(b"\n"):
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                if isinstance(rec, dict):
-                    self._replay(rec)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a torn record after a crash (its edit never applied) or a damaged line
+    # -- state --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the operations (another process may have written since)."""
+        self._done, self._undone, self._pending = replay(self.store.ops())
 
-    def _replay(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("kind")
-        if kind == "edit":
-            changes = tuple(Change(self._abs(c["path"]), c.get("before"), c.get("after"))
-                            for c in rec.get("changes", []))
-            entry = Entry(str(rec["id"]), rec.get("label", ""), rec.get("t", 0.0), changes)
-            self._entries[entry.id] = entry
-            self._done.append(entry.id)
-            self._cleared_redo = (entry.id, list(self._undone))
-            self._undone.clear()
-        elif kind == "abort" and rec.get("id") in self._done:
-            self._done.remove(rec["id"])
-            if self._cleared_redo[0] == rec["id"]:  # an edit that never happened keeps redo alive
-                self._undone = self._cleared_redo[1]
-        elif kind == "undo" and self._done and self._done[-1] == rec.get("id"):
-            self._undone.append(self._done.pop())
-        elif kind == "redo" and self._undone and self._undone[-1] == rec.get("id"):
-            self._done.append(self._undone.pop())
-
-    def _append(self, rec: dict[str, Any]) -> None:
-        append_line(self.file, json.dumps(rec, ensure_ascii=False))
-        self._replay(rec)
-
-    # -- queries ----------------------------------------------------------------------------
     @property
     def can_undo(self) -> bool:
         return bool(self._done)
@@ -121,17 +103,33 @@ class Journal:
     def can_redo(self) -> bool:
         return bool(self._undone)
 
+    @property
+    def interrupted(self) -> bool:
+        """An operation was interrupted (or is running in another process right now)."""
+        return bool(self._pending) or self.legacy_file.exists()
+
     def history(self) -> list[Entry]:
-        """Applied edits, oldest first."""
-        return [self._entries[i] for i in self._done]
+        """Applied edits, oldest first (reads only the small operations table)."""
+        self.refresh()
+        return list(self._done)
 
     def peek_undo(self) -> Entry | None:
-        return self._entries[self._done[-1]] if self._done else None
+        return self._done[-1] if self._done else None
 
     def peek_redo(self) -> Entry | None:
-        return self._entries[self._undone[-1]] if self._undone else None
+        return self._undone[-1] if self._undone else None
 
-    # -- mutations --------------------------------------------------------------------------
+    def changes(self, entry: Entry) -> list[Change]:
+        """The files an edit's current state covers, with their texts (for display and tests)."""
+        rows = self.store.rows(entry.state_op)
+        texts = self.store.texts(h for _, b, a in rows for h in (b, a))
+
+        def text(h: int | None) -> str | None:
+            return None if h is None else texts[h].decode("utf-8")
+
+        return [Change(Path(self._abs(p)), text(b), text(a)) for p, b, a in rows]
+
+    # -- operations ------------------------------------------------------------------------------
     def _check_allowed(self, paths: Iterable[Path]) -> None:
         """Caption edits stay inside the project and the image folders it names (resolved once per folder)."""
         verdicts: dict[str, bool] = {}
@@ -142,102 +140,196 @@ class Journal:
                 verdicts[parent] = any(real == a or a in real.parents for a in self.allowed)
             if not verdicts[parent]:
                 raise WriteError("refusing to write outside the project and its image folders", path=path)
-            if os.path.islink(path):
-                raise WriteError("caption file is a symlink; an atomic save would replace the link", path=path,
-                                 hint="replace the link with a copy of the file")
 
-    def apply(self, label: str, changes: Sequence[Change]) -> Entry | None:
-        """Journal then write ``changes``; refuses if a file changed since the preview was made."""
+    def apply(self, label: str, changes: Sequence[Change], *, wait: float | None = None) -> Outcome | None:
+        """Journal then write ``changes``; a file that no longer holds ``before`` is left alone.
+
+        Waits up to ``wait`` seconds for another writer (default: :func:`writelock.default_wait`).
+        """
         changes = [c for c in changes if c.before != c.after]
         if not changes:
             return None
         self._check_allowed(c.path for c in changes)
-        for change in changes:
-            if _read_current(change.path) != change.before:
-                raise JournalError("file changed on disk since the preview", path=change.path,
-                                   hint="preview the edit again")
-        modes = check_many(c.path for c in changes)
-        entry = Entry(uuid.uuid4().hex[:12], label, time.time(), tuple(changes))
-        append_line(self.file, json.dumps(
-            {"kind": "edit", "id": entry.id, "t": entry.t, "label": label,
-             "changes": [{"path": self._rel(c.path), "before": c.before, "after": c.after} for c in changes]},
-            ensure_ascii=False))
-        self._entries[entry.id] = entry
-        self._done.append(entry.id)
-        self._cleared_redo = (entry.id, list(self._undone))
-        self._undone.clear()
-        self._write(entry.id, [(c.path, c.after) for c in changes], modes, on_failure="abort")
-        return entry
+        with self.lock.hold(wait, label):
+            self._recover_locked()
+            rows: list[Row] = []
+            texts: dict[int, bytes] = {}
+            items: list[Swap] = []
+            for change in changes:
+                before, after = _enc(change.before), _enc(change.after)
+                hashes = []
+                for data in (before, after):
+                    h = None if data is None else text_hash(data)
+                    if h is not None:
+                        texts[h] = data
+                    hashes.append(h)
+                rows.append((self._rel(change.path), hashes[0], hashes[1]))
+                items.append(Swap(os.fspath(change.path), before, after))
+            return self._run("edit", None, label, rows, texts, items)
 
-    def _write(self, entry_id: str, targets: list[tuple[Path, str | None]], modes: dict[str, int] | None,
-               *, on_failure: str) -> None:
-        """Write the targets (None = delete); if that fails, journal ``on_failure`` so the history
-        again matches the files (``abort`` for a new edit, the inverse move for undo/redo)."""
-        writes = [(p, t.encode("utf-8")) for p, t in targets if t is not None]
+    def undo(self, *, wait: float | None = None) -> Outcome | None:
+        """Restore the files of the last edit (those changed elsewhere since are left alone)."""
+        return self._move(undo=True, wait=wait)
+
+    def redo(self, *, wait: float | None = None) -> Outcome | None:
+        return self._move(undo=False, wait=wait)
+
+    def _move(self, *, undo: bool, wait: float | None) -> Outcome | None:
+        kind = "undo" if undo else "redo"
+        with self.lock.hold(wait, kind):
+            self._recover_locked()
+            stack = self._done if undo else self._undone
+            if not stack:
+                return None
+            entry = stack[-1]
+            rows = [(p, a, b) for p, b, a in self.store.rows(entry.state_op)]  # back the way it came
+            texts = self.store.texts(h for _, b, a in rows for h in (b, a))
+            items = [Swap(self._abs(p), None if b is None else texts[b], None if a is None else texts[a])
+                     for p, b, a in rows]
+            return self._run(kind, entry.seq, entry.label, rows, {}, items)
+
+    def _run(self, kind: str, target: int | None, label: str, rows: list[Row], texts: dict[int, bytes],
+             items: list[Swap]) -> Outcome:
+        """Intent, swaps, done: the protocol every operation follows (the lock is held)."""
+        seq = self.store.begin(uuid.uuid4().hex[:12], kind, target, label, self.clock(), rows, texts)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         try:
-            atomic_write_many(writes, modes)
-        except WriteError as exc:
-            if exc.applied == 0:  # nothing changed on disk: history goes back to match the files
-                self._append({"kind": on_failure, "id": entry_id, "t": time.time()})
-            # else some files changed: the entry stays, so undo/redo can finish or revert it
+            result = swap_many(items, str(self.tmp_dir))
+        except WriteError:
+            self.store.finish(seq, [], aborted=True)  # nothing was replaced
+            self.refresh()
             raise
-        for path, text in targets:
-            if text is None:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    raise WriteError(f"cannot delete: {exc.strerror or exc}", path=path) from exc
+        left = tuple((Path(p), why) for p, why in result.left_alone)
+        # an edit that wrote nothing leaves no trace; an undo/redo blocked only by outside changes
+        # still moves on (its edit has been superseded), one blocked by a fixable error does not
+        aborted = not result.written and (kind == "edit" or any(why != CHANGED_ELSEWHERE for _, why in left))
+        self.store.finish(seq, [self._rel(p) for p, _ in left], aborted=aborted)
+        self._trim()
+        self.refresh()
+        return Outcome(kind, label, len(result.written), left, applied=not aborted)
 
-    def undo(self) -> Entry | None:
-        """Restore the files of the last edit; a file edited elsewhere since is a conflict."""
-        entry = self.peek_undo()
-        if entry is None:
+    # -- recovery ---------------------------------------------------------------------------------
+    def recover(self, wait: float | None = 0.0) -> str | None:
+        """Finish (or drop) operations a crash interrupted; one line saying what was done, or None.
+
+        If another process holds the lock, its operation is not interrupted but running: nothing
+        is done (with the default ``wait`` of 0, this never blocks).
+        """
+        self.refresh()
+        if not self.interrupted:
             return None
-        targets = self._plan(entry, forward=False)
-        self._append({"kind": "undo", "id": entry.id, "t": time.time()})
-        self._write(entry.id, targets, None, on_failure="redo")
-        return entry
-
-    def redo(self) -> Entry | None:
-        entry = self.peek_redo()
-        if entry is None:
+        try:
+            with self.lock.hold(wait, "recovering an interrupted caption edit"):
+                lines = self._recover_locked()
+        except BusyError:
             return None
-        targets = self._plan(entry, forward=True)
-        self._append({"kind": "redo", "id": entry.id, "t": time.time()})
-        self._write(entry.id, targets, None, on_failure="undo")
-        return entry
+        return "; ".join(lines) or None
 
-    def _plan(self, entry: Entry, *, forward: bool) -> list[tuple[Path, str | None]]:
-        targets = []
-        for c in entry.changes:
-            want, have = (c.after, c.before) if forward else (c.before, c.after)
-            current = _read_current(c.path)
-            if current == want:
-                continue  # already there (e.g. the edit was interrupted before this file)
-            if current != have:
-                raise JournalError("file was changed outside lora-tui since this edit", path=c.path,
-                                   hint="edit it by hand, or clear the history: lora-tui captions PROJECT forget")
-            check_writable(c.path)
-            targets.append((c.path, want))
-        return targets
+    def _recover_locked(self) -> list[str]:
+        lines = []
+        if self.legacy_file.exists():
+            lines.append(self._migrate_legacy())
+        self.refresh()
+        for op in self._pending:
+            lines.append(self._finish_interrupted(op))
+        if self._pending:
+            self.refresh()
+        return lines
 
-    def forget(self) -> None:
+    def _finish_interrupted(self, op: OpRow) -> str:
+        rows = self.store.rows(op.seq)
+        texts = self.store.texts(h for _, b, a in rows for h in (b, a))
+        finished, todo, left = 0, [], []
+        for p, hb, ha in rows:
+            before, after = (None if hb is None else texts[hb]), (None if ha is None else texts[ha])
+            try:
+                current = read_current(self._abs(p))
+            except OSError as exc:
+                left.append((p, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if current == after:
+                finished += 1
+            elif current == before:
+                todo.append(Swap(self._abs(p), before, after))
+            else:
+                left.append((p, CHANGED_ELSEWHERE))
+        what = f"edit '{op.label}'" if op.kind == "edit" else f"{op.kind} of '{op.label}'"
+        if not finished:  # nothing had changed yet: drop it (no file is touched)
+            self.store.finish(op.seq, [], aborted=True)
+            return f"dropped an interrupted {what} (no caption had changed yet){self._sweep(rows)}"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        result = swap_many(todo, str(self.tmp_dir))
+        left += [(self._rel(p), why) for p, why in result.left_alone]
+        self.store.finish(op.seq, [p for p, _ in left])
+        outcome = Outcome(op.kind, op.label, finished + len(result.written),
+                          tuple((Path(self._abs(p)), why) for p, why in left), applied=True)
+        note = outcome.report(self.root)
+        return (f"recovered an interrupted {what}: {outcome.written} captions finished"
+                + (f"; {note}" if note else "") + self._sweep(rows))
+
+    def _sweep(self, rows: Iterable[Row]) -> str:
+        """Delete our temporaries: all in the journal's folder (we hold the lock), dead ones elsewhere."""
+        removed = remove_leftover_tmps(self.tmp_dir, include_live=True)
+        for folder in {os.path.dirname(self._abs(p)) for p, _, _ in rows}:
+            removed += remove_leftover_tmps(folder)
+        return f"; {removed} temporary files removed" if removed else ""
+
+    def _migrate_legacy(self) -> str:
+        """Move a 0.1 ``journal.jsonl`` into the database (one transaction), then delete it."""
+        history = journal_legacy.read_legacy(self.legacy_file)
+        ops = []
+        for entry in [*history.done, *reversed(history.undone)]:
+            rows, texts = [], {}
+            for path, before, after in entry.changes:
+                hashes = []
+                for text in (before, after):
+                    data = _enc(text)
+                    hashes.append(None if data is None else text_hash(data))
+                    if data is not None:
+                        texts[hashes[-1]] = data
+                rows.append((path, hashes[0], hashes[1]))
+            ops.append((entry, rows, texts))
+        undone_ids = [e.id for e in history.undone]
+        self.store.import_ops(ops, undone_ids)
+        rows_all = [r for _, rows, _ in ops for r in rows]
+        swept = self._sweep(rows_all)
+        self.legacy_file.unlink()
+        self.refresh()
+        return f"moved the caption history to {self.store.file} ({len(ops)} edits){swept}"
+
+    # -- size ---------------------------------------------------------------------------------------
+    def _trim(self) -> None:
+        """Keep the journal under its size and age caps (oldest operations first, never the last few)."""
+        try:
+            size = self.store.file.stat().st_size
+        except OSError:
+            return
+        ops = self.store.ops()
+        now = self.clock()
+        if size <= self.limits.max_bytes and (not ops or now - ops[0].t <= self.limits.max_age_s):
+            return
+        victims = plan_trim(ops, self.limits, now, size)
+        if victims:
+            self.store.drop(victims)
+
+    def forget(self, *, wait: float | None = None) -> None:
         """Drop the history (files stay as they are)."""
-        clear_journal(self.root)
-        self._entries.clear()
-        self._done.clear()
-        self._undone.clear()
+        clear_journal(self.root, wait=wait, lock=self.lock)
+        self.refresh()
 
 
-def clear_journal(root: Path) -> None:
-    """Remove a project's caption history, even one too damaged to load."""
-    file = Path(root) / ".lora-tui" / JOURNAL_NAME
-    try:
-        if file.is_dir():
-            shutil.rmtree(file)
-        elif file.exists() or file.is_symlink():
-            file.unlink()
-    except OSError as exc:
-        raise JournalError(f"cannot remove the journal: {exc.strerror or exc}", path=file) from None
+def clear_journal(root: Path, *, wait: float | None = None, lock: WriteLock | None = None) -> None:
+    """Remove a project's caption history, even one too damaged to load, and our temporaries."""
+    state_dir = Path(root) / STATE_DIR
+    lock = lock or WriteLock(state_dir)
+    with lock.hold(wait, "clearing the caption history"):
+        Store(state_dir).clear()
+        legacy = state_dir / journal_legacy.LEGACY_NAME
+        try:
+            if legacy.is_dir():
+                shutil.rmtree(legacy)
+            elif legacy.exists() or legacy.is_symlink():
+                legacy.unlink()
+        except OSError as exc:
+            raise JournalError(f"cannot remove the journal: {exc.strerror or exc}", path=legacy) from None
+        remove_leftover_tmps(state_dir / TMP_DIR, include_live=True)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lora_tui.core import clip_tokens, images
+from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
 
@@ -79,6 +80,8 @@ def check_project(project: Project, *, deep: bool = False, scans: list[SubsetSca
     out: list[Finding] = []
     add: Callable[..., None] = lambda *a, **k: out.append(Finding(*a, **k))  # noqa: E731
     _check_settings(project, add)
+    _check_leftovers(project, project.state_dir / "tmp", sorted(p.name for p in leftover_tmps(
+        project.state_dir / "tmp")), "the caption journal", add)
     scans = scans if scans is not None else scan_project(project)
     tokenizer = clip_tokens.find_tokenizer(project.model_path, _tokenizer_dirs(project))
     seen: dict[tuple[int, str], Subset] = {}
@@ -157,6 +160,15 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
                 "set [project] sd_scripts_dir to your kohya-ss/sd-scripts checkout")
 
 
+def _check_leftovers(project: Project, folder: Path | None, names: list[str], what: str,
+                     add: Callable[..., None]) -> None:
+    """Temporary files of ours whose writer is gone (a crash mid-write that no recovery removed)."""
+    if names and folder is not None:
+        add(WARNING, "leftover-temp", f"{what}: {len(names)} temporary files left by interrupted writes "
+            f"({', '.join(names[:3])}{', …' if len(names) > 3 else ''})", str(folder),
+            f"remove them: lora-tui captions {project.root} clean")
+
+
 def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
                   tokenizer: clip_tokens.ClipTokenizer | None, deep: bool, stop: Callable[[], bool]) -> None:
     sub = scan.subset
@@ -166,6 +178,8 @@ def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
         add(ERROR, "subset-unreadable", f"{sub.label}: {scan.error}", where,
             "fix image_dir in lora-tui.toml")
         return
+    _check_leftovers(project, folder, sorted(n for n in scan.names if n.startswith(".") and (
+        pid := tmp_owner(n)) is not None and not pid_alive(pid)), sub.label, add)
     if int(sub.get("num_repeats")) < 1:
         add(WARNING, "repeats-zero", f"{sub.label}: num_repeats < 1, sd-scripts ignores this subset",
             str(project.file), "set num_repeats to 1 or more")

@@ -29,7 +29,8 @@ STATE_DIR = ".lora-tui"
 BACKENDS = ("builtin", "sd-scripts")
 # Keys of ours allowed inside [[datasets.subsets]]; stripped when rendering sd-scripts' TOML.
 PROJECT_SUBSET_KEYS = {"name": "str", "trigger_word": "str"}
-PROJECT_KEYS = {"name": "str", "backend": "str", "sd_scripts_dir": "str", "description": "str"}
+PROJECT_KEYS = {"name": "str", "backend": "str", "sd_scripts_dir": "str", "description": "str",
+                "journal_max_mb": "number", "journal_max_days": "number"}  # caption history caps
 LAUNCH_KEYS = {"num_processes": "int", "num_machines": "int", "num_cpu_threads_per_process": "int",
                "gpu_ids": "str", "main_process_port": "int", "mixed_precision": "str", "machine_rank": "int",
                "main_process_ip": "str"}

@@ -108,6 +108,8 @@ ARGPARSE_ONLY = ("prior_loss_weight", "debug_dataset", "max_token_length")
 
 # Value bounds (inclusive) beyond the type: values sd-scripts would divide by, or reject later.
 RANGES: dict[str, tuple[float | None, float | None]] = {
+    "journal_max_mb": (1, None),  # lora-tui's own [project] keys
+    "journal_max_days": (1, None),
     "batch_size": (1, None),
     "resolution": (64, None),
     "min_bucket_reso": (1, None),

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import signal
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 
 from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.ui.commands import CaptionCommands, ConfigCommands, DatasetCommands, ProjectCommands
 from lora_tui.ui.screens.overview import OverviewScreen
@@ -45,6 +47,33 @@ class LoraTuiApp(App[int]):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # the SSH link is gone: leave cleanly so screens save what is being edited
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+        self._recover_then_open()
+
+    def _recover_then_open(self) -> None:
+        """Finish a caption edit a crash interrupted before any screen reads the captions."""
+        try:
+            journal = Journal(self.project.root)
+            interrupted = journal.interrupted
+        except LoraTuiError as exc:  # a damaged journal: say so, the rest of the app still works
+            self.notify(str(exc), severity="error", markup=False, timeout=15)
+            interrupted = False
+        if not interrupted:
+            self.push_screen(OverviewScreen(self.project))
+            return
+        self.notify("finishing a caption edit that was interrupted…", markup=False, timeout=3)
+        self._recover(journal)
+
+    @work(thread=True, exit_on_error=False)
+    def _recover(self, journal: Journal) -> None:
+        try:
+            line = journal.recover(wait=None)
+        except LoraTuiError as exc:
+            line = f"could not recover the interrupted caption edit: {exc}"
+        self.call_from_thread(self._recovered, line)
+
+    def _recovered(self, line: str | None) -> None:
+        if line:
+            self.notify(line, markup=False, timeout=20)
         self.push_screen(OverviewScreen(self.project))
 
     def action_toggle_help(self) -> None:

@@ -19,7 +19,8 @@ def _caps(tmp_path: Path, n: int = 3) -> list[Path]:
     return write_caption_files(tmp_path, n, prefix="t")
 
 
-def test_a_rename_failing_midway_keeps_the_edit_undoable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rename_failing_midway_is_reported_and_the_rest_stays_undoable(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _caps(tmp_path)
     real, calls = os.replace, {"n": 0}
 
@@ -30,10 +31,9 @@ def test_a_rename_failing_midway_keeps_the_edit_undoable(tmp_path: Path, monkeyp
         return real(src, dst)
 
     monkeypatch.setattr(fsio.os, "replace", flaky)
-    with pytest.raises(WriteError) as err:
-        Journal(tmp_path).apply("edit", [Change(p, p.read_text(), "cat\n") for p in paths])
+    outcome = Journal(tmp_path).apply("edit", [Change(p, p.read_text(), "cat\n") for p in paths])
     monkeypatch.undo()
-    assert err.value.applied == 2 and "2 of 3 files were replaced" in str(err.value)
+    assert outcome.written == 2 and "1.txt (cannot replace: Input/output error)" in outcome.report(tmp_path)
     journal = Journal(tmp_path)
     assert journal.can_undo
     journal.undo()
@@ -48,16 +48,33 @@ def test_an_edit_after_a_torn_journal_line_is_not_lost(tmp_path: Path) -> None:
     assert Journal(tmp_path).peek_undo().label == "second"
 
 
-def test_damaged_journal_records_are_skipped(tmp_path: Path) -> None:
+def test_damaged_old_journal_records_are_skipped(tmp_path: Path) -> None:
+    paths = _caps(tmp_path, 1)
     (tmp_path / ".lora-tui").mkdir()
-    (tmp_path / ".lora-tui" / "journal.jsonl").write_text('[1, 2]\n{"kind": "edit"}\n"x"\n')
-    assert not Journal(tmp_path).can_undo
+    good = json.dumps({"kind": "edit", "id": "e1", "label": "ok", "t": 1.0,
+                       "changes": [{"path": "0.txt", "before": "x\n", "after": paths[0].read_text()}]})
+    (tmp_path / ".lora-tui" / "journal.jsonl").write_text(f'[1, 2]\n{{"kind": "edit"}}\n"x"\n{good}\n')
+    journal = Journal(tmp_path)
+    assert "1 edits" in journal.recover()
+    assert [e.label for e in journal.history()] == ["ok"]
 
 
 def test_an_unreadable_journal_is_a_one_line_error_and_forget_clears_it(tmp_path: Path) -> None:
     (tmp_path / ".lora-tui" / "journal.jsonl").mkdir(parents=True)
     with pytest.raises(JournalError, match="forget"):
+        Journal(tmp_path).recover()
+    from lora_tui.core.journal import clear_journal
+
+    clear_journal(tmp_path)
+    assert Journal(tmp_path).recover() is None and not Journal(tmp_path).can_undo
+
+
+def test_a_damaged_journal_database_is_a_one_line_error_and_forget_clears_it(tmp_path: Path) -> None:
+    (tmp_path / ".lora-tui").mkdir()
+    (tmp_path / ".lora-tui" / "journal.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="forget") as err:
         Journal(tmp_path)
+    assert "\n" not in str(err.value)
     from lora_tui.core.journal import clear_journal
 
     clear_journal(tmp_path)
@@ -184,3 +201,15 @@ def test_a_file_where_configs_should_be(simple_project: Path) -> None:
     (simple_project / "configs").write_text("in the way")
     with pytest.raises(ConfigError, match="configs folder"):
         configs.write(project.load(simple_project))
+
+
+def test_a_journal_from_another_version_is_refused_with_the_fix(tmp_path: Path) -> None:
+    import sqlite3
+
+    paths = _caps(tmp_path, 1)
+    Journal(tmp_path).apply("edit", [Change(paths[0], paths[0].read_text(), "cat\n")])
+    with sqlite3.connect(tmp_path / ".lora-tui" / "journal.db") as conn:
+        conn.execute("UPDATE meta SET v='99' WHERE k='version'")
+    with pytest.raises(JournalError, match=r"another version of lora-tui.*forget"):
+        Journal(tmp_path)
+    assert paths[0].read_text() == "cat\n"

@@ -63,8 +63,7 @@ async def test_edit_a_caption_saves_it_atomically_and_undo_survives_a_restart(sa
     async with app.run_test(size=(140, 45)) as pilot:
         await _open_dataset(pilot)
         await pilot.press("u")
-        await pilot.pause()
-        assert caption.read_text() == original
+        await wait_until(pilot, lambda: caption.read_text() == original, "the undo")
 
 
 async def test_navigation_saves_the_edit_in_progress(sample_copy: Path) -> None:
@@ -127,14 +126,13 @@ async def test_rename_a_tag_everywhere_with_a_preview_then_undo_after_restart(sa
         assert "14 caption files change" in str(app.screen.preview.render())
         assert [p.read_text() for p in captions] == before  # nothing written before confirming
         await pilot.press("enter")
-        await pilot.pause()
-        assert all("cropped hair" in p.read_text() and "short hair" not in p.read_text() for p in captions)
+        await wait_until(pilot, lambda: all("cropped hair" in p.read_text() and "short hair" not in p.read_text()
+                                            for p in captions), "the rename")
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 45)) as pilot:
         await _open_dataset(pilot)
         await pilot.press("u")
-        await pilot.pause()
-    assert [p.read_text() for p in captions] == before
+        await wait_until(pilot, lambda: [p.read_text() for p in captions] == before, "the undo")
 
 
 async def test_picking_a_tag_filters_the_list_and_escape_clears_it(sample_copy: Path) -> None:
@@ -300,5 +298,5 @@ async def test_autosave_waits_for_a_pause_in_typing_so_undo_takes_back_the_whole
         await wait_until(pilot, lambda: caption.read_text() != original, "the autosave after the pause")
         assert caption.read_text() == original.rstrip("\n") + ", smile\n"
         await pilot.press("escape", "u")
-        await pilot.pause()
+        await wait_until(pilot, lambda: not screen.writing and not screen.workers, "the undo")
         assert caption.read_text() == original  # one undo step: the whole word

@@ -1,7 +1,9 @@
 """Dataset screen: image list, preview and caption editor, driven from the keyboard.
 
 Captions save automatically (leaving an image, leaving the editor, after a pause in typing, on
-exit) through the core journal, so every edit is atomic and undoable across restarts.
+exit) through the core journal, so every edit is atomic and undoable across restarts. Saves never
+overwrite a caption changed on disk meanwhile and never wait on another writer (see
+:mod:`.dataset_journal`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
 from lora_tui.core import scan
-from lora_tui.core.caption_edit import current_text, save_caption
+from lora_tui.core.caption_edit import CaptionConflict, current_text, save_caption
 from lora_tui.core.captions import caption_lines
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
-from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.errors import BusyError, LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
@@ -28,6 +30,7 @@ from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
 from lora_tui.ui.screens.dataset_actions import DatasetActions
 from lora_tui.ui.screens.dataset_chips import CaptionModes
+from lora_tui.ui.screens.dataset_journal import JournalWrites
 from lora_tui.ui.screens.dataset_watch import OutsideChanges
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
@@ -39,7 +42,7 @@ AUTOSAVE_SECONDS = 1.5
 CAPTION_SLICE_S = 0.004  # caption reading per UI tick while the list is already usable
 
 
-class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, Screen):
+class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, JournalWrites, Screen):
     BINDING_GROUP_TITLE = "Dataset"
     HELP = """
 ## Dataset
@@ -94,7 +97,7 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.project = project
         self.focus_path = focus  # an image, caption or folder to show first (from a lint finding)
         self.marks = ReviewMarks(project.root)
-        self.journal = Journal(project.root, [s.image_dir for s in project.subsets if s.image_dir])
+        self.journal = Journal.for_project(project, command="lora-tui (the terminal app)")
         self.index: DatasetIndex | None = None
         self.row: Row | None = None
         self._reverting = False
@@ -216,7 +219,11 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self.restore_pending_edit()
         self._status()
 
-    def _save_current(self) -> bool:
+    def _save_current(self, wait: float | None = 0.0) -> bool:
+        """Save the editor's text; False (the edit stays in the editor) if it cannot be saved now.
+
+        ``wait`` 0: never block the UI on another writer (autosave retries); quitting waits.
+        """
         editor = self.editor
         if self.row is None or not editor.dirty:
             return True
@@ -226,10 +233,20 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             return False
         self.note_own_write(caption_target(self.row.subset, self.row.record))
         try:
-            changed = save_caption(self.journal, self.row.subset, self.row.record, editor.text)
+            changed = save_caption(self.journal, self.row.subset, self.row.record, editor.text, wait=wait)
+        except BusyError as exc:
+            self.save_blocked(exc)
+            return False
+        except CaptionConflict:
+            self.conflict_key = self.row.key
+            self.notify(f"{self.row.record.name}: its caption was changed outside lora-tui while you edited it: "
+                        "ctrl+o keeps your text, ctrl+l loads the one on disk",
+                        severity="error", markup=False, timeout=15)
+            return False
         except LoraTuiError as exc:
             self.notify(str(exc), severity="error", markup=False, timeout=8)
             return False
+        self.save_unblocked()
         editor.loaded_text = editor.text
         if changed:
             self.row.forget_text()
@@ -250,7 +267,8 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         if self.index is None:
             return
         reviewed, total = self.index.progress()
-        dirty = " · unsaved" if self.editor.dirty else ""
+        dirty = " · unsaved" if self.editor.dirty and not self.save_waiting else ""
+        dirty += self.busy_label()
         if not self.captions_ready:
             dirty += " · reading captions…"
         cursor = self.image_list.cursor + 1 if self.index.view else 0
@@ -306,25 +324,6 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self._status()
         self.notify("every image here is reviewed", timeout=3)
 
-    def action_undo(self) -> None:
-        self._journal_move(undo=True)
-
-    def action_redo(self) -> None:
-        self._journal_move(undo=False)
-
-    def _journal_move(self, *, undo: bool) -> None:
-        self._save_current()
-        try:
-            entry = self.journal.undo() if undo else self.journal.redo()
-        except LoraTuiError as exc:
-            self.notify(str(exc), severity="error", markup=False, timeout=8)
-            return
-        if entry is None:
-            self.notify(f"nothing to {'undo' if undo else 'redo'}", timeout=2)
-            return
-        self.notify(f"{'undid' if undo else 'redid'}: {entry.label} ({len(entry.changes)} files)", markup=False)
-        self._reload(self.image_list.cursor)
-
     def _reload(self, cursor: int) -> None:
         """Rescan after files changed on disk, keeping the filter and the cursor."""
         if self.row is not None and self.editor.dirty and self._pending_edit is None:
@@ -347,6 +346,6 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self._status()
 
     def on_unmount(self) -> None:
-        self._save_current()  # quitting never loses an edit in progress
+        self._save_current(wait=None)  # quitting never loses an edit in progress (waits for another writer)
         self.stop_watching()
 

@@ -12,6 +12,7 @@ from lora_tui.core import bulk
 from lora_tui.core.bulk import Preview
 from lora_tui.core.dataset_index import ORDERS, Filter
 from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.journal import Outcome
 from lora_tui.ui.screens.modals import AskReplace, AskText, ConfirmPreview, ReplaceRequest
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
@@ -19,7 +20,8 @@ STATES = (None, "unreviewed", "flagged", "excluded", "uncaptioned", "reviewed")
 
 
 class DatasetActions:
-    """Mixed into DatasetScreen; expects ``index``, ``journal``, ``image_list`` and ``_reload``."""
+    """Mixed into DatasetScreen; expects ``index``, ``journal``, ``image_list``, ``_reload`` and the
+    :class:`~lora_tui.ui.screens.dataset_journal.JournalWrites` helpers."""
 
     # -- filters ---------------------------------------------------------------------------
     def _set_filter(self, flt: Filter) -> None:
@@ -113,16 +115,15 @@ class DatasetActions:
             self.notify(f"{preview.label}: no caption changes", timeout=3, markup=False)
             return
 
-        def done(ok: bool | None) -> None:
-            if not ok:
-                return
-            try:
-                preview.apply(self.journal)
-            except LoraTuiError as exc:
-                self.notify(str(exc), severity="error", markup=False, timeout=10)
-            else:
-                self.notify(f"{preview.label}: {len(preview.changes)} captions changed (u undoes)", markup=False)
+        def applied(outcome: Outcome | None) -> None:
+            if outcome is not None:
+                self.tell(f"{preview.label}: {outcome.written} captions changed (u undoes)", outcome)
             self._reload(self.image_list.cursor)
+
+        def done(ok: bool | None) -> None:
+            if ok:  # captions changed since the preview are left alone and named (core compares each)
+                self.run_write(f"applying {preview.label}…", lambda wait: preview.apply(self.journal, wait=wait),
+                               applied)
 
         self.app.push_screen(ConfirmPreview(preview), done)
 
