@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lora_tui.core import clip_tokens, images
+from lora_tui.core import clip_tokens, images, unsaved
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
@@ -82,6 +82,11 @@ def check_project(project: Project, *, deep: bool = False, scans: list[SubsetSca
     _check_settings(project, add)
     _check_leftovers(project, project.state_dir / "tmp", sorted(p.name for p in leftover_tmps(
         project.state_dir / "tmp")), "the caption journal", add)
+    kept = unsaved.stashed(project.root)
+    if kept:
+        add(WARNING, "unsaved-edits", f"{len(kept)} caption edit(s) could not be saved when the app closed and are "
+            f"kept ({', '.join(p.name for p in kept[:3])}{' …' if len(kept) > 3 else ''})",
+            str(unsaved.folder(project.root)), "copy each over its caption (its .json note names it), then delete it")
     scans = scans if scans is not None else scan_project(project)
     tokenizer = clip_tokens.find_tokenizer(project.model_path, _tokenizer_dirs(project))
     seen: dict[tuple[int, str], Subset] = {}

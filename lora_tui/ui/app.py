@@ -58,7 +58,7 @@ class LoraTuiApp(App[int]):
             self.notify(str(exc), severity="error", markup=False, timeout=15)
             interrupted = False
         if not interrupted:
-            self.push_screen(OverviewScreen(self.project))
+            self._open_overview()
             return
         self.notify("finishing a caption edit that was interrupted…", markup=False, timeout=3)
         self._recover(journal)
@@ -74,6 +74,16 @@ class LoraTuiApp(App[int]):
     def _recovered(self, line: str | None) -> None:
         if line:
             self.notify(line, markup=False, timeout=20)
+        self._open_overview()
+
+    def _open_overview(self) -> None:
+        from lora_tui.core import unsaved
+
+        kept = unsaved.stashed(self.project.root)
+        if kept:
+            self.notify(f"{len(kept)} caption edit(s) could not be saved when the app last closed; they are kept "
+                        f"in {unsaved.folder(self.project.root)} (copy them over the captions, then delete them)",
+                        severity="warning", markup=False, timeout=30)
         self.push_screen(OverviewScreen(self.project))
 
     def action_toggle_help(self) -> None:

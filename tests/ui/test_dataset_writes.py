@@ -122,3 +122,30 @@ async def test_the_app_finishes_an_interrupted_edit_when_it_starts(sample_copy: 
         await wait_until(pilot, lambda: app.screen.__class__.__name__ == "OverviewScreen", "the overview")
     assert all(p.read_text().endswith(", kept\n") for p in captions)
     assert Journal(sample_copy).peek_undo().label == "add tag 'kept'"
+
+
+async def test_an_edit_that_cannot_be_saved_when_quitting_is_kept_and_named_at_the_next_start(
+        sample_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_tui.core import lint, unsaved
+    from lora_tui.ui.screens import dataset as dataset_screen
+
+    monkeypatch.setattr(dataset_screen, "AUTOSAVE_SECONDS", 60)  # only quitting saves
+    monkeypatch.setenv("LORA_TUI_LOCK_WAIT", "0.2")
+    caption = sample_copy / "data" / "armsup" / "pose_03.txt"
+    original = caption.read_text()
+    other = WriteLock(sample_copy / ".lora-tui", command=OTHER)
+    app = LoraTuiApp(project.load(sample_copy))
+    with other.hold(0.0):  # someone else writes captions for longer than quitting waits
+        async with app.run_test(size=(140, 45), notifications=True) as pilot:
+            screen = await _open_at(pilot, "pose_03.png")
+            await pilot.press("e")
+            screen.editor.move_cursor((0, len(original.rstrip("\n"))))
+            await pilot.press("comma", "space", "k", "e", "p", "t")
+            await pilot.press("ctrl+q")
+    assert caption.read_text() == original
+    (kept,) = unsaved.stashed(sample_copy)
+    assert kept.read_text().rstrip("\n") == original.rstrip("\n") + ", kept" and kept.name.endswith("pose_03.txt")
+    assert any(f.code == "unsaved-edits" for f in lint.check_project(project.load(sample_copy)).findings)
+    again = LoraTuiApp(project.load(sample_copy))
+    async with again.run_test(size=(140, 45), notifications=True) as pilot:
+        await wait_until(pilot, lambda: _said(again, "could not be saved when the app last closed"), "the notice")

@@ -8,6 +8,7 @@ overwrite a caption changed on disk meanwhile and never wait on another writer (
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -346,6 +347,27 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self._status()
 
     def on_unmount(self) -> None:
-        self._save_current(wait=None)  # quitting never loses an edit in progress (waits for another writer)
+        self._save_on_exit()
         self.stop_watching()
+
+    def _save_on_exit(self) -> None:
+        """Quitting never loses an edit in progress: it waits for another writer, and what still cannot
+        be saved (or conflicts with a change on disk) is kept in .lora-tui/unsaved/; the next start says so.
+        No screen updates here: the widgets are going away."""
+        row, editor = self.row, self.editor
+        if row is None or not editor.dirty:
+            return
+        target = caption_target(row.subset, row.record)
+        why = "it changed on disk while you edited it"
+        if self.conflict_key != row.key:
+            try:
+                self.note_own_write(target)
+                save_caption(self.journal, row.subset, row.record, editor.text, wait=None)
+                return
+            except (LoraTuiError, OSError) as exc:  # BusyError, CaptionConflict, a read-only file…
+                why = str(exc)
+        from lora_tui.core import unsaved
+
+        with contextlib.suppress(LoraTuiError, OSError):
+            unsaved.stash(self.project.root, target, editor.text, why)
 
