@@ -53,6 +53,10 @@ def _need(args: argparse.Namespace, n: int, usage: str) -> list[str]:
     return list(args.values)
 
 
+# commands that neither read nor write captions: `open` recovers on screen, the run commands list runs
+NO_CAPTIONS = frozenset({"open", "runs", "queue", "watch", "stop", "diff"})
+
+
 def recover_before(args: argparse.Namespace) -> None:
     """The CLI's one recovery hook: before any command on a project, finish a caption operation
     that a crash or kill interrupted (one line on stderr says what was done).
@@ -62,8 +66,12 @@ def recover_before(args: argparse.Namespace) -> None:
     """
     from lora_tui.core.errors import LoraTuiError
 
-    if getattr(args, "command", None) == "open" or not getattr(args, "project", None):
-        return  # the app recovers at start and shows it on screen
+    if getattr(args, "command", None) in NO_CAPTIONS or not getattr(args, "project", None):
+        return  # the app recovers at start and shows it on screen; run listings read no captions
+    given = Path(args.project).expanduser()
+    state = (given.parent if given.name == "lora-tui.toml" else given) / ".lora-tui"
+    if not ((state / "journal.db").exists() or (state / "journal.jsonl").exists()):
+        return  # no caption was ever written through lora-tui: nothing can be half done
     try:
         from lora_tui.core import project
         from lora_tui.core.journal import Journal

@@ -263,10 +263,12 @@ def _fill_figures(info: RunInfo, events: list[dict[str, Any]]) -> FigureTracker:
     return tracker
 
 
-def read_run(run_dir: Path, tail: int = 1000) -> RunInfo:
-    """A run as every reader must see it: concluded state, the last ``tail`` events and figures."""
+def read_run(run_dir: Path, tail: int = 1000,
+             read: tuple[dict[str, Any], str | None] | None = None) -> RunInfo:
+    """A run as every reader must see it: concluded state, the last ``tail`` events and figures.
+    ``read``: its status.json as the caller just read it (status, problem)."""
     run_dir = Path(run_dir)
-    status, problem = contract.read_status(run_dir)
+    status, problem = read if read is not None else contract.read_status(run_dir)
     events = contract.tail_events(run_dir, tail) if tail else []
     state, reason, notes = conclude_state(run_dir, status, problem, events)
     end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
@@ -363,11 +365,13 @@ def list_runs(project_root: Path) -> list[RunInfo]:
     loss, the rate and the ETA)."""
     out = []
     for run_dir in run_dirs(project_root):
-        if not (run_dir / contract.STATUS).exists() and not (run_dir / "run.toml").exists():
+        read = contract.read_status(run_dir)
+        if read[1] == "status.json is missing" and not (run_dir / "run.toml").exists():
             continue  # not a run folder (something the user put there)
-        status, _ = contract.read_status(run_dir)
+        # an active run needs steps enough for its rate; an ended one only its last figures
+        tail = 200 if read[0].get("state") in contract.ACTIVE else 12
         try:
-            out.append(read_run(run_dir, tail=200 if status.get("state") in contract.ACTIVE else 40))
+            out.append(read_run(run_dir, tail=tail, read=read))
         except Exception as exc:  # one run we cannot make sense of must not hide the others
             out.append(RunInfo(id=run_dir.name, dir=run_dir, state="unknown", status={},
                                reason=f"cannot read this run: {type(exc).__name__}: {exc}"))
