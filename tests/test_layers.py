@@ -23,7 +23,10 @@ def core_modules() -> list[str]:
                   if p.stem != "__init__")
 
 
-@pytest.mark.parametrize("module", [*core_modules(), "lora_tui.cli", "lora_tui.cli_runs", "lora_tui.cli_captions"])
+CLI_MODULES = ["lora_tui.cli", "lora_tui.cli_runs", "lora_tui.cli_train", "lora_tui.cli_captions"]
+
+
+@pytest.mark.parametrize("module", [*core_modules(), *CLI_MODULES])
 def test_core_and_cli_import_no_ui_or_torch(module: str) -> None:
     loaded = modules_after_import(module)
     banned = {"textual", "rich", "torch", "diffusers", "transformers"}

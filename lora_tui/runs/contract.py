@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import math
 import os
@@ -31,6 +32,7 @@ STATUS = "status.json"
 EVENTS = "events.jsonl"
 LOG = "train.log"
 STOP_REQUEST = "stop-request.json"
+RUN_LOCK = ".supervisor.lock"
 
 MAX_LINE = 1 << 20  # no event line is longer; anything longer is damage
 
@@ -311,3 +313,23 @@ def read_stop_request(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# -- the run's lock --------------------------------------------------------------------------------
+def hold_lock(run_dir: Path, wait_s: float = 0.0) -> int | None:
+    """An exclusive lock on the run (a supervisor's for its life; ``lora-tui stop``'s for a moment);
+    None if someone else holds it after ``wait_s``."""
+    try:
+        fd = os.open(Path(run_dir) / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)

@@ -12,7 +12,6 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.tomlio import parse_plain
 from lora_tui.runs import backends, contract, liveness, queue, reader
 from lora_tui.runs.launch import send_stop
-from lora_tui.runs.supervisor import hold_lock
 
 PROJECT_FILE = "lora-tui.toml"
 
@@ -89,7 +88,7 @@ def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM)
         if root is not None and info.id in queue.waiting(root):
             queue.remove(root, info.id)  # under the queue's lock, which the drainer takes runs under too
             return f"{info.id}: taken out of the queue before it started"
-        lock = hold_lock(run_dir)
+        lock = contract.hold_lock(run_dir)
         if lock is not None:  # no supervisor has it, and none can take it while we hold this
             try:
                 status, _ = contract.read_status(run_dir)

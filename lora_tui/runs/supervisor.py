@@ -16,7 +16,6 @@ a second one, or SIGUSR1, stops it at once. SIGHUP is ignored.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from lora_tui.core.tomlio import parse_plain
 from lora_tui.runs import backends, contract, liveness
 from lora_tui.runs.gpu import GpuSampler
 from lora_tui.runs.logtail import failure_lines
+from lora_tui.runs.proctree import ProcessTree
 
 TICK_S = 0.5
 STATUS_EVERY_S = 2.0
@@ -38,7 +38,6 @@ NAN_GRACE_S = 60.0
 FINAL_RETRY_S = 600.0
 OOM_HINT = ("lower train_batch_size, turn on gradient_checkpointing and cache_latents, use mixed precision "
             "(bf16), or lower the resolution")
-LOCK = ".supervisor.lock"
 
 
 def read_spec(run_dir: Path) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class Supervisor:
         self._last_gpu = 0.0
         self._state_written: str | None = None
         self._failed_parts: set[str] = set()
-        self.procs: dict[int, int | None] = {}  # the trainer's descendants seen so far: pid → start ticks
+        self.tree = ProcessTree()  # the rest of the launch (see runs.proctree)
         self._last_procs = 0.0
 
     # -- signals --------------------------------------------------------------------------------
@@ -173,44 +172,18 @@ class Supervisor:
             return
         pgid = self.child.pid if self.child is not None else None
         total: float = 0.0
-        for sample in self.gpu.sample([*([pgid] if pgid else []), *self.procs], run_pgid=pgid):
+        for sample in self.gpu.sample([*([pgid] if pgid else []), *self.tree.procs], run_pgid=pgid):
             self.events.append("gpu", **sample.to_event())
             total += sample.proc_used_mb if sample.proc_used_mb is not None else 0.0
         if total and total > float(self.status.get("peak_vram_mb") or 0):
             self._update(peak_vram_mb=round(total, 1))
 
     def _track_procs(self) -> None:
-        """Remember the trainer's processes: accelerate's workers live in process groups of their own and
-        outlive a killed launcher, so they are found by parentage while it lives and kept by pid."""
         if self.child is None or time.monotonic() - self._last_procs < GPU_EVERY_S:
             return
         self._last_procs = time.monotonic()
-        for pid in liveness.descendants(self.child.pid):
-            if pid not in self.procs:
-                self.procs[pid] = liveness.start_ticks(pid)
-        alive = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
-        if alive != self.procs or [[p, s] for p, s in alive.items()] != self.status.get("procs"):
-            self.procs = alive
-            self._update(procs=[[p, s] for p, s in alive.items()])
-
-    def _end_procs(self, wait_s: float) -> int:
-        """After the trainer's main process exited: give its other processes ``wait_s`` to follow, then
-        end them, so a run never reads as over while part of it still trains. Returns how many were ended."""
-        self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
-        deadline = time.monotonic() + wait_s
-        while self.procs and time.monotonic() < deadline:
-            time.sleep(0.2)
-            self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
-        ended = len(self.procs)
-        for pid in self.procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while self.procs and time.monotonic() < deadline:
-            time.sleep(0.05)
-            self.procs = {p: s for p, s in self.procs.items() if liveness.is_alive(p, s)}
-        self._update(procs=[])
-        return ended
+        if self.tree.refresh(self.child.pid):
+            self._update(procs=self.tree.as_status())
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """A bug in following or sampling must not end the supervision of a training run: say it once
@@ -247,9 +220,7 @@ class Supervisor:
         else:
             self._update(state="stopping", reason=f"stopping at once: asked by {self.stop_by}")
             self._signal_trainer(signal.SIGKILL, True)
-            for pid in self.procs:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            self.tree.kill()
         self.stop_sent = self.stop_mode
         self._write_status(force=True)
 
@@ -297,7 +268,8 @@ class Supervisor:
                 time.sleep(self.tick)
         self._guard(self._read_progress, tail, log_offset)
         # the rest of the launch: after a clean end its workers exit by themselves; after a kill they train on
-        leftover = self._end_procs(30.0 if self.trainer_end is not None else 2.0)
+        leftover = self.tree.end(30.0 if self.trainer_end is not None else 2.0)
+        self._update(procs=[])
         self._guard(self._read_progress, tail, log_offset)
         self._guard(self._finish_follower)
         if leftover and self.trainer_end is None:
@@ -392,25 +364,6 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def hold_lock(run_dir: Path, wait_s: float = 0.0) -> int | None:
-    """An exclusive lock on the run (a supervisor's for its life; ``lora-tui stop``'s for a moment);
-    None if someone else holds it after ``wait_s``."""
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return None
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     detach = "--detach" in argv
@@ -425,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             from lora_tui.runs.launch import wait_until_owned
 
             os._exit(wait_until_owned(run_dir, pid, 120.0))
-    lock = hold_lock(run_dir, wait_s=5.0)  # a `lora-tui stop` may hold it for a moment
+    lock = contract.hold_lock(run_dir, wait_s=5.0)  # a `lora-tui stop` may hold it for a moment
     if lock is None:
         print(f"{run_dir}: another supervisor already runs this run", file=sys.stderr)
         return 3
