@@ -298,6 +298,15 @@ def iter_all_events(run_dir: Path) -> Iterator[dict[str, Any]]:
         return
 
 
+def end_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason: str,
+                  exit_code: int | None = None) -> None:
+    """Record the end of a run no trainer ever ran for (stopped or taken out of the queue before it
+    started, refused by its supervisor): status.json and the end event say the same."""
+    write_status(run_dir, new_status(**{**status, "state": state, "reason": reason, "exit_code": exit_code,
+                                        "ended_at": time.time()}))
+    append_event(run_dir, "end", state=state, reason=reason, exit_code=exit_code, last_step=0)
+
+
 # -- the stop request ------------------------------------------------------------------------------
 def write_stop_request(run_dir: Path, mode: str, by: str) -> None:
     """Record who asked for a stop and how (``graceful`` or ``now``), so that whoever ends the run,

@@ -93,7 +93,7 @@ def stop_run(run_dir: Path, *, now: bool, by: str, signum: int = signal.SIGTERM)
             try:
                 status, _ = contract.read_status(run_dir)
                 if status.get("state") == "queued":
-                    _finish_unstarted(run_dir, status, "stopped", "stopped before it started")
+                    contract.end_unstarted(run_dir, status, "stopped", "stopped before it started")
                     return f"{info.id}: stopped before it started"
             finally:
                 os.close(lock)
@@ -121,12 +121,6 @@ def _wait_for_owner(run_dir: Path, timeout: float = 30.0) -> None:
         if status.get("pid") is not None or status.get("state") != "queued":
             return
         time.sleep(0.05)
-
-
-def _finish_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason: str) -> None:
-    contract.append_event(run_dir, "end", state=state, reason=reason, exit_code=None, last_step=0)
-    contract.write_status(run_dir, contract.new_status(**{**status, "state": state, "reason": reason,
-                                                          "ended_at": time.time()}))
 
 
 def wait_for_end(run_dir: Path, timeout: float | None = None, poll: float = 0.5) -> reader.RunInfo:

@@ -127,18 +127,12 @@ def remove(root: Path, ref: str) -> str:
         status, _ = contract.read_status(run_dir)
         removable = status.get("state") == "queued"
         if removable:
-            _mark_unstarted(run_dir, status, "stopped", "taken out of the queue before it started")
+            contract.end_unstarted(run_dir, status, "stopped", "taken out of the queue before it started")
         items.remove(run_id)
         _save(root, items)
     if removable:
         shutil.rmtree(run_dir, ignore_errors=True)
     return run_id
-
-
-def _mark_unstarted(run_dir: Path, status: dict[str, Any], state: str, reason: str) -> None:
-    contract.write_status(run_dir, contract.new_status(**{**status, "state": state, "reason": reason,
-                                                          "ended_at": time.time()}))
-    contract.append_event(run_dir, "end", state=state, reason=reason, exit_code=None, last_step=0)
 
 
 def move(root: Path, ref: str, delta: int) -> int:
@@ -235,7 +229,7 @@ def drain(root: Path, *, poll: float = POLL_S) -> int:
 def _give_up(run_dir: Path, reason: str) -> None:
     status, _ = contract.read_status(run_dir)
     if status.get("state") in (None, "queued") and status.get("pid") is None:
-        _mark_unstarted(run_dir, status, "failed", reason)
+        contract.end_unstarted(run_dir, status, "failed", reason, exit_code=2)
 
 
 def start_drainer(root: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.runs import contract, liveness
-from lora_tui.runs.logtail import failure_lines
+from lora_tui.runs.logtail import failure_lines, read_tail
 
 SUCCESS_MARKERS = ("model saved.",)
 
@@ -82,13 +82,8 @@ class RunInfo:
 # -- the state ----------------------------------------------------------------------------------
 def _log_says_finished(run_dir: Path) -> bool:
     """sd-scripts' success line near the end of train.log (for a run whose supervisor was killed)."""
-    try:
-        with open(run_dir / contract.LOG, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-            tail = f.read()
-    except OSError:
-        return False
-    return any(marker.encode() in tail for marker in SUCCESS_MARKERS)
+    tail = read_tail(run_dir / contract.LOG, 16384)
+    return any(marker in tail for marker in SUCCESS_MARKERS)
 
 
 def _queue_holds(run_dir: Path) -> bool:

@@ -390,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         return Supervisor(run_dir).run()
     except LoraTuiError as exc:
         print(f"lora-tui supervisor: {exc}", file=sys.stderr)
-        contract.append_event(run_dir, "end", state="failed", reason=str(exc), exit_code=2, last_step=0)
-        contract.write_status(run_dir, contract.new_status(**{**status, "state": "failed", "reason": str(exc),
-                                                              "exit_code": 2, "ended_at": time.time()}))
+        contract.end_unstarted(run_dir, status, "failed", str(exc), exit_code=2)
         return 2
 
 
