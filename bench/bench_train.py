@@ -58,9 +58,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from lora_tui.train.tiny import tokenizer_vocab  # noqa: E402
+from lora_tui.train.model.tiny import tokenizer_vocab  # noqa: E402
 
-SD15_CONFIGS = ROOT / "lora_tui" / "train" / "model_configs" / "sd_v1"
+SD15_CONFIGS = ROOT / "lora_tui" / "train" / "model" / "model_configs" / "sd_v1"
 ATTN_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # train_text_to_image_lora.py's target_modules
 # what sd-scripts' networks.lora adapts inside Transformer2DModel, as PEFT target names
 KOHYA_TARGETS = [*ATTN_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
@@ -111,7 +111,7 @@ def build_modules(configs: dict[str, dict[str, Any]], seed: int = 0,
 def write_model(dest: Path, configs: dict[str, dict[str, Any]], *, device: str = "cpu",
                 dtype: torch.dtype = torch.float32) -> Path:
     """A Diffusers folder both loops load from (the trainer's tiny-model writer does the layout)."""
-    from lora_tui.train.tiny import _write_diffusers
+    from lora_tui.train.model.tiny import _write_diffusers
 
     modules = {k: m.to(dtype) for k, m in build_modules(configs, device=device).items()}
     _write_diffusers(dest, modules, v_parameterization=False)
@@ -172,7 +172,7 @@ def write_attention_lora(path: Path, model: Path) -> Path:
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
 
-    from lora_tui.train.network import LoRANetwork
+    from lora_tui.train.network.lora import LoRANetwork
 
     unet = UNet2DConditionModel.from_pretrained(str(model), subfolder="unet")
     network = LoRANetwork(None, unet, dim=4, alpha=4.0, train_text_encoder=False)
@@ -206,10 +206,10 @@ class Ours:
     """
 
     def __init__(self, argv: list[str], accelerator: Any, root: Path, seed: int = 1) -> None:
-        from lora_tui.train.args import parse_args
-        from lora_tui.train.data import build_dataset
-        from lora_tui.train.events import RunWriter
-        from lora_tui.train.setup import prepare
+        from lora_tui.train.data.dataset import build_dataset
+        from lora_tui.train.loop.args import parse_args
+        from lora_tui.train.loop.events import RunWriter
+        from lora_tui.train.loop.setup import prepare
 
         args = parse_args(argv)
         self.data = build_dataset(Path(args.dataset_config), seed=seed, args=args.values,
@@ -501,7 +501,7 @@ def unet_train_flops(configs: dict[str, dict[str, Any]], latent: int, batch: int
     """
     from diffusers import UNet2DConditionModel
 
-    from lora_tui.train.network import LoRANetwork
+    from lora_tui.train.network.lora import LoRANetwork
 
     cfg = configs["unet"]
     with torch.device("meta"):
@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 with contextlib.suppress(ImportError):  # quiet the libraries' progress bars like the trainer does
-    import lora_tui.train.models  # noqa: F401
+    import lora_tui.train.model.load  # noqa: F401
 
 if __name__ == "__main__":
     main()

@@ -138,7 +138,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     proj = project.load(Path(args.project)) if args.project else None
     env = dict(os.environ)  # as the user set it: importing lora_tui.train defaults HF_HUB_OFFLINE to 1
     try:
-        from lora_tui.train import doctor
+        from lora_tui.train.diagnostics import doctor
     except ImportError as exc:
         raise LoraTuiError(f"the training stack cannot be imported: {exc}",
                            hint="reinstall lora-tui with its dependencies (torch, diffusers, accelerate)") from None
@@ -157,7 +157,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     """A tiny random SD-style model, so the whole loop can be tried on a laptop CPU."""
-    from lora_tui.train.tiny import make_tiny_model
+    from lora_tui.train.model.tiny import make_tiny_model
 
     dest = Path(args.dir)
     if (dest.exists() and not dest.is_dir()) or (dest.is_dir() and any(dest.iterdir())):

@@ -53,6 +53,6 @@ def test_runs_import_no_ui_or_torch(module: str) -> None:
 
 def test_the_trainer_imports_no_textual() -> None:
     loaded = set()
-    for module in ("lora_tui.train.loop", "lora_tui.train.doctor", "lora_tui.train.sampling"):
+    for module in ("lora_tui.train.loop.train", "lora_tui.train.diagnostics.doctor", "lora_tui.train.loop.sampling"):
         loaded |= {m.split(".")[0] for m in modules_after_import(module)}
     assert "textual" not in loaded and "torch" in loaded

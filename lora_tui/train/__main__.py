@@ -35,7 +35,7 @@ def _refuse(message: str, run_dir: str | None) -> int:
     failed status (a monitor must not wait on a run that never started)."""
     print(f"lora_tui.train: {message}", file=sys.stderr)
     if run_dir:
-        from lora_tui.train.events import RunWriter
+        from lora_tui.train.loop.events import RunWriter
 
         try:
             writer = RunWriter(Path(run_dir))
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             return _refuse("--run_dir needs a folder", None)
         run_dir = argv[i + 1]
         del argv[i:i + 2]
-    from lora_tui.train.args import parse_args
-    from lora_tui.train.loop import train
+    from lora_tui.train.loop.args import parse_args
+    from lora_tui.train.loop.train import train
 
     try:
         args = parse_args(argv)

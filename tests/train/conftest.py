@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SD1-topology model as a Diffusers folder (seed 0). Treat it as read-only."""
-    from lora_tui.train.tiny import make_tiny_model
+    from lora_tui.train.model.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-diffusers") / "model", seed=0)
 
@@ -18,6 +18,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_single_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny model (seed 0) as one original-layout `model.safetensors` with `tokenizer/` beside it."""
-    from lora_tui.train.tiny import make_tiny_model
+    from lora_tui.train.model.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-single"), single_file=True, seed=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.captioning import (
+from lora_tui.train.data.captions import (
     CaptionOptions,
     dreambooth_caption,
     metadata_caption,

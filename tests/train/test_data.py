@@ -16,8 +16,8 @@ from PIL import Image
 
 from lora_tui.core import dataset_toml, project, steps
 from lora_tui.core.errors import ConfigError, TrainError
-from lora_tui.train.data import TrainData, build_dataset
-from lora_tui.train.data_images import crop_ltrb, load_rgb, resize_and_crop
+from lora_tui.train.data.dataset import TrainData, build_dataset
+from lora_tui.train.data.images import crop_ltrb, load_rgb, resize_and_crop
 from tests.helpers import write_images, write_project
 
 BUCKETS = {"resolution": 128, "enable_bucket": True, "min_bucket_reso": 64, "max_bucket_reso": 256}

@@ -16,10 +16,10 @@ import torch
 
 from lora_tui.cli import main
 from lora_tui.core import project as project_mod
-from lora_tui.train import doctor
-from lora_tui.train import doctor_project as dp
-from lora_tui.train.doctor import ERROR, OK, WARN, Finding, NvmlInfo
-from lora_tui.train.tiny import make_tiny_model
+from lora_tui.train.diagnostics import doctor
+from lora_tui.train.diagnostics import project as dp
+from lora_tui.train.diagnostics.doctor import ERROR, OK, WARN, Finding, NvmlInfo
+from lora_tui.train.model.tiny import make_tiny_model
 from tests.helpers import write_images, write_project
 
 SD15_DIM32_FP16_BYTES = 37_861_328  # a dim-32 SD1.5 LoRA written by LoRANetwork.save_weights (fp16)
@@ -149,8 +149,8 @@ def test_per_rank_table_matches_the_shipped_configs(v2: bool) -> None:
     from torch import nn
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from lora_tui.train.models import shipped_configs
-    from lora_tui.train.network import LoRANetwork
+    from lora_tui.train.model.load import shipped_configs
+    from lora_tui.train.network.lora import LoRANetwork
 
     configs = shipped_configs(v2)
     with init_empty_weights():

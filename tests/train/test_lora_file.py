@@ -19,8 +19,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from lora_tui import __version__
 from lora_tui.core.errors import TrainError
-from lora_tui.train.lora_file import build_metadata, load_lora, save_lora
-from lora_tui.train.network import LoRANetwork
+from lora_tui.train.network.file import build_metadata, load_lora, save_lora
+from lora_tui.train.network.lora import LoRANetwork
 from tests.helpers_clip import write_tiny_clip_tokenizer
 
 

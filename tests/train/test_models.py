@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lora_tui.core.errors import ModelError
-from lora_tui.train import ldm_convert as lc
-from lora_tui.train.models import CONFIGS_METADATA_KEY, BaseModel, load_base_model, read_checkpoint, shipped_configs
-from lora_tui.train.tiny import make_tiny_model, tiny_configs, tokenizer_vocab
+from lora_tui.train.model import ldm_convert as lc
+from lora_tui.train.model.load import CONFIGS_METADATA_KEY, BaseModel, load_base_model, read_checkpoint, shipped_configs
+from lora_tui.train.model.tiny import make_tiny_model, tiny_configs, tokenizer_vocab
 
 
 @pytest.fixture(autouse=True)

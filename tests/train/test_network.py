@@ -10,8 +10,8 @@ from diffusers import UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.lora_file import save_lora
-from lora_tui.train.network import LoRANetwork
+from lora_tui.train.network.file import save_lora
+from lora_tui.train.network.lora import LoRANetwork
 
 TINY_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": (8, 16),
              "layers_per_block": 1, "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.sampling import (
+from lora_tui.train.loop.sampling import (
     SamplePrompt,
     generate_samples,
     load_prompts,
@@ -197,7 +197,7 @@ def test_sample_filename() -> None:
 @pytest.fixture(scope="module")
 def base(tiny_model_dir: Path) -> Any:
     """The tiny model, drawn on one thread: on a shared 2-core box, 2 threads ran ~100x slower."""
-    from lora_tui.train.models import load_base_model
+    from lora_tui.train.model.load import load_base_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -254,7 +254,7 @@ def test_generate_is_deterministic_and_epoch_named(base: Any, tmp_path: Path) ->
 
 
 def test_generate_honours_lora_and_clip_skip(base: Any, tmp_path: Path) -> None:
-    from lora_tui.train.network import LoRANetwork
+    from lora_tui.train.network.lora import LoRANetwork
 
     (plain, _), = draw(base, [small(11)], tmp_path / "plain")
     (skipped, _), = draw(base, [small(11)], tmp_path / "skip", clip_skip=2)

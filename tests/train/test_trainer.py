@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.args import parse_args
-from lora_tui.train.lora_file import load_lora
+from lora_tui.train.loop.args import parse_args
+from lora_tui.train.network.file import load_lora
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
 
@@ -106,7 +106,7 @@ def test_a_missing_optional_optimizer_names_the_package(tmp_path: Path, tiny_mod
 
 def test_nan_loss_stops_within_one_step_and_keeps_the_last_good_save(tmp_path: Path, tiny_model_dir: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_tui.train import setup as setup_mod
+    from lora_tui.train.loop import setup as setup_mod
 
     real = setup_mod.Setup.loss
     calls = {"n": 0}
@@ -187,7 +187,7 @@ def test_logging_dir_writes_tensorboard_scalars(tmp_path: Path, tiny_model_dir: 
 
 def test_cuda_out_of_memory_ends_with_code_oom_and_the_knobs(tmp_path: Path, tiny_model_dir: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from lora_tui.train import setup as setup_mod
+    from lora_tui.train.loop import setup as setup_mod
 
     def oom(self, batch):  # type: ignore[no-untyped-def]
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -243,7 +243,7 @@ def test_training_options_run_to_a_loadable_lora(training: dict, tmp_path: Path,
 
 
 def test_sd2_v_prediction_from_a_single_file(tmp_path: Path) -> None:
-    from lora_tui.train.tiny import make_tiny_model
+    from lora_tui.train.model.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "sd2", v2=True, single_file=True, v_parameterization=True)
     root = tiny_project(tmp_path / "p", model, training={"max_train_steps": 2, "v2": True,
@@ -269,7 +269,7 @@ def test_ctrl_c_while_latents_are_cached_stops_without_waiting_for_the_rest(
     import os
     import signal
 
-    from lora_tui.train.data_batches import TrainData
+    from lora_tui.train.data.batches import TrainData
 
     real = TrainData.cache_latents
     seen: list[int] = []

@@ -11,7 +11,7 @@ import torch
 
 from lora_tui.core.errors import TrainError
 from lora_tui.train.__main__ import main as trainer_main
-from lora_tui.train.args import parse_args
+from lora_tui.train.loop.args import parse_args
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
 
@@ -93,7 +93,7 @@ def test_a_signal_before_the_first_step_ends_stopped_without_saving(tmp_path: Pa
                                                                      _restore_signals) -> None:
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    from lora_tui.train.loop import train
+    from lora_tui.train.loop.train import train
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()

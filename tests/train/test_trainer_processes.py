@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.train.lora_file import load_lora
+from lora_tui.train.network.file import load_lora
 from tests.train.trainer_helpers import events, status, tiny_project, train_argv
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

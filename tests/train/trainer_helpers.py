@@ -50,8 +50,8 @@ def run_training(argv: list[str], run_dir: Path) -> int:
     """Train in this process (accelerate's singletons are reset so runs do not leak settings)."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    from lora_tui.train.args import parse_args
-    from lora_tui.train.loop import train
+    from lora_tui.train.loop.args import parse_args
+    from lora_tui.train.loop.train import train
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()

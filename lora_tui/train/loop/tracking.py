@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.args import TrainArgs
-from lora_tui.train.events import RunWriter
+from lora_tui.train.loop.args import TrainArgs
+from lora_tui.train.loop.events import RunWriter
 
 
 class Tracker:

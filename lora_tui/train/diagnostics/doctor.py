@@ -73,7 +73,7 @@ def run_checks(project: Project | None = None, *, env: Mapping[str, str] | None 
     findings += check_accelerate(project)
     findings += check_offline(env, project)
     if project is not None:
-        from lora_tui.train import doctor_project
+        from lora_tui.train.diagnostics import project as doctor_project
 
         findings += doctor_project.check_project(project, env)
     return findings

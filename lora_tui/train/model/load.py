@@ -41,9 +41,9 @@ try:
     _transformers_logging.disable_progress_bar()
 except ImportError:  # pragma: no cover - older releases without the switch
     pass
-from lora_tui.train import ldm_convert as lc
-from lora_tui.train.ldm_convert import PICKLE_REFUSED
-from lora_tui.train.tokenizer import (  # noqa: F401  (re-exported)
+from lora_tui.train.model import ldm_convert as lc
+from lora_tui.train.model.ldm_convert import PICKLE_REFUSED
+from lora_tui.train.model.tokenizer import (  # noqa: F401  (re-exported)
     TOKENIZER_IDS,
     _first_line,
     _hf_cache_dir,

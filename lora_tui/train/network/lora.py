@@ -289,7 +289,7 @@ class LoRANetwork(nn.Module):
     def save_weights(self, path: str | Path, metadata: Mapping[str, str] | None = None, *,
                      dtype: torch.dtype | None = None) -> dict[str, str]:
         """Write the adapters as an sd-scripts LoRA file; returns the metadata actually written."""
-        from lora_tui.train.lora_file import save_lora
+        from lora_tui.train.network.file import save_lora
 
         return save_lora(path, self.state_dict(), dict(metadata or {}), dtype=dtype)
 
@@ -351,7 +351,7 @@ def _read_weights(source: str | Path | Mapping[str, torch.Tensor],
                   ) -> tuple[Mapping[str, torch.Tensor], dict[str, str], Path | None]:
     if isinstance(source, Mapping):
         return source, {}, None
-    from lora_tui.train.lora_file import load_lora
+    from lora_tui.train.network.file import load_lora
 
     state_dict, metadata = load_lora(source)
     return state_dict, metadata, Path(source)

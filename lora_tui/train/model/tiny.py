@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from lora_tui.train import ldm_convert as lc
-from lora_tui.train import models as _models  # noqa: F401  (quiets the libraries' progress bars)
+from lora_tui.train.model import ldm_convert as lc
+from lora_tui.train.model import load as _models  # noqa: F401  (quiets the libraries' progress bars)
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -135,7 +135,7 @@ def write_single_file(path: Path, modules: dict[str, torch.nn.Module], *, v2: bo
     The configs travel inside the file (`lora_tui.configs`) because a tiny model's dimensions cannot
     be read back from SD's shipped configs; real checkpoints have no such key and use those.
     """
-    from lora_tui.train.models import CONFIGS_METADATA_KEY
+    from lora_tui.train.model.load import CONFIGS_METADATA_KEY
 
     state = ldm_state_dict(modules["unet"], modules["vae"], modules["text_encoder"], v2=v2)
     stored = json.dumps(configs if configs is not None else _configs_of(modules))

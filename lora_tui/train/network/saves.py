@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.lora_file import load_lora, save_lora
+from lora_tui.train.network.file import load_lora, save_lora
 
 STATE_FILES = ("lora.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "train_state.json")
 

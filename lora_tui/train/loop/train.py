@@ -23,12 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from lora_tui.core.errors import LoraTuiError, TrainError
-from lora_tui.train.args import TrainArgs
-from lora_tui.train.data import BatchKey, TrainData, build_dataset, collate_first
-from lora_tui.train.events import RunWriter
-from lora_tui.train.setup import Setup, StopRequested, prepare
-from lora_tui.train.state import TrainState, read_state, restore_rng
-from lora_tui.train.tracking import Tracker, open_tracker
+from lora_tui.train.data.dataset import BatchKey, TrainData, build_dataset, collate_first
+from lora_tui.train.loop.args import TrainArgs
+from lora_tui.train.loop.events import RunWriter
+from lora_tui.train.loop.setup import Setup, StopRequested, prepare
+from lora_tui.train.loop.tracking import Tracker, open_tracker
+from lora_tui.train.network.saves import TrainState, read_state, restore_rng
 
 OOM_HINT = ("lower train_batch_size, turn on gradient_checkpointing and cache_latents, or lower the resolution")
 

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lora_tui.train.args import TrainArgs
-from lora_tui.train.data import TrainData
+from lora_tui.train.data.dataset import TrainData
+from lora_tui.train.loop.args import TrainArgs
 
 LEGACY_HASH_OFFSET = 0x100000
 LEGACY_HASH_SIZE = 0x10000

@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train import state as state_io
-from lora_tui.train.args import TrainArgs, network_kwargs, optimizer_kwargs
-from lora_tui.train.data import TrainData
-from lora_tui.train.events import RunWriter
-from lora_tui.train.lora_file import build_metadata
-from lora_tui.train.meta import dataset_facts, model_hashes, save_facts, training_facts
-from lora_tui.train.models import load_base_model
-from lora_tui.train.network import LoRANetwork
-from lora_tui.train.optim import make_optimizer, make_scheduler, warmup_steps
-from lora_tui.train.text import TextEncoding
+from lora_tui.train.data.dataset import TrainData
+from lora_tui.train.loop.args import TrainArgs, network_kwargs, optimizer_kwargs
+from lora_tui.train.loop.events import RunWriter
+from lora_tui.train.loop.optim import make_optimizer, make_scheduler, warmup_steps
+from lora_tui.train.model.load import load_base_model
+from lora_tui.train.model.text import TextEncoding
+from lora_tui.train.network.file import build_metadata
+from lora_tui.train.network.lora import LoRANetwork
+from lora_tui.train.network import saves as state_io
+from lora_tui.train.network.meta import dataset_facts, model_hashes, save_facts, training_facts
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32, "no": torch.float32}
 
@@ -186,7 +186,7 @@ class Setup:
         args = self.args
         if not args.sample_prompts or not (args.sample_every_n_steps or args.sample_every_n_epochs):
             return
-        from lora_tui.train.sampling import should_sample
+        from lora_tui.train.loop.sampling import should_sample
 
         if should_sample(step, epoch, every_n_steps=args.sample_every_n_steps,
                          every_n_epochs=args.sample_every_n_epochs, at_first=False, is_epoch_end=epoch_end):
@@ -195,7 +195,7 @@ class Setup:
     def sample(self, *, step: int, epoch: int | None) -> None:
         if not self.args.sample_prompts or not self.accelerator.is_main_process:
             return
-        from lora_tui.train.sampling import generate_samples, load_prompts
+        from lora_tui.train.loop.sampling import generate_samples, load_prompts
 
         model = self.model
         try:

@@ -1,4 +1,4 @@
-"""Batches of the built-in trainer's training data (built by ``lora_tui.train.data.build_dataset``).
+"""Batches of the built-in trainer's training data (built by ``lora_tui.train.data.dataset.build_dataset``).
 
 ``TrainData`` is a map-style ``torch.utils.data.Dataset`` whose items are whole batches (sd-scripts style: one bucket
 per batch, DataLoader ``batch_size=1``). The batch order and every random choice (flip, crop, colour,
@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lora_tui.core.errors import TrainError
 from lora_tui.core.steps import DatasetSteps
-from lora_tui.train import data_cache
-from lora_tui.train.captioning import CaptionOptions, process_caption
-from lora_tui.train.data_images import crop_ltrb, prepare_image
+from lora_tui.train.data.captions import CaptionOptions, process_caption
+from lora_tui.train.data import cache as data_cache
+from lora_tui.train.data.images import crop_ltrb, prepare_image
 
 Bucket = tuple[int, int]
 

@@ -5,7 +5,7 @@
 skipped subsets, regularization balancing and buckets, and therefore the batches per epoch, are
 exactly sd-scripts' and exactly what ``lora-tui check`` reported. Captions are loaded the way
 sd-scripts loads them (sidecar, ``class_tokens`` fallback, fine-tuning metadata) and processed
-afresh for every step by :mod:`lora_tui.train.captioning`. Batching lives in ``data_batches``.
+afresh for every step by :mod:`lora_tui.train.data.captions`. Batching lives in ``data_batches``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from lora_tui.core.project import Dataset as ConfigDataset
 from lora_tui.core.project import Subset, datasets_from_config
 from lora_tui.core.scan import scan_subset
 from lora_tui.core.steps import Registered, register_dataset
-from lora_tui.train.captioning import CaptionOptions, dreambooth_caption, metadata_caption
-from lora_tui.train.data_batches import (
+from lora_tui.train.data.batches import (
     BatchKey,
     CacheStats,
     DatasetData,
@@ -31,6 +30,7 @@ from lora_tui.train.data_batches import (
     TrainData,
     collate_first,
 )
+from lora_tui.train.data.captions import CaptionOptions, dreambooth_caption, metadata_caption
 
 __all__ = ["BatchKey", "CacheStats", "DatasetData", "EpochSampler", "ImageEntry", "SubsetOptions", "TrainData",
            "build_dataset", "collate_first", "subset_options"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from lora_tui.core.errors import ModelError
 from lora_tui.core.project import Project, resolve_path
-from lora_tui.train.doctor import ERROR, OK, WARN, Finding, is_offline
+from lora_tui.train.diagnostics.doctor import ERROR, OK, WARN, Finding, is_offline
 
 # Parameters per unit of rank, and adapter count, per part of sd-scripts' networks.lora, measured from
 # the configs in model_configs/ with LoRANetwork on meta-device models (tests/train/test_doctor.py
@@ -130,7 +130,7 @@ def _safetensors_family(path: Path) -> str:
     """Family from the tensor names in the header; the tensors themselves are never read."""
     from safetensors import safe_open
 
-    from lora_tui.train.ldm_convert import detect_family
+    from lora_tui.train.model.ldm_convert import detect_family
 
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -147,7 +147,7 @@ def _ckpt_family(path: Path) -> str | None:
 
     import torch
 
-    from lora_tui.train.ldm_convert import PICKLE_REFUSED, detect_family
+    from lora_tui.train.model.ldm_convert import PICKLE_REFUSED, detect_family
 
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -165,7 +165,7 @@ def _ckpt_family(path: Path) -> str | None:
 # ------------------------------------------------------------------------------------------- tokenizer
 def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> list[Finding]:
     """The built-in trainer's lookup (model folder, cache dir, HF cache); sd-scripts' own for that backend."""
-    from lora_tui.train import tokenizer  # not models: no diffusers import, the check stays quick
+    from lora_tui.train.model import tokenizer  # not models: no diffusers import, the check stays quick
 
     v2 = family == "sd_v2"
     raw_cache = project.model.get("tokenizer_cache_dir")

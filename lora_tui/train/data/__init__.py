@@ -1,0 +1,1 @@
+"""Training data: the dataset TOML to batches, captions, images and latent caches."""

@@ -1,0 +1,1 @@
+"""`lora-tui doctor`: the machine and project pre-flight checks."""

@@ -1,0 +1,1 @@
+"""Base models: loading offline, the LDM key mapping, tokenizers, text conditioning, tiny test models."""
