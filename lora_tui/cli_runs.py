@@ -199,20 +199,24 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 # -- parsers --------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
+def _max_train_steps(text: str) -> int:
+    """--max-train-steps, within max_train_steps' range of core.train_settings (1 to 100 million)."""
+    from lora_tui.core.train_settings import range_problem
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    problem = range_problem("max_train_steps", value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
 def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
     p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
-    p.add_argument("--max-train-steps", type=_positive_int, help="a shorter run: overrides max_train_steps and epochs")
+    p.add_argument("--max-train-steps", type=_max_train_steps, help="a shorter run: overrides max_train_steps and epochs")
     p.add_argument("--name", help="name the run (its folder is <time>-<name>)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--detach", action="store_true", help="start it and return at once (then: lora-tui watch)")

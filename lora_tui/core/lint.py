@@ -17,6 +17,7 @@ from lora_tui.core import clip_tokens, images, unsaved
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
+from lora_tui.core.train_settings import SETTINGS
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 LEGACY_DIR = re.compile(r"^(\d+)_(.*)$")
@@ -134,7 +135,8 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
         add(ERROR, "network-module", "network_module is not set (sd-scripts requires it)", file,
             'set [training] network_module = "networks.lora"')
     if args.get("learning_rate") is None and args.get("unet_lr") is None:
-        add(WARNING, "lr-default", "no learning_rate: sd-scripts' default 2e-6 is far too low for a LoRA",
+        add(WARNING, "lr-default", f"no learning_rate: sd-scripts' default {SETTINGS['learning_rate'].default:g} "
+            "is far too low for a LoRA",
             file, "set [training] learning_rate = 1e-4")
     scheduler = args.get("lr_scheduler", "constant")
     warmup = args.get("lr_warmup_steps", 0)
@@ -149,7 +151,7 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
             "set learning_rate = 1.0")
     if not args.get("max_train_epochs") and not args.get("max_train_steps"):
         add(WARNING, "steps-default", "neither max_train_epochs nor max_train_steps is set: "
-            "sd-scripts trains 1,600 steps", file, "set [training] max_train_epochs")
+            f"sd-scripts trains {SETTINGS['max_train_steps'].default:,} steps", file, "set [training] max_train_epochs")
     if args.get("cache_latents") or args.get("cache_latents_to_disk"):
         for sub in project.subsets:
             for key in ("color_aug", "random_crop"):

@@ -106,7 +106,10 @@ ARGPARSE_ALIASES = {"batch_size": "train_batch_size", "num_repeats": "dataset_re
 ARGPARSE_ONLY = ("prior_loss_weight", "debug_dataset", "max_token_length")
 
 
-# Value bounds (inclusive) beyond the type: values sd-scripts would divide by, or reject later.
+# Value bounds (inclusive) beyond the type, for dataset-config keys and lora-tui's [project]/[launch]:
+# values sd-scripts would divide by, or reject later. train_network.py options have theirs in
+# core.train_settings (one row per option, with its default and help).
+MAX_REPEATS = 10_000  # past this the epoch is a typo (1e18 repeats hung the steps math)
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "journal_max_mb": (1, None),  # lora-tui's own [project] keys
     "journal_max_days": (1, None),
@@ -116,45 +119,39 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_bucket_reso": (1, None),
     "bucket_reso_steps": (1, None),
     "validation_split": (0.0, 1.0),
+    "num_repeats": (None, MAX_REPEATS),  # below 1 is legal: sd-scripts skips the subset (lint warns)
     "keep_tokens": (0, None),
     "caption_dropout_rate": (0.0, 1.0),
     "caption_tag_dropout_rate": (0.0, 1.0),
     "caption_dropout_every_n_epochs": (0, None),
     "token_warmup_min": (0, None),
     "token_warmup_step": (0, None),
-    # train_network.py options and [launch]
-    "train_batch_size": (1, None),
-    "gradient_accumulation_steps": (1, None),
-    "max_train_epochs": (1, None),
-    "max_train_steps": (1, None),
-    "network_dim": (1, None),
-    "learning_rate": (0.0, None),
-    "unet_lr": (0.0, None),
-    "save_every_n_epochs": (1, None),
-    "save_every_n_steps": (1, None),
-    "max_data_loader_n_workers": (0, None),
-    "seed": (0, None),
+    # [launch]
     "num_processes": (1, None),
     "num_machines": (1, None),
     "num_cpu_threads_per_process": (1, None),
 }
 
 
-def check_range(key: str, value: Any) -> str | None:
-    """Why a well-typed ``value`` is still out of bounds for ``key``, or None."""
-    bounds = RANGES.get(key)
-    if bounds is None or isinstance(value, bool):
+def out_of_range(value: Any, lo: float | None, hi: float | None) -> str | None:
+    """Why a number (or each number of a list) is outside [lo, hi]; two-sided ranges are named."""
+    if isinstance(value, bool):
         return None
-    values = value if isinstance(value, list) else [value]
-    lo, hi = bounds
-    for v in values:
-        if not isinstance(v, (int, float)):
+    both = f" (allowed: {lo:,} to {hi:,})" if lo is not None and hi is not None else ""
+    for v in value if isinstance(value, list) else [value]:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
         if lo is not None and v < lo:
-            return f"must be at least {lo}, got {v}"
+            return f"must be at least {lo}, got {v}{both}"
         if hi is not None and v > hi:
-            return f"must be at most {hi}, got {v}"
+            return f"must be at most {hi:,}, got {v:,}{both}"
     return None
+
+
+def check_range(key: str, value: Any) -> str | None:
+    """Why a well-typed ``value`` is still out of bounds for dataset/[launch] key ``key``, or None."""
+    bounds = RANGES.get(key)
+    return None if bounds is None else out_of_range(value, *bounds)
 
 
 def _merge(*groups: Mapping[str, str]) -> dict[str, str]:

@@ -8,6 +8,8 @@ carries a human breakdown and a bucket histogram, so the number is never a myste
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 from collections import Counter
@@ -20,8 +22,7 @@ from lora_tui.core.dataset_toml import parse_resolution
 from lora_tui.core.project import Dataset, Project, Subset
 from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.staging import excluded_paths
-
-DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's --max_train_steps default
+from lora_tui.core.train_settings import effective
 
 
 @dataclass
@@ -290,27 +291,24 @@ def register_dataset(dataset: Dataset, scans: list[SubsetScan], excluded: set[Pa
 
 def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int, Subset]],
                  num_train: int) -> list[tuple[ImageRecord, Subset, int]]:
-    """sd-scripts' regularization balancing: use reg images in order until they match the
-    training samples; first pass with their own repeats, then +1 repeat round-robin."""
+    """sd-scripts' regularization balancing, in closed form.
+
+    sd-scripts walks the reg images in order, each with its own repeats, until they match the
+    training samples; if one pass is not enough it adds one repeat per image round-robin until they
+    do. Its loop takes one turn per sample (1e8 repeats: minutes); the same counts come from the
+    prefix sums here: the first k images when their repeats reach ``num_train``, else every image
+    with ``(num_train − Σ own) // n`` extra repeats and one more for the first remainder.
+    """
     if not reg or num_train <= 0:
         return []
-    repeats = [0] * len(reg)
-    used = 0
-    n = 0
-    first = True
-    while n < num_train:
-        for i, (_, _, own, _) in enumerate(reg):
-            if first:
-                repeats[i] = own
-                used = i + 1
-                n += own
-            else:
-                repeats[i] += 1
-                n += 1
-            if n >= num_train:
-                break
-        first = False
-        reg = reg[:used]
+    own = [count for _, _, count, _ in reg]
+    prefix = list(itertools.accumulate(own))
+    if prefix[-1] >= num_train:
+        used = bisect.bisect_left(prefix, num_train) + 1
+        reg, repeats = reg[:used], own[:used]
+    else:
+        full, rest = divmod(num_train - prefix[-1], len(reg))
+        repeats = [count + full + (1 if i < rest else 0) for i, count in enumerate(own)]
     out = []
     for (record, entry, _, sub), count in zip(reg, repeats):
         entry.used_samples += count
@@ -333,22 +331,46 @@ def compute(project: Project, scans: list[SubsetScan] | None = None) -> StepsRep
     return steps_from_batches(
         datasets,
         num_processes=int(project.launch.get("num_processes", 1)),
-        grad_accum=int(args.get("gradient_accumulation_steps") or 1),
+        grad_accum=int(effective(args, "gradient_accumulation_steps")),
         max_train_epochs=args.get("max_train_epochs"),
         max_train_steps=args.get("max_train_steps"),
     )
 
 
-def steps_from_batches(datasets: list[DatasetSteps], *, num_processes: int = 1, grad_accum: int = 1,
-                       max_train_epochs: int | None = None, max_train_steps: int | None = None) -> StepsReport:
-    """train_network.py's arithmetic from Σ batches to optimizer steps and epochs (§2.3)."""
-    total_batches = sum(d.batches for d in datasets)
-    per_process = math.ceil(total_batches / num_processes)
+@dataclass(frozen=True)
+class TrainLength:
+    """How long a run is: what train_network.py derives from the batches of one epoch."""
+
+    batches_per_process: int
+    steps_per_epoch: int  # optimizer steps
+    epochs: int
+    total_steps: int
+
+
+def train_length(batches: int, *, num_processes: int = 1, grad_accum: int | None = None,
+                 max_train_epochs: int | None = None, max_train_steps: int | None = None) -> TrainLength:
+    """train_network.py's arithmetic from Σ batches to optimizer steps and epochs (§2.3).
+
+    The one copy of it: ``lora-tui steps``/``config``, the config screen, ``doctor`` and the built-in
+    trainer all call this. Unset values take core.train_settings' defaults (1 process, no gradient
+    accumulation, its max_train_steps); max_train_epochs, when set, decides the total.
+    """
+    grad_accum = int(effective({"gradient_accumulation_steps": grad_accum}, "gradient_accumulation_steps"))
+    per_process = math.ceil(batches / num_processes)
     steps_per_epoch = math.ceil(per_process / grad_accum)
     if max_train_epochs:
-        steps = max_train_epochs * math.ceil(total_batches / num_processes / grad_accum)
+        total = int(max_train_epochs) * steps_per_epoch  # = ceil(batches / processes / accum) per epoch
     else:
-        steps = int(max_train_steps or DEFAULT_MAX_TRAIN_STEPS)
-    epochs = math.ceil(steps / steps_per_epoch) if steps_per_epoch else 0
-    return StepsReport(datasets, num_processes, grad_accum, max_train_epochs or None, steps,
-                       total_batches, per_process, steps_per_epoch, epochs)
+        total = int(effective({"max_train_steps": max_train_steps}, "max_train_steps"))
+    epochs = math.ceil(total / steps_per_epoch) if steps_per_epoch else 0
+    return TrainLength(per_process, steps_per_epoch, epochs, total)
+
+
+def steps_from_batches(datasets: list[DatasetSteps], *, num_processes: int = 1, grad_accum: int = 1,
+                       max_train_epochs: int | None = None, max_train_steps: int | None = None) -> StepsReport:
+    """The steps report from per-dataset batches (see :func:`train_length`)."""
+    total_batches = sum(d.batches for d in datasets)
+    length = train_length(total_batches, num_processes=num_processes, grad_accum=grad_accum,
+                          max_train_epochs=max_train_epochs, max_train_steps=max_train_steps)
+    return StepsReport(datasets, num_processes, grad_accum, max_train_epochs or None, length.total_steps,
+                       total_batches, length.batches_per_process, length.steps_per_epoch, length.epochs)

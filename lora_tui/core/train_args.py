@@ -20,7 +20,7 @@ from typing import Any
 
 import tomlkit
 
-from lora_tui.core import schema
+from lora_tui.core import train_settings
 
 # Options lora-tui sets itself; a user value would silently fight ours.
 MANAGED = {
@@ -105,7 +105,7 @@ def validate(table: Mapping[str, Any]) -> list[ArgProblem]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(ArgProblem(key, f"unknown sd-scripts option '{key}'{hint}"))
             continue
-        err = check_arg(key, value) or schema.check_range(key, value)
+        err = check_arg(key, value) or train_settings.range_problem(key, value)
         if err:
             problems.append(ArgProblem(key, err))
     return problems

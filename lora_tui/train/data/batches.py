@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lora_tui.core.errors import TrainError
 from lora_tui.core.steps import DatasetSteps
-from lora_tui.train.data.captions import CaptionOptions, process_caption
 from lora_tui.train.data import cache as data_cache
+from lora_tui.train.data.captions import CaptionOptions, process_caption
 from lora_tui.train.data.images import crop_ltrb, prepare_image
 
 Bucket = tuple[int, int]

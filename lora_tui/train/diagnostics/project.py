@@ -16,6 +16,7 @@ from typing import Any
 
 from lora_tui.core.errors import ModelError
 from lora_tui.core.project import Project, resolve_path
+from lora_tui.core.train_settings import effective
 from lora_tui.train.diagnostics.doctor import ERROR, OK, WARN, Finding, is_offline
 
 # Parameters per unit of rank, and adapter count, per part of sd-scripts' networks.lora, measured from
@@ -287,11 +288,11 @@ def check_disk(project: Project, family: str) -> list[Finding]:
         report = steps.compute(project)
         epochs, total = report.epochs, report.total_steps
     except Exception as exc:  # the dataset is `lora-tui check`'s business; estimate from the settings alone
-        epochs, total = int(t.get("max_train_epochs") or 1), int(t.get("max_train_steps") or 1600)
+        epochs, total = int(t.get("max_train_epochs") or 1), int(effective(t, "max_train_steps"))
         note = f" (steps unknown: {exc})".splitlines()[0]
     else:
         note = ""
-    dim = int(t.get("network_dim") or 4)
+    dim = int(effective(t, "network_dim"))
     conv = _network_arg(t, "conv_dim")
     conv_dim = int(float(conv)) if conv and conv.replace(".", "", 1).isdigit() else None
     precision = t.get("save_precision") or ("fp16" if t.get("full_fp16") else "bf16" if t.get("full_bf16") else "float")

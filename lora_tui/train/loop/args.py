@@ -22,61 +22,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lora_tui.core.errors import TrainError
-from lora_tui.core.schema import check_range
 from lora_tui.core.train_args import check_arg, known_args
+from lora_tui.core.train_settings import SETTINGS, range_problem
 
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
               "adafactor")
 OPTIMIZERS = ("adamw", "adamw8bit", "lion", "sgdnesterov", "adafactor", "prodigy", "dadaptation",
               "dadaptadam")
 
-# sd-scripts options the built-in trainer implements (beyond them: an error unless left at default).
-SUPPORTED = frozenset({
-    "pretrained_model_name_or_path", "v2", "v_parameterization", "tokenizer_cache_dir", "vae",
-    "output_dir", "output_name", "save_model_as", "save_precision", "save_every_n_steps",
-    "save_every_n_epochs", "save_last_n_steps", "save_last_n_epochs", "save_state", "save_state_on_train_end",
-    "resume", "no_metadata", "training_comment", "metadata_title", "metadata_author", "metadata_description",
-    "metadata_license", "metadata_tags",
-    "max_train_steps", "max_train_epochs", "train_batch_size", "gradient_accumulation_steps",
-    "mixed_precision", "full_fp16", "full_bf16", "gradient_checkpointing", "xformers", "sdpa", "mem_eff_attn",
-    "no_half_vae", "clip_skip", "max_token_length", "torch_compile", "dynamo_backend",
-    "network_module", "network_dim", "network_alpha", "network_dropout", "network_args", "network_weights",
-    "dim_from_weights", "network_train_unet_only", "network_train_text_encoder_only",
-    "optimizer_type", "optimizer_args", "learning_rate", "unet_lr", "text_encoder_lr", "lr_scheduler",
-    "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_power", "max_grad_norm",
-    "seed", "noise_offset", "min_snr_gamma", "prior_loss_weight",
-    "cache_latents", "cache_latents_to_disk", "vae_batch_size", "max_data_loader_n_workers",
-    "persistent_data_loader_workers",
-    "sample_every_n_steps", "sample_every_n_epochs", "sample_prompts", "sample_sampler", "sample_at_first",
-    "log_with", "logging_dir", "log_prefix", "log_tracker_name",
-    "dataset_config", "config_file", "lowram", "highvram", "console_log_level", "console_log_simple",
-    "ddp_timeout", "ddp_gradient_as_bucket_view", "ddp_static_graph",
-})
-# sd-scripts defaults that differ from "unset" and that we implement as such.
+# sd-scripts options the built-in trainer implements (beyond them: an error unless left at default);
+# their defaults and ranges are core.train_settings' rows.
+SUPPORTED = frozenset(SETTINGS)
 NETWORK_ARGS = ("conv_dim", "conv_alpha", "dropout")
-# Bounds beyond core.schema.RANGES that the trainer needs (a value outside them would crash deep in
-# torch/numpy, or silently do something else: save_every_n_steps = -1 saved on every step).
-TRAINER_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, 2**32 - 1), "text_encoder_lr": (0.0, None), "lr_warmup_steps": (0, None),
-    "lr_scheduler_num_cycles": (1, None), "vae_batch_size": (1, None), "save_last_n_steps": (0, None),
-    "save_last_n_epochs": (0, None), "sample_every_n_steps": (1, None), "sample_every_n_epochs": (1, None),
-    "network_dropout": (0.0, 1.0),
-}
-
-
-def range_problem(name: str, value: Any) -> str | None:
-    """Why a well-typed value is out of bounds for option ``name`` (core's ranges, then the trainer's)."""
-    problem = check_range(name, value)
-    bounds = TRAINER_RANGES.get(name)
-    if problem or bounds is None or isinstance(value, bool):
-        return problem
-    lo, hi = bounds
-    for v in value if isinstance(value, list) else [value]:
-        if isinstance(v, (int, float)) and lo is not None and v < lo:
-            return f"must be at least {lo}, got {v}"
-        if isinstance(v, (int, float)) and hi is not None and v > hi:
-            return f"must be at most {hi}, got {v}"
-    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,6 +118,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _default(name: str) -> Any:
+    """sd-scripts' argparse default (for options we do not implement: "left at default" is this)."""
     spec = known_args().get(name, {})
     return spec.get("default")
 
@@ -206,15 +164,18 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
 
 
 def resolve(values: Mapping[str, Any], sources: Mapping[str, str]) -> TrainArgs:
-    """Fill defaults and normalise shapes (lists, the text-encoder lr, the scheduler name)."""
+    """Fill defaults (the effective ones of core.train_settings for what we implement, sd-scripts'
+    argparse defaults for the rest) and normalise shapes (lists, the text-encoder lr)."""
     out = {name: spec.get("default") for name, spec in known_args().items()}
-    out.update(values)
+    out.update({name: row.default for name, row in SETTINGS.items()})
+    out.update({k: v for k, v in values.items() if v is not None})
     for name in ("network_args", "optimizer_args", "text_encoder_lr"):
         if out.get(name) is not None and not isinstance(out[name], list):
             out[name] = [out[name]]
     if isinstance(out.get("text_encoder_lr"), list):
         out["text_encoder_lr"] = float(out["text_encoder_lr"][0]) if out["text_encoder_lr"] else None
-    out["optimizer_type"] = (out.get("optimizer_type") or "AdamW")
+    if not out.get("optimizer_type"):  # sd-scripts reads "" as AdamW
+        out["optimizer_type"] = SETTINGS["optimizer_type"].default
     return TrainArgs(out, dict(sources))
 
 

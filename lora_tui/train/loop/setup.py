@@ -7,7 +7,6 @@ encoding and the run's save/sample policy are set up from sd-scripts' flags.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
@@ -19,15 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from lora_tui.core.errors import TrainError
+from lora_tui.core.steps import train_length
 from lora_tui.train.data.dataset import TrainData
 from lora_tui.train.loop.args import TrainArgs, network_kwargs, optimizer_kwargs
 from lora_tui.train.loop.events import RunWriter
 from lora_tui.train.loop.optim import make_optimizer, make_scheduler, warmup_steps
 from lora_tui.train.model.load import load_base_model
 from lora_tui.train.model.text import TextEncoding
+from lora_tui.train.network import saves as state_io
 from lora_tui.train.network.file import build_metadata
 from lora_tui.train.network.lora import LoRANetwork
-from lora_tui.train.network import saves as state_io
 from lora_tui.train.network.meta import dataset_facts, model_hashes, save_facts, training_facts
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32, "no": torch.float32}
@@ -205,7 +205,7 @@ class Setup:
                                         unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
                                         output_name=self.output_name, step=step, epoch=epoch,
                                         device=self.accelerator.device, dtype=self.weight_dtype,
-                                        sampler=self.args.sample_sampler or "ddim", network=self.network,
+                                        sampler=self.args.sample_sampler, network=self.network,
                                         v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
         except TrainError as exc:  # a bad prompt file must not end a long run: say so (once) and keep training
             if str(exc) not in self.sample_warnings:
@@ -217,14 +217,10 @@ class Setup:
 
 
 def _steps(args: TrainArgs, data: TrainData, world: int) -> tuple[int, int, int]:
-    """(steps per epoch, epochs, total steps) exactly as train_network.py computes them."""
-    grad_accum = max(1, int(args.gradient_accumulation_steps or 1))
-    per_epoch = math.ceil(math.ceil(len(data) / world) / grad_accum)
-    total = int(args.max_train_steps or 1600)
-    if args.max_train_epochs:
-        total = int(args.max_train_epochs) * per_epoch
-    epochs = math.ceil(total / per_epoch)
-    return per_epoch, epochs, total
+    """(steps per epoch, epochs, total steps): core.steps' arithmetic, the one `lora-tui steps` showed."""
+    length = train_length(len(data), num_processes=world, grad_accum=args.gradient_accumulation_steps,
+                          max_train_epochs=args.max_train_epochs, max_train_steps=args.max_train_steps)
+    return length.steps_per_epoch, length.epochs, length.total_steps
 
 
 def _output_dirs(args: TrainArgs, run_dir: Path | None) -> tuple[Path, Path, Path]:
@@ -242,7 +238,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
             should_stop: Callable[[], bool] | None = None) -> Setup:
     """Load, build and configure everything for the loop; raises TrainError/ModelError on bad input."""
     device = accelerator.device
-    weight_dtype = DTYPES[args.mixed_precision or "no"]
+    weight_dtype = DTYPES[args.mixed_precision]
     vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
     model = load_base_model(str(args.pretrained_model_name_or_path), v2=bool(args.v2),
                             v_parameterization=bool(args.v_parameterization),
@@ -280,7 +276,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
         started = time.monotonic()
         with accelerator.main_process_first():
             stats = data.cache_latents(encode, to_disk=bool(args.cache_latents_to_disk),
-                                       batch_size=int(args.vae_batch_size or 1), progress=progress)
+                                       batch_size=int(args.vae_batch_size), progress=progress)
         writer.say(f"cached latents: {stats.encoded} encoded, {stats.reused} reused from disk "
                    f"in {time.monotonic() - started:.1f} s")
         for path in stats.damaged:
@@ -294,7 +290,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
         network = LoRANetwork.from_weights(args.network_weights, model.text_encoder if train_te else None,
                                            model.unet if train_unet else None)
     else:
-        network = LoRANetwork(model.text_encoder, model.unet, dim=int(args.network_dim or 4),
+        network = LoRANetwork(model.text_encoder, model.unet, dim=int(args.network_dim),
                               alpha=args.network_alpha, conv_dim=extra.get("conv_dim"),
                               conv_alpha=extra.get("conv_alpha"), train_unet=train_unet, train_text_encoder=train_te,
                               dropout=args.network_dropout)
@@ -311,9 +307,9 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     model.unet.train(bool(args.gradient_checkpointing))
     model.text_encoder.train(train_te and bool(args.gradient_checkpointing))
     if args.torch_compile:
-        model.unet = torch.compile(model.unet, backend=args.dynamo_backend or "inductor")
+        model.unet = torch.compile(model.unet, backend=args.dynamo_backend)
 
-    lr = float(args.learning_rate if args.learning_rate is not None else 2e-6)
+    lr = float(args.learning_rate)
     groups = network.prepare_optimizer_params(args.text_encoder_lr, args.unet_lr, lr)
     if not any(g["params"] for g in groups):
         raise TrainError("nothing to train: every learning rate is 0 or every LoRA part is switched off",
@@ -322,8 +318,8 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                                           device_type=device.type)
     scheduler = make_scheduler(args.lr_scheduler, optimizer, total_steps=total,
                                warmup=warmup_steps(args.lr_warmup_steps, total),
-                               num_cycles=int(args.lr_scheduler_num_cycles or 1),
-                               power=float(args.lr_scheduler_power or 1.0), initial_lr=lr)
+                               num_cycles=int(args.lr_scheduler_num_cycles),
+                               power=float(args.lr_scheduler_power), initial_lr=lr)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     text = TextEncoding(model.tokenizer, model.text_encoder, max_token_length=args.max_token_length,
                         clip_skip=args.clip_skip, cache_size=0 if train_te else 8192)
@@ -332,7 +328,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
         alphas = model.noise_scheduler.alphas_cumprod.to(device)
         snr = alphas / (1 - alphas)
     output_dir, state_dir, sample_dir = _output_dirs(args, writer.run_dir)
-    output_name = args.output_name or "last"
+    output_name = args.output_name
     session_id = random.randint(0, 2**32)
     facts = training_facts(args.replace(seed=seed), data, session_id=session_id, started_at=time.time(),
                            optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
@@ -344,6 +340,6 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     return Setup(args=args, accelerator=accelerator, writer=writer, model=model, network=network,
                  optimizer=optimizer, scheduler=scheduler, text=text, trainable=trainable, steps_per_epoch=per_epoch,
                  epochs=epochs, total_steps=total, samples_per_step=batch * accelerator.num_processes *
-                 max(1, int(args.gradient_accumulation_steps or 1)), weight_dtype=weight_dtype, vae_dtype=vae_dtype,
+                 int(args.gradient_accumulation_steps), weight_dtype=weight_dtype, vae_dtype=vae_dtype,
                  output_dir=output_dir, state_dir=state_dir, sample_dir=sample_dir, output_name=output_name,
                  base_facts=facts, train_te=train_te, train_unet=train_unet, snr=snr)

@@ -113,7 +113,7 @@ class Trainer:
         if args.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise TrainError("mixed_precision fp16 needs a CUDA GPU", hint="use bf16 or no on the CPU")
         # cpu=True on CPU-only machines: accelerate only sets up multi-process CPU (gloo) when told
-        accelerator = Accelerator(mixed_precision=args.mixed_precision or "no", cpu=not torch.cuda.is_available())
+        accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
         self.accelerator = accelerator
         self.writer = RunWriter(self.run_dir, enabled=accelerator.is_main_process)
         self.writer.starting()
@@ -157,7 +157,7 @@ class Trainer:
         if self._stopped_early(accelerator):
             return self._end_before_start()
         data = build_dataset(Path(args.dataset_config), seed=seed, args=args.values,
-                             prior_loss_weight=float(args.prior_loss_weight or 1.0))
+                             prior_loss_weight=float(args.prior_loss_weight))
         for warning in data.warnings:
             self.writer.event("warn", message=warning)
         try:
@@ -167,10 +167,10 @@ class Trainer:
             return self._end_before_start()
         self.setup = setup
         world, rank = accelerator.num_processes, accelerator.process_index
-        grad_accum = max(1, int(args.gradient_accumulation_steps or 1))
+        grad_accum = int(args.gradient_accumulation_steps)
         data.set_max_train_steps(setup.total_steps, grad_accum)
         sampler = ShardedSampler(data, rank, world)
-        workers = min(int(args.max_data_loader_n_workers or 0), os.cpu_count() or 1)
+        workers = min(int(args.max_data_loader_n_workers), os.cpu_count() or 1)
         # its own generator: making an iterator draws a seed, which must not shift the training RNG
         # (a resumed run creates its first iterator at a different point than an uninterrupted one)
         loader = DataLoader(data, batch_size=1, sampler=sampler, collate_fn=collate_first, num_workers=workers,

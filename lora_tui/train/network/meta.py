@@ -85,14 +85,14 @@ def training_facts(args: TrainArgs, data: TrainData, *, session_id: int, started
     """Everything but the per-save step/epoch/time facts."""
     model = Path(str(args.pretrained_model_name_or_path))
     facts: dict[str, Any] = {
-        "session_id": session_id, "training_started_at": started_at, "output_name": args.output_name or "last",
+        "session_id": session_id, "training_started_at": started_at, "output_name": args.output_name,
         "learning_rate": args.learning_rate, "text_encoder_lr": args.text_encoder_lr, "unet_lr": args.unet_lr,
         "num_train_images": data.num_train_images, "num_reg_images": data.num_reg_images,
         "num_batches_per_epoch": steps_per_epoch, "num_epochs": epochs,
         "gradient_checkpointing": bool(args.gradient_checkpointing),
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "max_train_steps": total_steps,
         "lr_warmup_steps": args.lr_warmup_steps, "lr_scheduler": args.lr_scheduler,
-        "network_module": "networks.lora", "network_dim": args.network_dim or 4, "network_alpha": args.network_alpha,
+        "network_module": "networks.lora", "network_dim": args.network_dim, "network_alpha": args.network_alpha,
         "network_dropout": args.network_dropout, "mixed_precision": args.mixed_precision,
         "full_fp16": bool(args.full_fp16), "v2": v2, "v_parameterization": bool(args.v_parameterization),
         "clip_skip": args.clip_skip, "max_token_length": args.max_token_length,
