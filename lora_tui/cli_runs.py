@@ -216,7 +216,8 @@ def _max_train_steps(text: str) -> int:
 def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("builtin", "sd-scripts"), help="override [project] backend")
     p.add_argument("--model", help="base model for this run (Diffusers folder or .safetensors/.ckpt)")
-    p.add_argument("--max-train-steps", type=_max_train_steps, help="a shorter run: overrides max_train_steps and epochs")
+    p.add_argument("--max-train-steps", type=_max_train_steps,
+                   help="a shorter run: overrides max_train_steps and epochs")
     p.add_argument("--name", help="name the run (its folder is <time>-<name>)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--detach", action="store_true", help="start it and return at once (then: lora-tui watch)")
