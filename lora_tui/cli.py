@@ -136,7 +136,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from lora_tui.core import project
 
     proj = project.load(Path(args.project)) if args.project else None
-    env = dict(os.environ)  # as the user set it: importing lora_tui.train defaults HF_HUB_OFFLINE to 1
+    env = dict(os.environ)  # as the user set it: importing lora_tui.train sets HF_HUB_OFFLINE=1 (core.offline)
     try:
         from lora_tui.train.diagnostics import doctor
     except ImportError as exc:
@@ -148,10 +148,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         _json({"project": str(proj.root) if proj else None, "exit_code": code,
                "errors": sum(f.severity == doctor.ERROR for f in findings),
                "warnings": sum(f.severity == doctor.WARN for f in findings),
-               "findings": [f.to_json() for f in findings]})
+               "findings": [f.status_json() for f in findings]})
         return code
     for finding in findings:
-        _out(finding.line())
+        _out(finding.status_line())
     return code
 
 

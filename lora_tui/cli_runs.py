@@ -219,6 +219,8 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train-steps", type=_max_train_steps,
                    help="a shorter run: overrides max_train_steps and epochs")
     p.add_argument("--name", help="name the run (its folder is <time>-<name>)")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let the built-in trainer fetch a missing tokenizer or hub model (default: local files only)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--detach", action="store_true", help="start it and return at once (then: lora-tui watch)")
     how.add_argument("--queue", action="store_true", help="add it to the project's queue (runs one after another)")

@@ -7,6 +7,7 @@ from it, SIGTERM stops it (saving first), a hang-up leaves it training.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -68,6 +69,7 @@ def start_run(proj: Any, args: argparse.Namespace, *, resume: str | None = None,
     from lora_tui.runs.rundir import check_startable, create_run
 
     backend = args.backend or proj.backend
+    _download_rule(args)
     check_startable(proj, backend=backend, model=args.model, max_train_steps=args.max_train_steps)
     previous = signal.signal(signal.SIGTERM, _terminate)  # until the run is handed over: clean up, exit 143
     try:
@@ -94,6 +96,20 @@ def start_run(proj: Any, args: argparse.Namespace, *, resume: str | None = None,
         _out(f"  stop it:    lora-tui stop {run.dir}")
         return 0
     return attach(run.dir, start=lambda: spawn_supervisor(run.dir))
+
+
+def _download_rule(args: argparse.Namespace) -> None:
+    """Offline unless --allow-download (core.offline): the run's processes inherit the answer."""
+    from lora_tui.core import offline
+
+    allow = bool(getattr(args, "allow_download", False))
+    if allow and args.queue:
+        raise LoraTuiError("--allow-download cannot be used with --queue: a queued run starts later, from the "
+                           "queue's process", hint="start the run directly, or get the files once and train offline")
+    if allow:
+        os.environ[offline.ALLOW_DOWNLOAD_ENV] = "1"
+    else:
+        os.environ.pop(offline.ALLOW_DOWNLOAD_ENV, None)
 
 
 def _terminate(_signum: int, _frame: Any) -> None:

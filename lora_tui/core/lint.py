@@ -10,36 +10,19 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lora_tui.core import clip_tokens, images, unsaved
+from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
 from lora_tui.core.train_settings import SETTINGS
 
-ERROR, WARNING, INFO = "error", "warning", "info"
 LEGACY_DIR = re.compile(r"^(\d+)_(.*)$")
 OTHER_IMAGE_EXTS = (".gif", ".tif", ".tiff", ".heic", ".jfif")
 ADAPTIVE_OPTIMIZERS = ("dadapt", "prodigy")
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str
-    code: str
-    message: str
-    path: str | None = None
-    fix: str | None = None
-
-    def line(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        fix = f" → {self.fix}" if self.fix else ""
-        return f"{self.severity}: {where}{self.message}{fix}"
-
-    def to_json(self) -> dict[str, str | None]:
-        return asdict(self)
 
 
 @dataclass

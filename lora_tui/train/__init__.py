@@ -3,11 +3,11 @@
 Runs only in its own process (launched by accelerate or `lora-tui train`); the TUI never imports
 it, so torch and diffusers stay out of the interactive process.
 
-Offline first: huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported, so it is set
-here, before anything in this package can import it. A user who wants the hub sets it to 0.
+Offline first (core.offline): huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported,
+so it is set here, before anything in this package can import it — to 1 whatever the environment
+says, unless the user passed --allow-download (LORA_TUI_ALLOW_DOWNLOAD=1).
 """
 
-import os
+from lora_tui.core import offline
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+offline.enforce()

@@ -1,7 +1,9 @@
 """``accelerate launch -m lora_tui.train --dataset_config D --config_file A [sd-scripts flags]``.
 
 Also takes ``--run_dir DIR`` (lora-tui's own flag, or env LORA_TUI_RUN_DIR): where status.json and
-events.jsonl go. Known errors print one line and exit 2 before training starts.
+events.jsonl go; and ``--allow_download`` (or env LORA_TUI_ALLOW_DOWNLOAD=1): without it nothing is
+fetched from the Hugging Face hub, whatever HF_HUB_OFFLINE says. Known errors print one line and exit 2
+before training starts.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             return _refuse("--run_dir needs a folder", None)
         run_dir = argv[i + 1]
         del argv[i:i + 2]
+    if "--allow_download" in argv:  # lora-tui's own flag: the hub may be used (core.offline)
+        argv.remove("--allow_download")
+        from lora_tui.core import offline
+
+        offline.enforce(allow=True)
     from lora_tui.train.loop.args import parse_args
     from lora_tui.train.loop.train import train
 

@@ -12,50 +12,25 @@ This module imports torch, so it lives in `train/`; the CLI imports it lazily in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lora_tui.core.project import Project
+from lora_tui.core.findings import ERROR, OK, WARNING, Finding
+from lora_tui.core.gpu import NvmlInfo, probe_nvml
+from lora_tui.core.offline import is_offline
+from lora_tui.core.project import Project
+from lora_tui.train.diagnostics import project as doctor_project
 
-OK, WARN, ERROR = "ok", "warn", "error"
+WARN = WARNING  # the doctor's older name
+__all__ = ["ERROR", "OK", "WARN", "Finding", "NvmlInfo", "is_offline", "probe_nvml"]
+
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 # CUDA builds of torch on the PyTorch index, newest first; the driver must support the wheel's CUDA.
 CUDA_WHEEL_TAGS = ((13, 0), (12, 9), (12, 8), (12, 6), (12, 4), (12, 1), (11, 8))
 LOW_FREE_GPU_BYTES = 4 * 1024**3  # below this, even SD1.5 LoRA at batch 1 is at risk
-_TRUE = ("1", "true", "yes", "on")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One doctor check: `name` is the topic (torch, gpu0, model…), `fix` what to do (also on ok lines)."""
-
-    name: str
-    severity: str  # ok | warn | error
-    message: str
-    fix: str | None = None
-
-    def line(self) -> str:
-        """`ok   torch 2.13.0+cpu (CPU build)` / `error model not found: … → fix`."""
-        fix = f"  → {self.fix}" if self.fix else ""
-        return f"{self.severity:<4} {self.name} {self.message}{fix}"
-
-    def to_json(self) -> dict[str, str | None]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class NvmlInfo:
-    """What the NVIDIA driver reports, independently of how torch was built."""
-
-    names: list[str]
-    driver: str | None
-    cuda: tuple[int, int] | None  # the newest CUDA the driver supports
 
 
 def gib(n: float) -> str:
@@ -73,8 +48,6 @@ def run_checks(project: Project | None = None, *, env: Mapping[str, str] | None 
     findings += check_accelerate(project)
     findings += check_offline(env, project)
     if project is not None:
-        from lora_tui.train.diagnostics import project as doctor_project
-
         findings += doctor_project.check_project(project, env)
     return findings
 
@@ -85,33 +58,6 @@ def exit_code(findings: list[Finding]) -> int:
 
 
 # ------------------------------------------------------------------------------------------- torch + GPUs
-def probe_nvml() -> NvmlInfo | None:
-    """The GPUs the driver sees, via NVML; None when there is no NVIDIA driver (or no pynvml)."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound / DriverNotLoaded: no NVIDIA driver here
-        return None
-    try:
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        names = [_text(pynvml.nvmlDeviceGetName(h)) for h in handles]
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        version = int(pynvml.nvmlSystemGetCudaDriverVersion())  # 12040 → 12.4
-        return NvmlInfo(names, driver, (version // 1000, version % 1000 // 10))
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def cuda_wheel_url(driver_cuda: tuple[int, int] | None) -> str:
     """The PyTorch index for the newest CUDA wheel this driver can run."""
     for tag in CUDA_WHEEL_TAGS:
@@ -139,27 +85,28 @@ def check_torch(project: Project | None = None) -> list[Finding]:
     cuda_build = torch.version.cuda or getattr(torch.version, "hip", None)
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else (
         f"ROCm {cuda_build} build" if cuda_build else "CPU build")
-    out = [Finding("torch", OK, f"{version} ({build})")]
+    out = [Finding.about("torch", OK, f"{version} ({build})")]
     gpus_seen = info.names if info else []
     seen = f"{len(gpus_seen)} NVIDIA GPU(s) ({', '.join(sorted(set(gpus_seen)))})" if gpus_seen else ""
     if not cuda_build and gpus_seen:
-        return [Finding("torch", ERROR, f"{version} is a CPU-only build but the driver sees {seen}",
-                        f"pip install --force-reinstall torch --index-url {cuda_wheel_url(info and info.cuda)}")]
+        return [Finding.about("torch", ERROR, f"{version} is a CPU-only build but the driver sees {seen}",
+                              f"pip install --force-reinstall torch --index-url {cuda_wheel_url(info and info.cuda)}")]
     if not torch.cuda.is_available():
         if gpus_seen:
             hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
             why = f"CUDA_VISIBLE_DEVICES={hidden!r} hides them" if hidden is not None else (
                 f"driver {info.driver if info else '?'} may be too old for torch's CUDA {torch.version.cuda}")
-            out.append(Finding("cuda", ERROR, f"not available although the driver sees {seen}: {why}",
-                               "check `nvidia-smi`; install a torch wheel for the driver's CUDA: "
-                               f"pip install --force-reinstall torch --index-url "
-                               f"{cuda_wheel_url(info.cuda if info else None)}"))
+            out.append(Finding.about("cuda", ERROR, f"not available although the driver sees {seen}: {why}",
+                                     "check `nvidia-smi`; install a torch wheel for the driver's CUDA: "
+                                     f"pip install --force-reinstall torch --index-url "
+                                     f"{cuda_wheel_url(info.cuda if info else None)}"))
         else:
-            out.append(Finding("gpu", WARN, "no GPU: training will run on the CPU (slow)",
-                               "fine for `make-tiny-model` trials; use a machine with an NVIDIA GPU for real runs"))
+            out.append(Finding.about("gpu", WARN, "no GPU: training will run on the CPU (slow)",
+                                     "fine for `make-tiny-model` trials; use a machine with an NVIDIA GPU for "
+                                     "real runs"))
             if _mixed_precision(project) == "fp16":
-                out.append(Finding("mixed_precision", WARN, "fp16 needs a GPU; accelerate refuses it on the CPU",
-                                   'set mixed_precision = "no" (or "bf16") for CPU runs'))
+                out.append(Finding.about("mixed_precision", WARN, "fp16 needs a GPU; accelerate refuses it on the CPU",
+                                         'set mixed_precision = "no" (or "bf16") for CPU runs'))
         return out
     return out + _gpu_findings(torch, project)
 
@@ -176,13 +123,13 @@ def _gpu_findings(torch: Any, project: Project | None) -> list[Finding]:
         text = (f"{props.name}, sm_{major}{minor}, {gib(total)} total / {gib(free)} free, "
                 f"bf16 {'yes' if bf16 else 'no'}")
         if want_bf16 and not bf16:
-            out.append(Finding(f"gpu{index}", ERROR, f"{text}: the project trains in bf16",
-                               'set mixed_precision = "fp16" in [training] (bf16 needs compute capability 8.0+)'))
+            out.append(Finding.about(f"gpu{index}", ERROR, f"{text}: the project trains in bf16",
+                                     'set mixed_precision = "fp16" in [training] (bf16 needs compute capability 8.0+)'))
         elif free < LOW_FREE_GPU_BYTES:
-            out.append(Finding(f"gpu{index}", WARN, f"{text}: other processes hold {gib(total - free)}",
-                               "stop them (see nvidia-smi) or pick another GPU with [launch] gpu_ids"))
+            out.append(Finding.about(f"gpu{index}", WARN, f"{text}: other processes hold {gib(total - free)}",
+                                     "stop them (see nvidia-smi) or pick another GPU with [launch] gpu_ids"))
         else:
-            out.append(Finding(f"gpu{index}", OK, text))
+            out.append(Finding.about(f"gpu{index}", OK, text))
     return out
 
 
@@ -219,30 +166,30 @@ def check_accelerate(project: Project | None = None, config_file: Path | None = 
     """
     path = config_file or accelerate_config_file()
     if not path.is_file():
-        return [Finding("accelerate", OK, f"no default config ({path}): 1 process, fine for one GPU",
-                        "run `accelerate config` to train on several GPUs")]
+        return [Finding.about("accelerate", OK, f"no default config ({path}): 1 process, fine for one GPU",
+                              "run `accelerate config` to train on several GPUs")]
     try:
         config = _read_config(path)
     except Exception as exc:
-        return [Finding("accelerate", WARN, f"cannot read {path}: {exc}".splitlines()[0],
-                        "fix or delete it, then run `accelerate config`")]
+        return [Finding.about("accelerate", WARN, f"cannot read {path}: {exc}".splitlines()[0],
+                              "fix or delete it, then run `accelerate config`")]
     procs = int(config.get("num_processes") or 1)
     mp = str(config.get("mixed_precision") or "no")
-    out = [Finding("accelerate", OK, f"{path}: num_processes {procs}, mixed_precision {mp}")]
+    out = [Finding.about("accelerate", OK, f"{path}: num_processes {procs}, mixed_precision {mp}")]
     if config.get("use_cpu"):
-        out.append(Finding("accelerate", WARN, f"{path} sets use_cpu: true, so training ignores the GPUs",
-                           "run `accelerate config` and answer no to 'run on CPU only'"))
+        out.append(Finding.about("accelerate", WARN, f"{path} sets use_cpu: true, so training ignores the GPUs",
+                                 "run `accelerate config` and answer no to 'run on CPU only'"))
     if project is None:
         return out
     want = int(project.launch.get("num_processes", 1))
     if want == 1 and procs > 1:
-        out.append(Finding("accelerate", WARN, f"the config launches {procs} processes but the project's "
-                           "[launch] num_processes = 1 (the launch command does not override it)",
-                           f"set [launch] num_processes = {procs}, or run `accelerate config` for one GPU"))
+        out.append(Finding.about("accelerate", WARN, f"the config launches {procs} processes but the project's "
+                                 "[launch] num_processes = 1 (the launch command does not override it)",
+                                 f"set [launch] num_processes = {procs}, or run `accelerate config` for one GPU"))
     want_mp = _mixed_precision(project)
     if not project.launch.get("mixed_precision") and mp not in ("no", want_mp):
-        out.append(Finding("accelerate", OK, f"config mixed_precision {mp} differs from the project's "
-                           f"{want_mp}; the trainer passes its own value, so {want_mp} is used"))
+        out.append(Finding.about("accelerate", OK, f"config mixed_precision {mp} differs from the project's "
+                                 f"{want_mp}; the trainer passes its own value, so {want_mp} is used"))
     return out + _launch_vs_gpus(project)
 
 
@@ -254,30 +201,32 @@ def _launch_vs_gpus(project: Project) -> list[Finding]:
     want = int(project.launch.get("num_processes", 1))
     out = []
     if want > 1 and want > count:
-        out.append(Finding("launch", ERROR, f"[launch] num_processes = {want} but {count} GPU(s) are usable",
-                           f"set [launch] num_processes = {max(count, 1)}"))
+        out.append(Finding.about("launch", ERROR, f"[launch] num_processes = {want} but {count} GPU(s) are usable",
+                                 f"set [launch] num_processes = {max(count, 1)}"))
     ids = [s.strip() for s in str(project.launch.get("gpu_ids") or "").split(",") if s.strip()]
     bad = [i for i in ids if i != "all" and (not i.isdigit() or int(i) >= count)]
     if bad:
-        out.append(Finding("launch", ERROR, f"[launch] gpu_ids names GPU(s) {', '.join(bad)} but {count} exist",
-                           f"use indices 0..{max(count - 1, 0)}" if count else "remove gpu_ids"))
+        out.append(Finding.about("launch", ERROR, f"[launch] gpu_ids names GPU(s) {', '.join(bad)} but {count} exist",
+                                 f"use indices 0..{max(count - 1, 0)}" if count else "remove gpu_ids"))
     return out
 
 
 # ------------------------------------------------------------------------------------------- offline
-def is_offline(env: Mapping[str, str]) -> bool:
-    return env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-
-
 def check_offline(env: Mapping[str, str], project: Project | None = None) -> list[Finding]:
-    """HF_HUB_OFFLINE as the user set it; the doctor itself never opens a connection."""
+    """HF_HUB_OFFLINE as the user set it; the doctor itself never opens a connection.
+
+    The built-in trainer is offline whatever it says (core.offline: only --allow-download lifts
+    that); sd-scripts, which lora-tui launches with HF_HUB_OFFLINE=1 unless the user set it, obeys it.
+    """
     value = env.get("HF_HUB_OFFLINE")
     if is_offline(env):
-        return [Finding("offline", OK, f"HF_HUB_OFFLINE={value}: nothing downloads from the Hugging Face hub")]
+        return [Finding.about("offline", OK, f"HF_HUB_OFFLINE={value}: nothing downloads from the Hugging Face hub")]
     sd_scripts = project is not None and project.backend == "sd-scripts"
     if value is None:
-        who = "sd-scripts may download (tokenizer, hub model ids)" if sd_scripts else "the built-in trainer sets it"
-        return [Finding("offline", OK, f"HF_HUB_OFFLINE unset: {who}",
-                        "export HF_HUB_OFFLINE=1 to be sure nothing is fetched" if sd_scripts else None)]
-    return [Finding("offline", WARN, f"HF_HUB_OFFLINE={value}: training may download from the hub",
-                    "unset it (the built-in trainer then runs offline) or export HF_HUB_OFFLINE=1")]
+        who = ("sd-scripts may download (tokenizer, hub model ids)" if sd_scripts
+               else "the built-in trainer loads local files only")
+        return [Finding.about("offline", OK, f"HF_HUB_OFFLINE unset: {who}",
+                              "export HF_HUB_OFFLINE=1 to be sure nothing is fetched" if sd_scripts else None)]
+    return [Finding.about("offline", WARN, f"HF_HUB_OFFLINE={value}: sd-scripts may download from the hub (the "
+                          "built-in trainer stays offline unless lora-tui train --allow-download)",
+                          "unset it or export HF_HUB_OFFLINE=1")]

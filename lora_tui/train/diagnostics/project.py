@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.core.errors import ModelError
+from lora_tui.core.findings import ERROR, OK, Finding
+from lora_tui.core.findings import WARNING as WARN
+from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
 from lora_tui.core.train_settings import effective
-from lora_tui.train.diagnostics.doctor import ERROR, OK, WARN, Finding, is_offline
 
 # Parameters per unit of rank, and adapter count, per part of sd-scripts' networks.lora, measured from
 # the configs in model_configs/ with LoRANetwork on meta-device models (tests/train/test_doctor.py
@@ -52,16 +54,17 @@ def check_model(project: Project) -> tuple[list[Finding], str]:
     v2 = bool(project.model.get("v2"))
     family = "sd_v2" if v2 else "sd_v1"
     if project.model_hub_id:
-        return [Finding("model", WARN, f"'{project.model_hub_id}' is a Hugging Face hub id: training downloads it "
-                        "(and fails offline)", "download it once and point pretrained_model_name_or_path at the "
-                        "local file or folder")], family
+        return [Finding.about("model", WARN, f"'{project.model_hub_id}' is a Hugging Face hub id: training "
+                              "downloads it (and fails offline)", "download it once and point "
+                              "pretrained_model_name_or_path at the local file or folder")], family
     path = project.model_path
     if path is None:
-        return [Finding("model", ERROR, "no base model set",
-                        f"set [model] pretrained_model_name_or_path in {project.file}")], family
+        return [Finding.about("model", ERROR, "no base model set",
+                              f"set [model] pretrained_model_name_or_path in {project.file}")], family
     if not path.exists():
-        return [Finding("model", ERROR, f"not found: {path}",
-                        "give a Diffusers folder or a .safetensors/.ckpt file; models are never downloaded")], family
+        return [Finding.about("model", ERROR, f"not found: {path}",
+                              "give a Diffusers folder or a .safetensors/.ckpt file; models are never "
+                              "downloaded")], family
     try:
         if path.is_dir():
             kind, detected = "Diffusers folder", _diffusers_family(path)
@@ -69,33 +72,36 @@ def check_model(project: Project) -> tuple[list[Finding], str]:
         elif path.suffix.lower() == ".safetensors":
             kind, detected, out = "safetensors", _safetensors_family(path), []
         elif path.suffix.lower() in (".ckpt", ".pt", ".pth"):
-            kind, out = "ckpt", [Finding("model", WARN, f"{path.name} is a pickle checkpoint; it loads with "
-                                         "torch.load(weights_only=True), and one that carries code is refused",
-                                         "convert it once to .safetensors (faster, safer to share)")]
+            kind, out = "ckpt", [Finding.about("model", WARN, f"{path.name} is a pickle checkpoint; it loads with "
+                                               "torch.load(weights_only=True), and one that carries code is refused",
+                                               "convert it once to .safetensors (faster, safer to share)")]
             detected = _ckpt_family(path)
         else:
-            return [Finding("model", ERROR, f"unsupported model file type {path.suffix!r}: {path}",
-                            "use a .safetensors or .ckpt checkpoint, or a Diffusers folder")], family
+            return [Finding.about("model", ERROR, f"unsupported model file type {path.suffix!r}: {path}",
+                                  "use a .safetensors or .ckpt checkpoint, or a Diffusers folder")], family
     except ModelError as exc:
-        return [Finding("model", ERROR, f"{exc.path or path}: {exc.message}", exc.hint)], family
+        return [Finding.about("model", ERROR, f"{exc.path or path}: {exc.message}", exc.hint)], family
     names = {"sd_v1": "SD1.x", "sd_v2": "SD2.x", "sdxl": "SDXL"}
     if detected == "sdxl":
-        return [*out, Finding("model", ERROR, f"{path} is an SDXL model; only SD1.x and SD2.x are supported",
-                              "pick an SD1.5 or SD2.1 base model")], family
+        return [*out, Finding.about("model", ERROR, f"{path} is an SDXL model; only SD1.x and SD2.x are supported",
+                                    "pick an SD1.5 or SD2.1 base model")], family
     if detected == "unknown":
-        return [*out, Finding("model", ERROR, f"{path}: no Stable Diffusion text encoder found",
-                              "a full SD1.x/SD2.x checkpoint is needed, not a LoRA, VAE or U-Net only file")], family
+        return [*out, Finding.about("model", ERROR, f"{path}: no Stable Diffusion text encoder found",
+                                    "a full SD1.x/SD2.x checkpoint is needed, not a LoRA, VAE or U-Net only "
+                                    "file")], family
     if detected is None:  # an old-format .ckpt that cannot be opened without reading it all
-        return [*out, Finding("model", OK, f"{kind} {path} (family not checked: legacy pickle format)")], family
-    out.append(Finding("model", OK, f"{kind} {path} ({names[detected]})"))
+        return [*out, Finding.about("model", OK, f"{kind} {path} (family not checked: legacy pickle format)")], family
+    out.append(Finding.about("model", OK, f"{kind} {path} ({names[detected]})"))
     if v2 and detected == "sd_v1":
-        out.append(Finding("model", ERROR, "[model] v2 = true but this is an SD1.x model", "remove v2 from [model]"))
+        out.append(Finding.about("model", ERROR, "[model] v2 = true but this is an SD1.x model",
+                                 "remove v2 from [model]"))
     elif detected == "sd_v2" and not v2:
         sd_scripts = project.backend == "sd-scripts"
-        out.append(Finding("model", ERROR if sd_scripts else WARN,
-                           "SD2.x model without [model] v2 = true" + (": sd-scripts fails to load it" if sd_scripts
-                                                                       else " (the built-in trainer detects it)"),
-                           "set v2 = true in [model]"))
+        out.append(Finding.about("model", ERROR if sd_scripts else WARN,
+                                 "SD2.x model without [model] v2 = true"
+                                 + (": sd-scripts fails to load it" if sd_scripts
+                                    else " (the built-in trainer detects it)"),
+                                 "set v2 = true in [model]"))
     return out, detected
 
 
@@ -175,20 +181,21 @@ def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> li
         model_id, subfolder = tokenizer.TOKENIZER_IDS[v2]
         local = cache_dir / model_id.replace("/", "_") if cache_dir else None
         if local is not None and local.is_dir():
-            return [Finding("tokenizer", OK, f"{local} (sd-scripts' tokenizer_cache_dir)")]
+            return [Finding.about("tokenizer", OK, f"{local} (sd-scripts' tokenizer_cache_dir)")]
         if tokenizer._hf_cached_tokenizer(model_id, subfolder) is not None:
-            return [Finding("tokenizer", OK, f"{model_id} in the local Hugging Face cache")]
+            return [Finding.about("tokenizer", OK, f"{model_id} in the local Hugging Face cache")]
         fix = (f"run sd-scripts once online with tokenizer_cache_dir set, or copy {model_id}'s tokenizer to "
                f"{local or '<tokenizer_cache_dir>/' + model_id.replace('/', '_')}")
         if is_offline(env):
-            return [Finding("tokenizer", ERROR, f"sd-scripts needs {model_id} and it is not cached (offline)", fix)]
-        return [Finding("tokenizer", WARN, f"sd-scripts will download {model_id} on its first run", fix)]
+            return [Finding.about("tokenizer", ERROR, f"sd-scripts needs {model_id} and it is not cached (offline)",
+                                  fix)]
+        return [Finding.about("tokenizer", WARN, f"sd-scripts will download {model_id} on its first run", fix)]
     try:
         found = tokenizer.load_tokenizer(project.model_path or project.root, v2=v2, tokenizer_cache_dir=cache_dir)
     except ModelError as exc:
-        return [Finding("tokenizer", ERROR, f"{exc.path}: {exc.message}" if exc.path else exc.message, exc.hint)]
+        return [Finding.about("tokenizer", ERROR, f"{exc.path}: {exc.message}" if exc.path else exc.message, exc.hint)]
     where = getattr(found, "name_or_path", "") or "found"
-    return [Finding("tokenizer", OK, f"{where} ({len(found)} tokens)")]
+    return [Finding.about("tokenizer", OK, f"{where} ({len(found)} tokens)")]
 
 
 # ------------------------------------------------------------------------------------------- sd-scripts
@@ -197,23 +204,24 @@ def check_sd_scripts(project: Project) -> list[Finding]:
     folder = project.sd_scripts_dir
     clone = "git clone https://github.com/kohya-ss/sd-scripts and set [project] sd_scripts_dir to it"
     if folder is None:
-        return [Finding("sd-scripts", ERROR, 'backend = "sd-scripts" but [project] sd_scripts_dir is not set', clone)]
+        return [Finding.about("sd-scripts", ERROR, 'backend = "sd-scripts" but [project] sd_scripts_dir is not set',
+                              clone)]
     if not folder.is_dir():
-        return [Finding("sd-scripts", ERROR, f"folder not found: {folder}", clone)]
+        return [Finding.about("sd-scripts", ERROR, f"folder not found: {folder}", clone)]
     missing = [name for name in SD_SCRIPTS_FILES if not (folder / name).is_file()]
     if missing:
-        return [Finding("sd-scripts", ERROR, f"{folder} has no {', '.join(missing)}: not a kohya-ss/sd-scripts "
-                        "checkout", "point [project] sd_scripts_dir at the checkout's top folder")]
-    out = [Finding("sd-scripts", OK, str(folder))]
+        return [Finding.about("sd-scripts", ERROR, f"{folder} has no {', '.join(missing)}: not a kohya-ss/sd-scripts "
+                              "checkout", "point [project] sd_scripts_dir at the checkout's top folder")]
+    out = [Finding.about("sd-scripts", OK, str(folder))]
     for venv in ("venv", ".venv"):
         for python in (folder / venv / "bin" / "python", folder / venv / "Scripts" / "python.exe"):
             if python.exists():
-                return [*out, Finding("sd-scripts", OK, f"venv python {python}")]
+                return [*out, Finding.about("sd-scripts", OK, f"venv python {python}")]
     if shutil.which("accelerate") is None:
-        out.append(Finding("sd-scripts", WARN, f"no venv in {folder} and no `accelerate` on PATH",
-                           "create sd-scripts' venv as its README says (python -m venv venv; pip install ...)"))
+        out.append(Finding.about("sd-scripts", WARN, f"no venv in {folder} and no `accelerate` on PATH",
+                                 "create sd-scripts' venv as its README says (python -m venv venv; pip install ...)"))
     else:
-        out.append(Finding("sd-scripts", OK, "no venv in the checkout; `accelerate` from PATH runs it"))
+        out.append(Finding.about("sd-scripts", OK, "no venv in the checkout; `accelerate` from PATH runs it"))
     return out
 
 
@@ -311,10 +319,10 @@ def check_disk(project: Project, family: str) -> list[Finding]:
     plan = (f"{n_lora} LoRA file(s) × {human(lora)}" + (f" + {n_state} state(s) × {human(state)}" if n_state else "")
             + f" ≈ {human(need)}; {human(free)} free in {_existing(where)}{note}")
     if free < need:
-        return [Finding("disk", ERROR, plan, "free space, save less often (save_every_n_epochs) or keep fewer "
-                        "(save_last_n_epochs)")]
+        return [Finding.about("disk", ERROR, plan, "free space, save less often (save_every_n_epochs) or keep fewer "
+                              "(save_last_n_epochs)")]
     if free < need + max(need // 2, 2 * 1000**3):
-        return [Finding("disk", WARN, plan + " (little headroom for samples and logs)",
-                        "free some space before a long run")]
-    return [Finding("disk", OK, plan)]
+        return [Finding.about("disk", WARN, plan + " (little headroom for samples and logs)",
+                              "free some space before a long run")]
+    return [Finding.about("disk", OK, plan)]
 

@@ -14,10 +14,6 @@ layout; the local Hugging Face cache (`openai/clip-vit-large-patch14` for SD1,
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads its constants
-
 import json
 import logging
 import pickle
@@ -30,6 +26,7 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from lora_tui.core import offline
 from lora_tui.core.errors import ModelError
 
 # Progress bars from loading a 4 MB model are noise in train.log; the trainer prints its own lines.
@@ -174,14 +171,25 @@ def _own_memory(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _from_hf_cache(name: str) -> Path | None:
-    """A repo id (`owner/name`) already in the local Hugging Face cache, as its snapshot folder."""
+    """A repo id (`owner/name`) already in the local Hugging Face cache, as its snapshot folder.
+
+    Read from the cache's files, never through a download call (see tokenizer._hf_cached_tokenizer);
+    fetched only with --allow-download.
+    """
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         return None
+    from huggingface_hub import try_to_load_from_cache
+
     try:
+        found = try_to_load_from_cache(name, "model_index.json", cache_dir=_hf_cache_dir())
+        if isinstance(found, str):
+            return Path(found).parent
+        if not offline.downloads_allowed():
+            return None
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name, cache_dir=_hf_cache_dir(), local_files_only=True))
-    except Exception:  # not cached, or not a repo id at all
+        return Path(snapshot_download(name, cache_dir=_hf_cache_dir()))
+    except Exception:  # not cached, not a repo id at all, or (allowed) the download failed
         return None
 
 

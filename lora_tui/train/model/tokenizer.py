@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import CLIPTokenizer
 
+from lora_tui.core import offline
 from lora_tui.core.errors import ModelError
 
 TOKENIZER_IDS = {False: ("openai/clip-vit-large-patch14", None), True: ("stabilityai/stable-diffusion-2", "tokenizer")}
@@ -54,13 +55,27 @@ def _tokenizer_from(folder: Path) -> Any:
 def _hf_cached_tokenizer(model_id: str, subfolder: str | None) -> Path | None:
     """The snapshot folder holding `model_id`'s tokenizer in the local Hugging Face cache, if any.
 
+    The cache is read as files (``try_to_load_from_cache``): even a ``local_files_only`` download
+    call builds request headers, which sends a DNS query when huggingface_hub thinks it is online.
+    Only with --allow-download (core.offline) is a missing tokenizer fetched from the hub.
     """
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [f"{subfolder}/{name}" if subfolder else name for name in ("vocab.json", "merges.txt")]
+    try:
+        found = [try_to_load_from_cache(model_id, name, cache_dir=_hf_cache_dir()) for name in names]
+    except Exception:  # an unreadable cache
+        found = []
+    if found and all(isinstance(f, str) for f in found):
+        return Path(str(found[0])).parent
+    if not offline.downloads_allowed():
+        return None
     from huggingface_hub import hf_hub_download
 
-    try:
-        files = [hf_hub_download(model_id, name, subfolder=subfolder, cache_dir=_hf_cache_dir(), local_files_only=True)
+    try:  # the user asked for it: the one place a tokenizer comes from the network
+        files = [hf_hub_download(model_id, name, subfolder=subfolder, cache_dir=_hf_cache_dir())
                  for name in ("vocab.json", "merges.txt")]
-    except Exception:  # not cached (LocalEntryNotFoundError), or an unreadable cache
+    except Exception:
         return None
     return Path(files[0]).parent
 
