@@ -223,7 +223,8 @@ def test_gpu_lines_and_bf16_on_an_old_gpu(monkeypatch: pytest.MonkeyPatch, tmp_p
     t4 = SimpleNamespace(name="Tesla T4", major=7, minor=5)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: t4)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (14 * 1024**3, 15 * 1024**3))
-    assert doctor.check_torch()[1] == Finding.about("gpu0", OK, "Tesla T4, sm_75, 15.0 GiB total / 14.0 GiB free, bf16 no")
+    assert doctor.check_torch()[1] == Finding.about("gpu0", OK,
+                                                    "Tesla T4, sm_75, 15.0 GiB total / 14.0 GiB free, bf16 no")
     proj = make_project(tmp_path / "p", tiny_single_file, training={"mixed_precision": "bf16"})
     gpu = doctor.check_torch(proj)[1]
     assert gpu.severity == ERROR and "fp16" in (gpu.fix or "")

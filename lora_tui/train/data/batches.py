@@ -111,13 +111,15 @@ class TrainData(Dataset):
     """All datasets of one run as a sequence of ready batches; see the module docstring."""
 
     def __init__(self, datasets: list[DatasetData], *, seed: int, source: Path, prior_loss_weight: float = 1.0,
-                 debug_dataset: bool = False, warnings: list[str] | None = None) -> None:
+                 debug_dataset: bool = False, warnings: list[str] | None = None,
+                 unreadable: list[tuple[Path, str]] | None = None) -> None:
         self.datasets = datasets
         self.seed = seed
         self.source = source
         self.prior_loss_weight = prior_loss_weight
         self.debug_dataset = debug_dataset
         self.warnings = warnings or []
+        self.unreadable = unreadable or []  # (image, why) left out before registration
         self.epoch = 1
         self.start_position = 0
         self.global_step = 0

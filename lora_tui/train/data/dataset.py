@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lora_tui.core import dataset_toml
+from lora_tui.core import dataset_toml, images
 from lora_tui.core.errors import TrainError
 from lora_tui.core.project import Dataset as ConfigDataset
 from lora_tui.core.project import Subset, datasets_from_config
-from lora_tui.core.scan import scan_subset
+from lora_tui.core.scan import SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.steps import Registered, register_dataset
 from lora_tui.train.data.batches import (
     BatchKey,
@@ -73,16 +73,37 @@ def _check_supported(ds: ConfigDataset, source: Path, warnings: list[str]) -> No
             warnings.append(f"{sub.label}: face_crop_aug_range is ignored by the built-in trainer")
 
 
-def _build_one(ds: ConfigDataset, source: Path, seed: int, warnings: list[str]) -> DatasetData | None:
+def drop_unreadable(scans: list[SubsetScan]) -> list[tuple[Path, str]]:
+    """Images the trainer cannot use, with why: an unreadable header (empty file, not an image) or a
+    cut-short file (core.images.check_complete, the tail check `lora-tui check` makes).
+
+    sd-scripts would stop mid-epoch on the first one; they are marked unsized here, so the
+    registration (and the steps) leave them out, and the caller names every one of them.
+    """
+    out = []
+    for scan in scans:
+        fill_sizes(scan.records)
+        for record in scan.records:
+            why = record.size_error
+            if why is None:
+                why = images.check_complete(record.path)
+                if why is not None:
+                    record.size, record.size_error = None, f"{record.path}: {why}"
+            if why is not None:
+                out.append((record.path, why.removeprefix(f"{record.path}: ")))
+    return out
+
+
+def _build_one(ds: ConfigDataset, source: Path, seed: int, warnings: list[str],
+               unreadable: list[tuple[Path, str]]) -> DatasetData | None:
     _check_supported(ds, source, warnings)
     scans = [scan_subset(sub, read_captions=False) for sub in ds.subsets]
+    unreadable += drop_unreadable(scans)
     split_seed = ds.get("validation_seed")
     steps, registered = register_dataset(ds, scans, split_seed=seed if split_seed is None else int(split_seed))
     for sub_steps in steps.subsets:
         if sub_steps.skipped:
             warnings.append(f"datasets[{ds.index}] subset {sub_steps.name}: ignored ({sub_steps.skipped})")
-    if steps.unsized:
-        warnings.append(f"datasets[{ds.index}]: {steps.unsized} images could not be read and are left out")
     if steps.unbucketable:
         raise TrainError(f"{len(steps.unbucketable)} images are smaller than bucket_reso_steps with "
                          f"bucket_no_upscale = true (first: {steps.unbucketable[0]})", path=source,
@@ -128,13 +149,14 @@ def build_dataset(dataset_config: Path, *, seed: int, debug_dataset: bool = Fals
     dataset_config = Path(dataset_config)
     config = dataset_toml.load(dataset_config, args=args)
     warnings: list[str] = []
+    unreadable: list[tuple[Path, str]] = []
     datasets = []
     for ds in datasets_from_config(config, root=root or Path.cwd(), args=args):
-        built = _build_one(ds, dataset_config, seed, warnings)
+        built = _build_one(ds, dataset_config, seed, warnings, unreadable)
         if built is not None and built.buckets:
             datasets.append(built)
     data = TrainData(datasets, seed=seed, source=dataset_config, prior_loss_weight=prior_loss_weight,
-                     debug_dataset=debug_dataset, warnings=warnings)
+                     debug_dataset=debug_dataset, warnings=warnings, unreadable=unreadable)
     if len(data) == 0 or data.num_train_images == 0:
         raise TrainError("no images to train on: every subset is empty, missing or has num_repeats < 1",
                          path=dataset_config, hint="check image_dir paths and num_repeats")

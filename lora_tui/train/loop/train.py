@@ -138,6 +138,21 @@ class Trainer:
     def global_step_or_0(self) -> int:
         return getattr(self, "global_step", 0)
 
+    def _report_unreadable(self, unreadable: list[tuple[Path, str]]) -> None:
+        """Images left out because they cannot be read: one warn event naming them, and a log line each
+        (the first 50), so a dataset never shrinks without the user seeing which files went."""
+        if not unreadable:
+            return
+        message = (f"{len(unreadable)} unreadable image(s) left out of training (empty, cut short or not an "
+                   f"image): {', '.join(p.name for p, _ in unreadable[:5])}{' …' if len(unreadable) > 5 else ''}")
+        self.writer.event("warn", code="unreadable_images", message=message,
+                          paths=[str(p) for p, _ in unreadable], reasons=[why for _, why in unreadable])
+        self.writer.say(f"warning: {message}")
+        for path, why in unreadable[:50]:
+            self.writer.say(f"  left out {path}: {why}")
+        if len(unreadable) > 50:
+            self.writer.say(f"  … and {len(unreadable) - 50} more (events.jsonl lists them all)")
+
     def _fail(self, code: str, message: str) -> int:
         self.writer.event("error", code=code, message=message,
                           last_good_save=self.last_save, step=self.global_step_or_0())
@@ -160,6 +175,8 @@ class Trainer:
                              prior_loss_weight=float(args.prior_loss_weight))
         for warning in data.warnings:
             self.writer.event("warn", message=warning)
+            self.writer.say(f"warning: {warning}")
+        self._report_unreadable(data.unreadable)
         try:
             setup = prepare(args, data, accelerator, seed=seed, writer=self.writer,
                             should_stop=lambda: self._stopped_early(accelerator))
