@@ -106,3 +106,21 @@ def test_a_signal_before_the_first_step_ends_stopped_without_saving(tmp_path: Pa
     assert final["state"] == "stopped" and "SIGINT before the first step" in final["reason"]
     assert not any(e["kind"] == "step" for e in events(run))
     assert not (root / "output").exists() or not any((root / "output").iterdir())
+
+
+def test_empty_and_cut_short_images_are_left_out_by_name(tmp_path: Path, tiny_model_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = tiny_project(tmp_path / "p", tiny_model_dir, kind="class")
+    folder = root / "data" / "b"
+    (folder / "empty.png").write_bytes(b"")
+    whole = (folder / "img0000.png").read_bytes()
+    (folder / "cut.png").write_bytes(whole[: len(whole) // 2])
+    assert run_training(train_argv(root), tmp_path / "run") == 0
+    (warn,) = [e for e in events(tmp_path / "run") if e.get("code") == "unreadable_images"]
+    assert sorted(Path(p).name for p in warn["paths"]) == ["cut.png", "empty.png"]
+    assert "2 unreadable image(s) left out" in warn["message"]
+    log = capsys.readouterr().out
+    assert f"left out {folder / 'empty.png'}: image file is empty" in log
+    assert f"left out {folder / 'cut.png'}: PNG is truncated" in log
+    start = next(e for e in events(tmp_path / "run") if e["kind"] == "start")
+    assert start["steps_per_epoch"] == 4  # the 4 good images × 2 repeats at batch 2: the others are not counted
