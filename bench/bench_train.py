@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.stats import spread  # noqa: E402
 from lora_tui.train.model.tiny import tokenizer_vocab  # noqa: E402
 
 SD15_CONFIGS = ROOT / "lora_tui" / "train" / "model" / "model_configs" / "sd_v1"
@@ -454,10 +455,10 @@ def report_steps(variants: list[Variant], peaks: dict[str, float] | None = None,
           + ("  peak GiB   MFU" if peaks is not None else "") + "  LoRA")
     for v in variants:
         med = statistics.median(v.times)
-        qs = statistics.quantiles(v.times, n=10) if len(v.times) >= 2 else [med] * 9
+        p10, p90 = spread(v.times)  # inclusive: within the measured min..max, never extrapolated
         sps = v.samples / med
-        line = f"{v.name:34} {med:9.3f} {qs[0]:7.3f} {qs[-1]:7.3f} {sps:9.2f}"
-        row: dict[str, Any] = {"median_s": med, "p10": qs[0], "p90": qs[-1], "samples_per_s": sps, "n": len(v.times)}
+        line = f"{v.name:34} {med:9.3f} {p10:7.3f} {p90:7.3f} {sps:9.2f}"
+        row: dict[str, Any] = {"median_s": med, "p10": p10, "p90": p90, "samples_per_s": sps, "n": len(v.times)}
         if peaks is not None and flops is not None:
             mfu = sps * step_flops(v.name, flops) / H100_BF16_PEAK
             line += f"  {peaks.get(v.name, float('nan')):8.2f}  {100 * mfu:4.1f}%"
