@@ -106,7 +106,7 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     model = project.model_path
     if project.model_hub_id:
         add(WARNING, "model-hub", f"base model '{project.model_hub_id}' is a Hugging Face hub id: training "
-            "downloads it (and fails offline)", file,
+            "finds it only in the local Hugging Face cache (or downloads it with --allow-download)", file,
             "download it once and set pretrained_model_name_or_path to the local file or folder")
     elif model is None:
         add(ERROR, "model-unset", "no base model set", file,

@@ -55,8 +55,9 @@ def check_model(project: Project) -> tuple[list[Finding], str]:
     family = "sd_v2" if v2 else "sd_v1"
     if project.model_hub_id:
         return [Finding.about("model", WARN, f"'{project.model_hub_id}' is a Hugging Face hub id: training "
-                              "downloads it (and fails offline)", "download it once and point "
-                              "pretrained_model_name_or_path at the local file or folder")], family
+                              "finds it only in the local cache (or downloads it with --allow-download)",
+                              "download it once and point pretrained_model_name_or_path at the local file or "
+                              "folder")], family
     path = project.model_path
     if path is None:
         return [Finding.about("model", ERROR, "no base model set",
