@@ -18,7 +18,7 @@ from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
-from lora_tui.core.train_settings import SETTINGS
+from lora_tui.core.train_settings import SETTINGS, effective
 
 LEGACY_DIR = re.compile(r"^(\d+)_(.*)$")
 OTHER_IMAGE_EXTS = (".gif", ".tif", ".tiff", ".heic", ".jfif")
@@ -121,13 +121,13 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
         add(WARNING, "lr-default", f"no learning_rate: sd-scripts' default {SETTINGS['learning_rate'].default:g} "
             "is far too low for a LoRA",
             file, "set [training] learning_rate = 1e-4")
-    scheduler = args.get("lr_scheduler", "constant")
-    warmup = args.get("lr_warmup_steps", 0)
+    scheduler = effective(args, "lr_scheduler")
+    warmup = effective(args, "lr_warmup_steps")
     if scheduler in ("constant", "adafactor") and warmup not in (0, 0.0, None):
         add(ERROR, "warmup-constant", f"lr_scheduler '{scheduler}' does not take warmup "
             f"(sd-scripts raises an error)", file,
             "set lr_warmup_steps = 0 or use lr_scheduler = \"constant_with_warmup\"")
-    optimizer = str(args.get("optimizer_type", "")).lower()
+    optimizer = str(effective(args, "optimizer_type")).lower()
     lr = args.get("learning_rate")
     if optimizer.startswith(ADAPTIVE_OPTIMIZERS) and lr is not None and lr <= 0.1:
         add(WARNING, "adaptive-lr", f"{args['optimizer_type']} expects learning_rate ≈ 1.0, got {lr}", file,

@@ -141,7 +141,7 @@ _ROWS = (
     _s("log_with", None, "tensorboard (the built-in trainer's only tracker)"),
     _s("logging_dir", None, "folder for tensorboard logs"),
     _s("log_prefix", None, "prefix of the tensorboard run name"),
-    _s("log_tracker_name", None, "tensorboard run name"),
+    _s("log_tracker_name", "network_train", "tensorboard run name"),
     _s("dataset_config", None, "the dataset TOML (lora-tui writes configs/<name>.toml)"),
     _s("config_file", None, "a TOML file of these options"),
     _s("lowram", False, "load models straight to the GPU"),

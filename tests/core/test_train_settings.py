@@ -35,7 +35,8 @@ def test_every_row_is_a_train_network_option_with_sd_scripts_type() -> None:
 
 def test_defaults_are_sd_scripts_except_where_it_reads_unset_as_something_else() -> None:
     differ = {name for name, row in train_settings.SETTINGS.items() if row.default != known_args()[name]["default"]}
-    assert differ == {"network_dim", "optimizer_type", "output_name"}  # None → 4, "" → AdamW, None → "last"
+    # None → 4, "" → AdamW, None → "last", None → "network_train" (what sd-scripts does with each)
+    assert differ == {"network_dim", "optimizer_type", "output_name", "log_tracker_name"}
 
 
 def test_1600_and_other_defaults_are_written_only_in_the_settings_table() -> None:

@@ -22,6 +22,7 @@ from lora_tui.core.findings import ERROR, OK, WARNING, Finding
 from lora_tui.core.gpu import NvmlInfo, probe_nvml
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project
+from lora_tui.core.train_settings import effective
 from lora_tui.train.diagnostics import project as doctor_project
 
 WARN = WARNING  # the doctor's older name
@@ -69,7 +70,7 @@ def cuda_wheel_url(driver_cuda: tuple[int, int] | None) -> str:
 def _mixed_precision(project: Project | None) -> str:
     if project is None:
         return "no"
-    return str(project.launch.get("mixed_precision") or project.training.get("mixed_precision") or "no")
+    return str(project.launch.get("mixed_precision") or effective(project.training, "mixed_precision"))
 
 
 def check_torch(project: Project | None = None) -> list[Finding]:

@@ -310,7 +310,7 @@ def check_disk(project: Project, family: str) -> list[Finding]:
     te, un = not t.get("network_train_unet_only"), not t.get("network_train_text_encoder_only")
     lora = estimate_lora_bytes(fam, dim, conv_dim, bpp, text_encoder=te, unet=un)
     lora32 = estimate_lora_bytes(fam, dim, conv_dim, 4, text_encoder=te, unet=un)
-    moments = 2 if "8bit" in str(t.get("optimizer_type") or "").lower() else 8
+    moments = 2 if "8bit" in str(effective(t, "optimizer_type")).lower() else 8
     state = lora32 + (lora32 - METADATA_BYTES) * moments // 4  # weights + optimizer moments (AdamW: ≈ 3× fp32)
     n_lora, n_state = planned_saves(t, epochs, total)
     need = n_lora * lora + n_state * state

@@ -66,5 +66,5 @@ def open_tracker(args: TrainArgs, events: RunWriter, *, is_main: bool) -> Tracke
                                      "logs (pip install tensorboard)")
         return Tracker()
     name = f"{args.log_prefix or ''}{time.strftime('%Y%m%d%H%M%S')}"
-    path = Path(args.logging_dir) / name / (args.log_tracker_name or "network_train")
+    path = Path(args.logging_dir) / name / args.log_tracker_name
     return Tracker(SummaryWriter(log_dir=str(path)), path, events)
