@@ -94,3 +94,13 @@ def test_allow_download_cannot_go_to_the_queue(tmp_path: Path, no_tokenizer_proj
     assert main(["train", str(no_tokenizer_project), "--queue", "--allow-download"]) == 2
     assert "--allow-download cannot be used with --queue" in capsys.readouterr().err
     assert not (no_tokenizer_project / "runs").exists()
+
+
+@pytest.mark.parametrize(("allow", "hub_offline"), [(None, "True"), ("1", "False")])
+def test_importing_the_trainer_decides_offline_from_allow_download_alone(tmp_path: Path, allow: str | None,
+                                                                         hub_offline: str) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "0",
+           "PYTHONPATH": str(ROOT), **({offline.ALLOW_DOWNLOAD_ENV: allow} if allow else {})}
+    code = "import lora_tui.train, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == hub_offline, done.stderr
