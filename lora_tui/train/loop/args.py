@@ -23,7 +23,7 @@ else:  # pragma: no cover
 
 from lora_tui.core.errors import TrainError
 from lora_tui.core.train_args import check_arg, known_args
-from lora_tui.core.train_settings import SETTINGS, range_problem
+from lora_tui.core.train_settings import SETTINGS, defaults, range_problem
 
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
               "adafactor")
@@ -167,7 +167,7 @@ def resolve(values: Mapping[str, Any], sources: Mapping[str, str]) -> TrainArgs:
     """Fill defaults (the effective ones of core.train_settings for what we implement, sd-scripts'
     argparse defaults for the rest) and normalise shapes (lists, the text-encoder lr)."""
     out = {name: spec.get("default") for name, spec in known_args().items()}
-    out.update({name: row.default for name, row in SETTINGS.items()})
+    out.update(defaults())
     out.update({k: v for k, v in values.items() if v is not None})
     for name in ("network_args", "optimizer_args", "text_encoder_lr"):
         if out.get(name) is not None and not isinstance(out[name], list):
