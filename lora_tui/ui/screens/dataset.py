@@ -14,9 +14,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
 from lora_tui.core import scan
@@ -29,9 +27,11 @@ from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
+from lora_tui.ui.actions import ActionScreen
 from lora_tui.ui.screens.dataset_actions import DatasetActions
 from lora_tui.ui.screens.dataset_chips import CaptionModes
 from lora_tui.ui.screens.dataset_journal import JournalWrites
+from lora_tui.ui.screens.dataset_table import DATASET_ACTIONS
 from lora_tui.ui.screens.dataset_watch import OutsideChanges
 from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
 from lora_tui.ui.widgets.dataset.image_list import ImageList
@@ -43,51 +43,11 @@ AUTOSAVE_SECONDS = 1.5
 CAPTION_SLICE_S = 0.004  # caption reading per UI tick while the list is already usable
 
 
-class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, JournalWrites, Screen):
+class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, JournalWrites, ActionScreen):
     BINDING_GROUP_TITLE = "Dataset"
-    HELP = """
-## Dataset
-List on the left, preview and caption editor on the right. Captions save by themselves (leaving an
-image or the editor, a pause in typing, quitting) and every edit is undoable, also after a restart.
-
-- **j/k ↑/↓** move · **e/enter** edit caption · **escape** back to the list / clear the filter
-- typing a tag suggests the dataset's most used tag with that prefix: **→** or **tab** takes it
-- **c / ctrl+t** caption as tag chips: **←/→** pick · **H/L** move the tag · **d** delete · **a** add ·
-  **e** edit (with completion) · **ctrl+t** back to text
-- **ctrl+↓ / ctrl+↑** next/previous image (from the editor too)
-- **r** reviewed · **ctrl+r** reviewed and next unreviewed · **f** flag · **x** exclude · **n** next unreviewed
-- **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state · **S** sort
-- **R** rename tag · **D** remove tag · **A** add tag · **F** find/replace — over the images shown, with a preview
-- **u** undo · **ctrl+y** redo · **o** overview
-"""
-    BINDINGS = [
-        Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
-        Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True, show=False),
-        Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True, show=False),
-        Binding("r", "mark('reviewed')", "Reviewed", id="dataset.reviewed"),
-        Binding("ctrl+r", "review_next", "Reviewed + next", id="dataset.review_next", priority=True),
-        Binding("f", "mark('flagged')", "Flag", id="dataset.flagged", show=False),
-        Binding("x", "mark('excluded')", "Exclude", id="dataset.excluded", show=False),
-        Binding("n", "next_unreviewed", "Next unreviewed", id="dataset.next_unreviewed"),
-        Binding("u", "undo", "Undo", id="dataset.undo"),
-        Binding("ctrl+y", "redo", "Redo", id="dataset.redo", show=False),
-        Binding("o", "dismiss", "Overview", id="dataset.overview"),
-        Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
-        Binding("c", "toggle_chips", "Chips", id="dataset.chips", show=False),
-        Binding("ctrl+t", "toggle_chips", "Text/chips", id="dataset.chips_anywhere", priority=True, show=False),
-        Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
-        Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset", show=False),
-        Binding("v", "cycle_state", "State", id="dataset.cycle_state", show=False),
-        Binding("S", "cycle_order", "Sort", id="dataset.cycle_order", show=False),
-        Binding("escape", "escape", "Back", id="dataset.escape", show=False),
-        Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag", show=False),
-        Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
-        Binding("A", "add_tag", "Add tag", id="dataset.add_tag", show=False),
-        Binding("F", "find_replace", "Find/replace", id="dataset.find_replace", show=False),
-        Binding("ctrl+o", "keep_mine", "Keep my caption", id="dataset.keep_mine", show=False, priority=True),
-        Binding("ctrl+l", "load_theirs", "Load caption from disk", id="dataset.load_theirs", show=False,
-                priority=True),
-    ]
+    ACTIONS = DATASET_ACTIONS
+    HELP_TABLES = (ImageList.ACTIONS, TagChips.ACTIONS)
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     DatasetScreen #list { width: 45%; min-width: 40; border-right: tall $panel; }
     DatasetScreen #status { height: 1; padding: 0 1; background: $panel; }

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -15,6 +14,7 @@ from textual.strip import Strip
 
 from lora_tui.core.dataset_index import Row
 from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.actions import Action, Actions
 
 STATE_STYLE = {"ok": "green", "class": "cyan", "missing": "yellow", "empty": "red", "error": "bold red",
                "pending": "bright_black"}
@@ -25,14 +25,15 @@ STATE_LABEL = {"ok": "caption", "class": "class tk", "missing": "none", "empty":
 class ImageList(ScrollView, can_focus=True):
     """Rows come from the index (a model); the widget only draws them and reports the cursor."""
 
-    BINDINGS = [
-        Binding("down,j", "move(1)", "Next", show=False, id="list.down"),
-        Binding("up,k", "move(-1)", "Previous", show=False, id="list.up"),
-        Binding("pagedown", "page(1)", show=False, id="list.pagedown"),
-        Binding("pageup", "page(-1)", show=False, id="list.pageup"),
-        Binding("home,g", "jump(0)", show=False, id="list.home"),
-        Binding("end,G", "jump(-1)", show=False, id="list.end"),
-    ]
+    ACTIONS = Actions("list", "Image list", actions=(
+        Action("list.down", "down,j", "Next", "move(1)", show=False, palette=False),
+        Action("list.up", "up,k", "Previous", "move(-1)", show=False, palette=False),
+        Action("list.pagedown", "pagedown", "Page down", "page(1)", show=False, palette=False),
+        Action("list.pageup", "pageup", "Page up", "page(-1)", show=False, palette=False),
+        Action("list.home", "home,g", "First image", "jump(0)", show=False, palette=False),
+        Action("list.end", "end,G", "Last image", "jump(-1)", show=False, palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     ImageList { background: $surface; }
     ImageList:focus { background-tint: $primary 5%; }
