@@ -41,7 +41,9 @@ class Action:
     the screen (or widget) that declares it, e.g. ``mark('reviewed')``. ``title``: the palette and
     help line (default: ``description``, the footer's short label). ``group``: the palette prefix
     (default: the table's). ``when(screen)``: whether it applies now (palette only; keys always
-    reach the action, which says why it does nothing).
+    reach the action, which says why it does nothing). ``on``: the screen attribute holding the
+    controller that does it (``on="filters"``: ``action_x`` calls ``screen.filters.x(...)``), so a
+    screen needs no one-line action methods that only pass the call on.
     """
 
     id: str
@@ -55,6 +57,12 @@ class Action:
     palette: bool = True
     when: When | None = None
     tooltip: str = ""
+    on: str = ""  # a controller attribute of the screen whose method of the same name does it
+
+    @property
+    def name(self) -> str:
+        """The action's name without its arguments ("mark" for "mark('reviewed')")."""
+        return self.action.split("(", 1)[0]
 
     @property
     def label(self) -> str:
@@ -144,10 +152,26 @@ class ActionScreen(Screen):
     ACTIONS: Actions | None = None
     HELP_TABLES: tuple[Actions, ...] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("ACTIONS")
+        for a in table or ():
+            if a.on and f"action_{a.name}" not in cls.__dict__:
+                setattr(cls, f"action_{a.name}", _delegate(a.on, a.name))
+
     @property  # type: ignore[override]
     def HELP(self) -> str | None:
         tables = [t for t in (self.ACTIONS, *self.HELP_TABLES) if t is not None]
         return help_for(self, tables) if tables else None
+
+
+def _delegate(attribute: str, method: str) -> Callable[..., Any]:
+    def action(self: Any, *args: Any) -> Any:
+        return getattr(getattr(self, attribute), method)(*args)
+
+    action.__name__ = f"action_{method}"
+    action.__doc__ = f"Run by the actions table: ``self.{attribute}.{method}()``."
+    return action
 
 
 def _screen_entries(screen: Any) -> list[tuple[str, str]]:

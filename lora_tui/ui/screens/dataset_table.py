@@ -12,7 +12,7 @@ def _has_image(screen: Any) -> bool:
 
 
 def _in_conflict(screen: Any) -> bool:
-    return screen.row is not None and screen.conflict_key == screen.row.key
+    return screen.outside.in_conflict(screen.row)
 
 
 def _filtered(screen: Any) -> bool:
@@ -38,31 +38,34 @@ DATASET_ACTIONS = Actions("dataset", "Dataset", group="dataset", intro=(
     Action("dataset.next_unreviewed", "n", "Next unreviewed", "next_unreviewed", title="Next unreviewed image"),
     Action("dataset.undo", "u", "Undo", "undo", group="captions", title="Undo the last caption edit"),
     Action("dataset.redo", "ctrl+y", "Redo", "redo", group="captions", show=False),
-    Action("dataset.overview", "o", "Overview", "dismiss", title="Back to the project overview"),
-    Action("dataset.tags", "t", "Tags", "toggle_tags", title="Show or hide the tag panel (enter filters by a tag)"),
+    Action("dataset.overview", "o", "Overview", "overview", title="Back to the project overview"),
+    Action("dataset.tags", "t", "Tags", "toggle_tags", on="filters",
+           title="Show or hide the tag panel (enter filters by a tag)"),
     Action("dataset.chips", "c", "Chips", "toggle_chips", show=False,
            title="Edit the caption as tag chips", when=_has_image),
     Action("dataset.chips_anywhere", "ctrl+t", "Text/chips", "toggle_chips", priority=True, show=False,
            title="Switch between text and chips", palette=False),
-    Action("dataset.filter_text", "slash", "Filter", "filter_text", title="Filter by text"),
-    Action("dataset.cycle_subset", "s", "Subset", "cycle_subset", show=False, title="Next subset filter"),
-    Action("dataset.cycle_state", "v", "State", "cycle_state", show=False, title="Next review-state filter"),
-    Action("dataset.cycle_order", "S", "Sort", "cycle_order", show=False, title="Next sort order"),
-    Action("dataset.clear_filter", "", "Clear filter", "clear_filter", title="Clear the filter", when=_filtered),
+    Action("dataset.filter_text", "slash", "Filter", "filter_text", on="filters", title="Filter by text"),
+    Action("dataset.cycle_subset", "s", "Subset", "cycle_subset", on="filters", show=False, title="Next subset filter"),
+    Action("dataset.cycle_state", "v", "State", "cycle_state", on="filters", show=False,
+           title="Next review-state filter"),
+    Action("dataset.cycle_order", "S", "Sort", "cycle_order", on="filters", show=False, title="Next sort order"),
+    Action("dataset.clear_filter", "", "Clear filter", "clear_filter", on="filters",
+           title="Clear the filter", when=_filtered),
     Action("dataset.escape", "escape", "Back", "escape", show=False, palette=False,
            title="Back to the list / clear the filter"),
-    Action("dataset.rename_tag", "R", "Rename tag", "rename_tag", show=False, group="captions",
+    Action("dataset.rename_tag", "R", "Rename tag", "rename_tag", on="bulk", show=False, group="captions",
            title="Rename a tag in the captions shown"),
-    Action("dataset.remove_tag", "D", "Remove tag", "remove_tag", show=False, group="captions",
+    Action("dataset.remove_tag", "D", "Remove tag", "remove_tag", on="bulk", show=False, group="captions",
            title="Remove a tag from the captions shown"),
-    Action("dataset.add_tag", "A", "Add tag", "add_tag", show=False, group="captions",
+    Action("dataset.add_tag", "A", "Add tag", "add_tag", on="bulk", show=False, group="captions",
            title="Add a tag to the captions shown"),
-    Action("dataset.find_replace", "F", "Find/replace", "find_replace", show=False, group="captions",
+    Action("dataset.find_replace", "F", "Find/replace", "find_replace", on="bulk", show=False, group="captions",
            title="Find and replace"),
-    Action("dataset.keep_mine", "ctrl+o", "Keep my caption", "keep_mine", show=False, priority=True,
+    Action("dataset.keep_mine", "ctrl+o", "Keep my caption", "keep_mine", on="outside", show=False, priority=True,
            group="captions", title="Keep my caption (over the one changed on disk)", when=_in_conflict),
-    Action("dataset.load_theirs", "ctrl+l", "Load caption from disk", "load_theirs", show=False, priority=True,
-           group="captions", title="Load the caption changed on disk (drop my edit)", when=_in_conflict),
+    Action("dataset.load_theirs", "ctrl+l", "Load caption from disk", "load_theirs", on="outside", show=False,
+           priority=True, group="captions", title="Load the caption changed on disk (drop my edit)", when=_in_conflict),
 ), notes=(
     "typing a tag suggests the dataset's most used tag with that prefix: **→** or **tab** takes it",
     "bulk edits (rename, remove, add, find/replace) apply to the images shown, after a preview",

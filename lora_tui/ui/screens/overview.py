@@ -71,10 +71,12 @@ class OverviewScreen(ActionScreen):
         self.analyse()
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
-    def analyse(self) -> None:
+    def analyse(self, scans: list[scan.SubsetScan] | None = None) -> None:
+        """Steps and lint from ``scans`` (the dataset screen's, kept current file by file) or a new scan."""
         worker = get_current_worker()
         try:
-            scans = scan.scan_project(self.project)
+            if scans is None:
+                scans = scan.scan_project(self.project)
             if worker.is_cancelled:
                 return
             report = steps.compute(self.project, scans)
@@ -120,7 +122,12 @@ class OverviewScreen(ActionScreen):
         except LoraTuiError as exc:  # e.g. a caption journal that cannot be read
             self.notify(str(exc), severity="error", markup=False, timeout=10)
             return
-        self.app.push_screen(screen, callback=lambda _: self.action_rescan())
+        self.app.push_screen(screen, callback=self._dataset_closed)
+
+    def _dataset_closed(self, scans: list[scan.SubsetScan] | None) -> None:
+        """The dataset screen hands back its scans when they are complete: no second full scan."""
+        self.query_one("#steps", Static).update("scanning…")
+        self.analyse(scans)
 
     def action_config(self) -> None:
         from lora_tui.ui.screens.config import ConfigScreen
