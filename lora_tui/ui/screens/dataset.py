@@ -80,6 +80,7 @@ class DatasetScreen(ActionScreen):
         self.filters = Filters(self)
         self.bulk = BulkEdits(self)
         self.loader = IndexLoader(self, self.marks)
+        self.loader.prefetch(project)
 
     def compose(self) -> ComposeResult:
         yield Header()
