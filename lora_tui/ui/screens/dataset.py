@@ -357,6 +357,9 @@ class DatasetScreen(ActionScreen):
         self.save_current()
         self.writer.redo()
 
+    def action_toggle_chips(self) -> None:
+        self.caption_pane.toggle(self.row is not None)
+
     # -- leaving ---------------------------------------------------------------------------------
     def action_overview(self) -> None:
         """Back to the overview, handing it the scans (current, refreshed file by file) when complete."""
