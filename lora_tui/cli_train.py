@@ -25,7 +25,7 @@ def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
     report = lint.check_project(proj, scans=scans)
     skip = set()
     if args.model:
-        skip |= {"model-unset", "model-missing", "model-hub"}
+        skip |= {"model-unset", "model-missing", "model-invalid", "model-hub"}
     if backend != "sd-scripts":
         skip.add("sd-scripts-missing")
     if args.max_train_steps:

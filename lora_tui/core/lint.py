@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lora_tui.core import clip_tokens, images, unsaved
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
+from lora_tui.core.model_path import model_problem
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
 
@@ -130,6 +131,9 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     elif not model.exists():
         add(ERROR, "model-missing", f"base model not found: {model}", file,
             "fix [model] pretrained_model_name_or_path or put the model there")
+    elif problem := model_problem(model):
+        add(ERROR, "model-invalid", f"base model {model}: {problem}", file,
+            "point [model] pretrained_model_name_or_path at a .safetensors/.ckpt file or a Diffusers folder")
     if not args.get("network_module"):
         add(ERROR, "network-module", "network_module is not set (sd-scripts requires it)", file,
             'set [training] network_module = "networks.lora"')

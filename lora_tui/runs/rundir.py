@@ -26,6 +26,7 @@ from lora_tui import __version__
 from lora_tui.core import configs, scan, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.fsio import atomic_write_bytes, atomic_write_text
+from lora_tui.core.model_path import check_model_path
 from lora_tui.core.project import Project
 from lora_tui.runs import backends, contract
 from lora_tui.runs.backends.base import Backend
@@ -111,9 +112,12 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
     if not project.model_path and not project.model_hub_id and not model:
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
                            hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
-    if model and not Path(model).expanduser().exists():
-        raise LoraTuiError("base model not found", path=Path(model).expanduser(),
-                           hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
+    # a few stats, not a model load: a path that cannot be a model is refused before a run folder exists
+    if model:
+        check_model_path(Path(model).expanduser(), hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
+    elif project.model_path is not None:
+        check_model_path(project.model_path, hint="fix [model] pretrained_model_name_or_path in lora-tui.toml "
+                         "(a .safetensors/.ckpt file or a Diffusers folder), or pass --model")
     return chosen
 
 
