@@ -49,7 +49,7 @@ def _where(prog: str) -> str:
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    return [s for action in parser._actions for s in action.option_strings]  # noqa: SLF001 (argparse has no API)
+    return [s for action in parser._actions for s in action.option_strings]  # argparse has no public API for this
 
 
 def unknown_arguments(parser: argparse.ArgumentParser, extras: Sequence[str]) -> UsageError:
@@ -62,7 +62,8 @@ def unknown_arguments(parser: argparse.ArgumentParser, extras: Sequence[str]) ->
     return UsageError(f"{_where(parser.prog)}unexpected argument '{first}'", hint=f"see {parser.prog} --help")
 
 
-def unknown_command(word: str, rest: Sequence[str], commands: Iterable[str], prog: str = "lora-tui") -> UsageError | None:
+def unknown_command(word: str, rest: Sequence[str], commands: Iterable[str],
+                    prog: str = "lora-tui") -> UsageError | None:
     """``lora-tui WORD …`` where WORD is not a command: an error when WORD is not a project folder either.
 
     ``lora-tui PROJECT`` opens the app, so a word that names an existing path is left alone, and so is
