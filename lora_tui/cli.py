@@ -79,26 +79,41 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from lora_tui.core import configs, project, steps
+    from lora_tui.core import configs, project, scan, steps, train_args
 
     proj = project.load(Path(args.project))
-    report = steps.compute(proj)
-    generated = configs.write(proj, report)
+    scans = scan.scan_project(proj, read_captions=False)
+    report = steps.compute(proj, scans)
+    generated = configs.write(proj, report, scans)
+    launch = configs.backend_argv(proj, generated)
+    left = generated.left_out
     if args.json:
         _json({"dataset_config": str(generated.dataset_config), "args_config": str(generated.args_config),
                "steps_per_epoch": report.steps_per_epoch, "total_steps": report.total_steps,
                "epochs": report.epochs, "batches_per_epoch": report.batches_per_epoch,
-               "command": generated.command, "argv": generated.argv, "steps": report.to_json()})
+               "command": generated.command, "argv": generated.argv, "steps": report.to_json(),
+               "backend": proj.backend, "backend_command": train_args.shell_join(launch), "backend_argv": launch,
+               "left_out": {"excluded": sorted(map(str, left.marked)),
+                            "unreadable": [{"path": str(p), "reason": why} for p, why in sorted(left.unreadable.items())]}})
         return 0
     _out(f"wrote {generated.dataset_config}")
     _out(f"wrote {generated.args_config}")
+    for line in left.lines():
+        _out(line)
     _out("")
     _out(report.breakdown())
     _out("")
     _out(report.summary_line())
     _out("")
-    _out("launch (from your sd-scripts checkout):")
-    _out(f"  {generated.command}")
+    if proj.backend == "sd-scripts":
+        _out("launch (from your sd-scripts checkout):")
+        _out(f"  {train_args.shell_join(launch)}")
+        _out(f"or as a run lora-tui supervises: lora-tui train {args.project}")
+    else:
+        _out("launch with the built-in trainer (backend = \"builtin\"):")
+        _out(f"  lora-tui train {args.project}")
+        _out("or by hand, on these files:")
+        _out(f"  {train_args.shell_join(launch)}")
     return 0
 
 

@@ -17,7 +17,7 @@ from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Change, Journal, Outcome
 from lora_tui.core.project import Subset
-from lora_tui.core.scan import ImageRecord, caption_target, load_caption
+from lora_tui.core.scan import ImageRecord, caption_target, fill_sizes, load_caption
 
 Target = tuple[Subset, ImageRecord]
 TagFn = Callable[[list[str], Subset], list[str]]
@@ -238,6 +238,18 @@ def select_targets(scans: Sequence, names: Sequence[str] = (), include_reg: bool
             raise LoraTuiError(f"no subset named {unknown[0]!r}",
                                hint="use a subset name or its index like 0.1 (see lora-tui steps)")
     return [(scan.subset, record) for scan in chosen for record in scan.records]
+
+
+def readable_targets(targets: Sequence[Target]) -> tuple[list[Target], list[Target]]:
+    """(images, files that are not readable images): an empty, headerless or cut-short file is no
+    training image, so its caption is neither counted nor edited, and none is created for it.
+    Reads each image's header and tail (fine-tuning metadata entries are kept as listed)."""
+    fill_sizes(record for _, record in targets if record.meta_caption is None)
+    kept: list[Target] = []
+    dropped: list[Target] = []
+    for target in targets:
+        (dropped if target[1].unreadable else kept).append(target)
+    return kept, dropped
 
 
 def tag_counts(targets: Sequence[Target]) -> dict[str, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,25 @@ class GeneratedConfigs:
     dataset_text: str
     args_text: str
     argv: list[str]
+    left_out: staging.LeftOut = field(default_factory=staging.LeftOut)  # images no backend is given
 
     @property
     def command(self) -> str:
+        """sd-scripts' ``train_network.py`` command for these files (what ``configs/`` is for)."""
         return train_args.shell_join(self.argv)
+
+
+def backend_argv(project: Project, generated: GeneratedConfigs) -> list[str]:
+    """The command that trains on ``generated`` with the project's own backend, run by hand.
+
+    sd-scripts: ``accelerate launch … train_network.py --config_file …``; the built-in trainer takes
+    the same two files: ``accelerate launch … -m lora_tui.train --dataset_config … --config_file …``.
+    """
+    if project.backend == "sd-scripts":
+        return list(generated.argv)
+    return train_args.accelerate_argv(project.launch, [
+        "-m", "lora_tui.train", "--dataset_config", str(generated.dataset_config),
+        "--config_file", str(generated.args_config)])
 
 
 def output_defaults(project: Project) -> dict[str, Any]:
@@ -52,19 +67,25 @@ def output_defaults(project: Project) -> dict[str, Any]:
 
 
 def build(project: Project, configs_dir: Path | None = None,
-          overrides: dict[str, Any] | None = None, staging_root: Path | None = None) -> GeneratedConfigs:
+          overrides: dict[str, Any] | None = None, staging_root: Path | None = None, *,
+          dataset_config: Path | None = None, args_config: Path | None = None,
+          left_out: staging.LeftOut | None = None) -> GeneratedConfigs:
     """Render both files in memory (validated against sd-scripts' schema) without writing.
 
-    Subsets with images marked excluded point at their staging folder (see ``staging``).
+    Subsets with images left out (marked excluded, or not readable images) point at their staging
+    folder (see ``staging``; ``left_out`` reuses what the caller already worked out).
     ``overrides`` replace train_network.py options for one run (None removes one), e.g. a model
     path or a shorter run, without touching lora-tui.toml; ``staging_root`` is the run's own
-    staging folder.
+    staging folder. ``dataset_config`` and ``args_config`` are the files' final paths (default:
+    ``<configs_dir>/<name>.toml`` and ``<name>-args.toml``): the args file names the dataset file,
+    so each is rendered once with the name it is written under.
     """
     folder = configs_dir or project.configs_dir
     name = safe_name(project.name)
-    dataset_path = folder / f"{name}.toml"
-    args_path = folder / f"{name}-args.toml"
-    staged = staging.staged_subsets(project, staging.excluded_paths(project), staging_root)
+    dataset_path = dataset_config or folder / f"{name}.toml"
+    args_path = args_config or folder / f"{name}-args.toml"
+    left = left_out if left_out is not None else staging.left_out(project)
+    staged = staging.staged_subsets(project, left.paths, staging_root)
     config = sd_scripts_dataset_config(project, staged)
     problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")))
     if problems:
@@ -91,7 +112,7 @@ def build(project: Project, configs_dir: Path | None = None,
     args_text = train_args.render_args_toml(sections, header=header)
     script = (project.sd_scripts_dir / "train_network.py") if project.sd_scripts_dir else Path("train_network.py")
     argv = train_args.launch_command(script, args_path, project.launch)
-    return GeneratedConfigs(dataset_path, args_path, dataset_text, args_text, argv)
+    return GeneratedConfigs(dataset_path, args_path, dataset_text, args_text, argv, left)
 
 
 def _check_outputs_inside(project: Project, training: dict[str, Any]) -> None:
@@ -108,16 +129,17 @@ def _check_outputs_inside(project: Project, training: dict[str, Any]) -> None:
                           hint=f'use letters, digits, ".", "-" and "_", e.g. "{safe_name(name)}"')
 
 
-def write(project: Project, report: StepsReport | None = None) -> GeneratedConfigs:
+def write(project: Project, report: StepsReport | None = None, scans: list | None = None) -> GeneratedConfigs:
     """Write both files atomically into ``configs/``; with a steps ``report``, refuse a dataset
-    sd-scripts could not even build (rather than hand it a config that crashes)."""
+    sd-scripts could not even build (rather than hand it a config that crashes). ``scans`` reuses a
+    scan the caller made (image headers are read once)."""
     problem = report.blocking_problem() if report is not None else None
     if problem:
         hint = "add images or fix the subsets" if problem.startswith("nothing") else \
             "remove those images or set bucket_no_upscale = false"
         raise ConfigError(problem, path=project.file, hint=hint)
-    generated = build(project)
-    staging.build_staging(project, staging.excluded_paths(project))
+    generated = build(project, left_out=staging.left_out(project, scans))
+    staging.build_staging(project, generated.left_out.paths)
     try:
         project.configs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

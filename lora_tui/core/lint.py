@@ -236,7 +236,10 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
             raise LintCancelled
         if r.size_error:
             continue
-        why = images.verify_decode(r.path) if deep else images.check_complete(r.path)
+        if deep:
+            why = images.verify_decode(r.path)
+        else:  # fill_sizes checked size and tail; sizes from a metadata file were not checked yet
+            why = r.damage if r.checked else images.check_complete(r.path)
         if why:
             truncated.append((r.path, why))
     for path, why in truncated[:20]:
@@ -262,7 +265,9 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
 def _check_captions(sub: Subset, scan: SubsetScan, add: Callable[..., None]) -> None:
     ext = sub.get("caption_extension")
     where = str(sub.image_dir)
-    records = scan.records
+    records = [r for r in scan.records if not r.unreadable]  # not images: reported above, never trained on
+    if not records:
+        return
     missing = [r.path for r in records if r.caption_path is None]
     if missing:
         other = _other_extension(scan, ext)
@@ -335,6 +340,8 @@ def _check_caption_lengths(project: Project, sub: Subset, scan: SubsetScan, add:
     wildcard = bool(sub.get("enable_wildcard"))
     over = []
     for r in scan.records:
+        if r.unreadable:
+            continue
         text = r.text(wildcard) if r.caption_path or r.meta_caption is not None else sub.get("class_tokens")
         if not text:
             continue

@@ -176,14 +176,16 @@ def _fill_run(project: Project, run_dir: Path, *, backend: Backend, model: str |
         overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
     if resume:
         overrides["resume"] = str(Path(resume).expanduser().resolve())
-    staging_root = run_dir / "staging"
-    generated = configs.build(project, configs_dir=run_dir, overrides=overrides, staging_root=staging_root)
     from lora_tui.core import staging
 
-    staging.build_staging(project, staging.excluded_paths(project), staging_root)
+    staging_root = run_dir / "staging"
     dataset_path, args_path = run_dir / "dataset.toml", run_dir / "args.toml"
-    atomic_write_text(dataset_path, generated.dataset_text.replace(str(generated.dataset_config), str(dataset_path)))
-    atomic_write_text(args_path, generated.args_text.replace(str(generated.dataset_config), str(dataset_path)))
+    # rendered once under their final names: the args file names the dataset file it is given
+    generated = configs.build(project, overrides=overrides, staging_root=staging_root, dataset_config=dataset_path,
+                              args_config=args_path, left_out=staging.left_out(project, scans))
+    staging.build_staging(project, generated.left_out.paths, staging_root)
+    atomic_write_text(dataset_path, generated.dataset_text)
+    atomic_write_text(args_path, generated.args_text)
     argv, cwd = backend.command(project, dataset_path, args_path, run_dir)
     files = dataset_files(project, scans)
     now = time.time()
