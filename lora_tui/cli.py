@@ -94,7 +94,8 @@ def cmd_config(args: argparse.Namespace) -> int:
                "command": generated.command, "argv": generated.argv, "steps": report.to_json(),
                "backend": proj.backend, "backend_command": train_args.shell_join(launch), "backend_argv": launch,
                "left_out": {"excluded": sorted(map(str, left.marked)),
-                            "unreadable": [{"path": str(p), "reason": why} for p, why in sorted(left.unreadable.items())]}})
+                            "unreadable": [{"path": str(path), "reason": why}
+                                           for path, why in sorted(left.unreadable.items())]}})
         return 0
     _out(f"wrote {generated.dataset_config}")
     _out(f"wrote {generated.args_config}")
