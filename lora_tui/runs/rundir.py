@@ -182,7 +182,7 @@ def _fill_run(project: Project, run_dir: Path, *, backend: Backend, model: str |
     dataset_path, args_path = run_dir / "dataset.toml", run_dir / "args.toml"
     # rendered once under their final names: the args file names the dataset file it is given
     generated = configs.build(project, overrides=overrides, staging_root=staging_root, dataset_config=dataset_path,
-                              args_config=args_path, left_out=staging.left_out(project, scans))
+                              args_config=args_path, left_out=staging.left_out(project, scans), run=run_dir.name)
     staging.build_staging(project, generated.left_out.paths, staging_root)
     atomic_write_text(dataset_path, generated.dataset_text)
     atomic_write_text(args_path, generated.args_text)
