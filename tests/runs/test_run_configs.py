@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from lora_tui.core import project
 from lora_tui.runs import contract, rundir
