@@ -69,8 +69,8 @@ def unknown_command(word: str, rest: Sequence[str], commands: Iterable[str],
     ``lora-tui PROJECT`` opens the app, so a word that names an existing path is left alone, and so is
     a lone word that resembles no command (``open`` then says the folder is missing).
     """
-    if Path(word).expanduser().exists():
-        return None
+    if "/" in word or word.startswith(("~", ".")) or Path(word).expanduser().exists():
+        return None  # a path, even a missing one: `open` names it
     match = closest(word, commands)
     if match is None and not any(not r.startswith("-") for r in rest):
         return None

@@ -59,3 +59,8 @@ def test_a_misspelt_captions_option_names_the_option(capsys, simple_project: Pat
 
 def test_a_missing_argument_is_one_line(capsys) -> None:
     assert "required: project" in _usage_error(capsys, ["check"])
+
+
+def test_a_missing_path_is_left_to_open_even_when_it_resembles_a_command(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.parse(["./chekc"]).func is cli.cmd_open
