@@ -130,14 +130,15 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def flush(paths: Sequence[str]) -> None:
-    """Make ``paths`` durable: fsync each for a few files, else one ``syncfs`` per filesystem."""
+def flush(paths: Sequence[str], folders: set[str] | None = None) -> None:
+    """Make ``paths`` durable: fsync each for a few files, else one ``syncfs`` per filesystem.
+    ``folders`` are the folders the paths are in, when the caller knows them already."""
     if len(paths) <= FSYNC_EACH_UP_TO:
         for path in paths:
             _fsync_path(path)
         return
     devices: dict[int, str] = {}
-    for folder in {os.path.dirname(p) or "." for p in paths}:
+    for folder in folders if folders is not None else {os.path.dirname(p) or "." for p in paths}:
         with contextlib.suppress(OSError):
             devices.setdefault(os.stat(folder).st_dev, folder)
     for folder in devices.values():
@@ -174,6 +175,7 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
     token = new_token()
     todo: list[tuple[Swap, str, str | None]] = []
     tmps: list[str] = []
+    tmp_folders: set[str] = set()
     batch = _batch_folder(tmp_dir, token)
     try:
         for n, item in enumerate(items):
@@ -185,7 +187,9 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
                 continue
             tmp = None
             if item.data is not None:
-                tmp = tmp_name(_tmp_folder(folder, batch, devices), f"{n}.{name}", token)
+                tmp_folder = _tmp_folder(folder, batch, devices)
+                tmp_folders.add(tmp_folder)
+                tmp = tmp_name(tmp_folder, f"{n}.{name}", token)
                 try:
                     _write_tmp(tmp, item.data, (0o644 & ~umask) if mode is None else mode, umask)
                 except OSError as exc:
@@ -193,7 +197,7 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
                                      hint="nothing was changed; free some space or fix the folder") from exc
                 tmps.append(tmp)
             todo.append((item, folder, tmp))
-        flush(tmps)
+        flush(tmps, tmp_folders)
     except BaseException:
         for tmp in tmps:
             with contextlib.suppress(OSError):
