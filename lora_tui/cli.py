@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="also decode every image (slow)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("config", help="write configs/ for sd-scripts and print steps and the launch command")
+    p = sub.add_parser("config", help="write configs/ (sd-scripts format), print steps, what is left out and "
+                                      "the launch command of the project's backend")
     p.add_argument("project")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_config)
