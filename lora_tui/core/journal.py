@@ -134,7 +134,8 @@ class Journal:
         """Caption edits stay inside the project and the image folders it names (resolved once per folder)."""
         verdicts: dict[str, bool] = {}
         for path in paths:
-            parent = os.path.dirname(os.fspath(path))
+            head, sep, _ = os.fspath(path).rpartition(os.sep)
+            parent = head or sep  # os.path.dirname, without its cost ×10,000: "/a" → "/", "a" → ""
             if parent not in verdicts:
                 real = Path(os.path.realpath(parent))
                 verdicts[parent] = any(real == a or a in real.parents for a in self.allowed)

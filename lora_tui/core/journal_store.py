@@ -234,9 +234,11 @@ class Store:
     @staticmethod
     def _path_ids(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, int]:
         conn.executemany("INSERT OR IGNORE INTO paths(path) VALUES(?)", [(p,) for p in paths])
-        ids = {}
-        for path in paths:
-            ids[path] = conn.execute("SELECT id FROM paths WHERE path=?", (path,)).fetchone()[0]
+        ids: dict[str, int] = {}
+        for chunk in _chunks(list(paths), 500):  # one query per 500 paths, not one per path
+            marks = ",".join("?" * len(chunk))
+            ids.update((path, pid) for pid, path in conn.execute(
+                f"SELECT id, path FROM paths WHERE path IN ({marks})", chunk))
         return ids
 
     def finish(self, seq: int, not_written: Iterable[str], *, aborted: bool = False) -> None:
