@@ -23,7 +23,8 @@ def core_modules() -> list[str]:
                   if p.stem != "__init__")
 
 
-CLI_MODULES = ["lora_tui.cli", "lora_tui.cli_runs", "lora_tui.cli_train", "lora_tui.cli_captions"]
+CLI_MODULES = ["lora_tui.cli", "lora_tui.cli_runs", "lora_tui.cli_train", "lora_tui.cli_captions",
+               "lora_tui.cli_caption"]
 
 
 @pytest.mark.parametrize("module", [*core_modules(), *CLI_MODULES])
@@ -49,6 +50,12 @@ def _modules(layer: str) -> list[str]:
 def test_runs_import_no_ui_or_torch(module: str) -> None:
     loaded = {m.split(".")[0] for m in modules_after_import(module)}
     assert not {"textual", "rich", "torch", "diffusers", "transformers"} & loaded
+
+
+@pytest.mark.parametrize("module", _modules("caption"))
+def test_caption_modules_import_their_heavy_libraries_only_when_captioning_runs(module: str) -> None:
+    loaded = {m.split(".")[0] for m in modules_after_import(module)}
+    assert not {"textual", "rich", "torch", "transformers", "onnxruntime", "diffusers"} & loaded
 
 
 def test_the_trainer_imports_no_textual() -> None:

@@ -80,7 +80,7 @@ class Filter:
     subset: str | None = None  # "D.S" index
     tag: str | None = None
     text: str = ""
-    state: str | None = None  # "unreviewed", "reviewed", "flagged", "excluded", "uncaptioned"
+    state: str | None = None  # "needs-review", "unreviewed", "reviewed", "flagged", "excluded", "uncaptioned"
     order: str = "project"  # "project", "name", "caption", "tokens"
 
 

@@ -58,6 +58,7 @@ class Outcome:
     written: int
     left_alone: tuple[tuple[Path, str], ...] = ()
     applied: bool = True  # False: nothing was written and history did not move
+    seq: int | None = None  # the operation's number in the journal (to combine edits of one task)
 
     def report(self, root: Path | None = None, limit: int = 5) -> str | None:
         """One line naming the captions left alone, or None if every file was written."""

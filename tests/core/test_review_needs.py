@@ -1,0 +1,23 @@
+"""The needs-review mark: set by auto-captioning, cleared by a review, never lost between processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lora_tui.core.review import NEEDS_REVIEW, ReviewMarks
+
+
+def test_marking_reviewed_clears_needs_review(tmp_path: Path) -> None:
+    marks = ReviewMarks(tmp_path)
+    marks.set([tmp_path / "a.png"], NEEDS_REVIEW, True)
+    marks.set([tmp_path / "a.png"], "reviewed", True)
+    assert ReviewMarks(tmp_path).get(tmp_path / "a.png") == {"reviewed"}
+
+
+def test_marks_set_by_another_process_survive_a_change_here(tmp_path: Path) -> None:
+    app = ReviewMarks(tmp_path)
+    app.set([tmp_path / "a.png"], "flagged", True)
+    ReviewMarks(tmp_path).set([tmp_path / "b.png"], NEEDS_REVIEW, True)  # the captioner, elsewhere
+    app.set([tmp_path / "c.png"], "reviewed", True)
+    again = ReviewMarks(tmp_path)
+    assert again.has("b.png", NEEDS_REVIEW) and again.has("a.png", "flagged") and again.has("c.png", "reviewed")
