@@ -41,6 +41,7 @@ class Reporter:
         self._last_draw = 0.0
         self._last_tenth = -1
         self._drawn = False
+        self._last_done = -1
 
     def _emit(self, kind: str, **data: Any) -> None:
         self.out.write(json.dumps({"event": kind, **data}, ensure_ascii=False) + "\n")
@@ -79,8 +80,8 @@ class Reporter:
     def progress(self, done: int, total: int, rate: float | None, eta: float | None, *, final: bool = False) -> None:
         now = time.monotonic()
         if self.json:
-            if final or now - self._last_draw >= 0.5:
-                self._last_draw = now
+            if (final and done != self._last_done) or now - self._last_draw >= 0.5:
+                self._last_draw, self._last_done = now, done
                 self._emit("progress", done=done, total=total, rate=round(rate or 0.0, 3),
                            eta_s=None if eta is None else round(eta, 1))
             return

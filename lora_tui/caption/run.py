@@ -163,6 +163,11 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
             outputs = captioner.run([item.data for item in ready]) if ready else []
             for item, output in zip(ready, outputs):
                 subset, record = item.item
+                if not output:
+                    why = f"{record.path_text}: the model gave no caption"
+                    summary.failed.append((record.path_text, why))
+                    reporter.skip(record.path_text, why)
+                    continue
                 change = compose.new_text(subset, record, output, mode, prefix)
                 if change is None:
                     summary.unchanged += 1
