@@ -129,27 +129,36 @@ class Tagger:
         self.forward_s = 0.0
 
     def prepare(self, path: str) -> Any:
-        """Pad to a white square, resize to the model's size, BGR float32 (on a loader thread)."""
+        """Fit inside the model's square, centred on white, as uint8 RGB (on a loader thread).
+
+        Resizing before padding touches only the image's own pixels; the float conversion and
+        the RGB → BGR swap happen once per batch in :meth:`run`, vectorised.
+        """
         import numpy as np
 
         img = open_rgb(path, draft=self.size)
-        side = max(img.size)
-        if img.size != (side, side):
-            square = Image.new("RGB", (side, side), (255, 255, 255))
-            square.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+        scale = self.size / max(img.size)
+        if scale != 1.0:
+            fit = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            img = img.resize(fit, Image.Resampling.BICUBIC)
+        if img.size != (self.size, self.size):
+            square = Image.new("RGB", (self.size, self.size), (255, 255, 255))
+            square.paste(img, ((self.size - img.width) // 2, (self.size - img.height) // 2))
             img = square
-        if side != self.size:
-            img = img.resize((self.size, self.size), Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.float32)[:, :, ::-1]
-        return np.ascontiguousarray(arr.transpose(2, 0, 1) if self.nchw else arr)
+        return np.asarray(img)
 
-    def run(self, inputs: Sequence[Any]) -> list[list[str]]:
+    def _batch(self, inputs: Sequence[Any]) -> Any:
         import numpy as np
 
+        x = np.stack(list(inputs))[..., ::-1].astype(np.float32)  # BGR, 0-255 floats, as WD14 expects
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.nchw else x
+
+    def run(self, inputs: Sequence[Any]) -> list[list[str]]:
         start = time.perf_counter()
+        batch = self._batch(inputs)
         if self.one_at_a_time:
-            probs = [self.session.run(None, {self.input_name: x[None]})[0][0] for x in inputs]
+            probs = [self.session.run(None, {self.input_name: x[None]})[0][0] for x in batch]
         else:
-            probs = list(self.session.run(None, {self.input_name: np.stack(list(inputs))})[0])
+            probs = list(self.session.run(None, {self.input_name: batch})[0])
         self.forward_s += time.perf_counter() - start
         return [select_tags(p, self.table, self.settings) for p in probs]
