@@ -206,7 +206,9 @@ class Journal:
         self.store.finish(seq, [self._rel(p) for p, _ in left], aborted=aborted)
         self._trim()
         self.refresh()
-        return Outcome(kind, label, len(result.written), left, applied=not aborted, seq=seq)
+        after = {item.path: row[2] for item, row in zip(items, rows)}
+        wrote = tuple((Path(p), after.get(p)) for p in result.written)
+        return Outcome(kind, label, len(result.written), left, applied=not aborted, wrote=wrote, seq=seq)
 
     def combine(self, seqs: Sequence[int], label: str, *, wait: float | None = None) -> int:
         """Make the edits ``seqs`` (written piecemeal by one task, e.g. a captioning run) one undo step.

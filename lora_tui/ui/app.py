@@ -8,12 +8,11 @@ import signal
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
-from lora_tui.ui.commands import CaptionCommands, ConfigCommands, DatasetCommands, ProjectCommands
+from lora_tui.ui.actions import Action, Actions, ScreenActionsProvider
 from lora_tui.ui.screens.overview import OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
@@ -21,11 +20,12 @@ from lora_tui.ui.themes import DEFAULT_THEME, load_themes
 
 class LoraTuiApp(App[int]):
     TITLE = "lora-tui"
-    COMMANDS = App.COMMANDS | {ProjectCommands, DatasetCommands, CaptionCommands, ConfigCommands}
-    BINDINGS = [
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("f1", "toggle_help", "Help", id="app.help"),
-    ]
+    COMMANDS = App.COMMANDS | {ScreenActionsProvider}
+    ACTIONS = Actions("app", "Everywhere", actions=(
+        Action("app.quit", "q", "Quit", "quit", palette=False),
+        Action("app.help", "f1", "Help", "toggle_help", title="Show or hide this help", palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
 
     def __init__(self, project: Project, settings: Settings | None = None) -> None:
         super().__init__()

@@ -11,14 +11,13 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from lora_tui.core import configs, project, schema, steps, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 
 # The flags people change most (the seed recipe's), in front; everything else stays in the file.
 TRAINING_FIELDS = ("network_dim", "network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "optimizer_type",
@@ -75,20 +74,16 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-class ConfigScreen(Screen):
+class ConfigScreen(ActionScreen):
     BINDING_GROUP_TITLE = "Config"
-    HELP = """
-## Config
-Each field is saved to lora-tui.toml when you press enter (validated; comments kept); an empty field
-means the default. The steps breakdown and launch command follow every change.
-
-- **tab / shift+tab** move between fields · **enter** save the field
-- **ctrl+w** write configs/ for sd-scripts · **escape** back
-"""
-    BINDINGS = [
-        Binding("ctrl+w", "write_configs", "Write configs", id="config.write", priority=True),
-        Binding("escape", "dismiss", "Back", id="config.back"),
-    ]
+    ACTIONS = Actions("config", "Config", group="config", intro=(
+        "Each field is saved to lora-tui.toml when you press enter (validated; comments kept); an empty "
+        "field means the default. The steps breakdown and launch command follow every change."), actions=(
+        Action("config.write", "ctrl+w", "Write configs", "write_configs", priority=True,
+               title="Write configs for sd-scripts"),
+        Action("config.back", "escape", "Back", "dismiss", title="Back to the project overview"),
+    ), notes=("**tab / shift+tab** move between fields · **enter** save the field",))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     ConfigScreen #form { width: 60%; padding: 0 1; }
     ConfigScreen .row { height: 3; }

@@ -6,9 +6,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -16,6 +14,7 @@ from lora_tui.core import configs, lint, scan, steps
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.messages import ProjectAnalysed
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
@@ -23,26 +22,22 @@ from lora_tui.ui.widgets.project.subsets import SubsetTable
 STARTUP_DELAY = 0.4  # seconds before the first analysis
 
 
-class OverviewScreen(Screen):
+class OverviewScreen(ActionScreen):
     """Everything `lora-tui check` and `lora-tui steps` say, kept fresh by a background worker."""
 
     BINDING_GROUP_TITLE = "Project"
-    HELP = """
-## Project overview
-The subsets sd-scripts will see, the exact steps math and every lint finding.
-
-- **d** dataset screen: browse images, edit captions, review marks, tags
-- **p** config screen: edit the project file as a form
-- **c** write `configs/` for sd-scripts · **r** rescan
-- **ctrl+p** command palette · **f1** this help · **q** quit
-"""
-    BINDINGS = [
-        Binding("r", "rescan", "Rescan", id="project.rescan", tooltip="Scan images and captions again"),
-        Binding("c", "write_configs", "Write configs", id="project.write_configs",
-                tooltip="Write configs/ for sd-scripts"),
-        Binding("d", "dataset", "Dataset", id="project.dataset", tooltip="Browse images and edit captions"),
-        Binding("p", "config", "Config", id="project.config", tooltip="Edit the project settings"),
-    ]
+    ACTIONS = Actions("project", "Project overview", group="project", intro=(
+        "The subsets sd-scripts will see, the exact steps math and every lint finding."), actions=(
+        Action("project.rescan", "r", "Rescan", "rescan", title="Rescan images and captions",
+               tooltip="Scan images and captions again"),
+        Action("project.write_configs", "c", "Write configs", "write_configs",
+               title="Write configs for sd-scripts", tooltip="Write configs/ for sd-scripts"),
+        Action("project.dataset", "d", "Dataset", "dataset", title="Open the dataset screen",
+               tooltip="Browse images and edit captions"),
+        Action("project.config", "p", "Config", "config", title="Open the config screen",
+               tooltip="Edit the project settings"),
+    ), notes=("**ctrl+p** command palette · **f1** this help · **q** quit",))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
     OverviewScreen .section { color: $primary; text-style: bold; margin-top: 1; }
@@ -76,10 +71,12 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         self.analyse()
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
-    def analyse(self) -> None:
+    def analyse(self, scans: list[scan.SubsetScan] | None = None) -> None:
+        """Steps and lint from ``scans`` (the dataset screen's, kept current file by file) or a new scan."""
         worker = get_current_worker()
         try:
-            scans = scan.scan_project(self.project)
+            if scans is None:
+                scans = scan.scan_project(self.project)
             if worker.is_cancelled:
                 return
             report = steps.compute(self.project, scans)
@@ -125,7 +122,12 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         except LoraTuiError as exc:  # e.g. a caption journal that cannot be read
             self.notify(str(exc), severity="error", markup=False, timeout=10)
             return
-        self.app.push_screen(screen, callback=lambda _: self.action_rescan())
+        self.app.push_screen(screen, callback=self._dataset_closed)
+
+    def _dataset_closed(self, scans: list[scan.SubsetScan] | None) -> None:
+        """The dataset screen hands back its scans when they are complete: no second full scan."""
+        self.query_one("#steps", Static).update("scanning…")
+        self.analyse(scans)
 
     def action_config(self) -> None:
         from lora_tui.ui.screens.config import ConfigScreen
