@@ -2,13 +2,14 @@
 
 The bar (images/s and ETA) redraws in place on a terminal, at most a few times a second, and prints a
 plain line every 10% when stderr is a file. ``--json`` prints one object per line on stdout, flushed:
-``start``, ``caption`` (as each lands), ``skip``, ``progress``, and ``end``.
+``start``, ``caption`` (as each is made), ``written`` (once it is on disk), ``skip``, ``progress``, ``end``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -42,10 +43,13 @@ class Reporter:
         self._last_tenth = -1
         self._drawn = False
         self._last_done = -1
+        self._lock = threading.Lock()  # the writer thread reports "written" while the main thread runs
 
     def _emit(self, kind: str, **data: Any) -> None:
-        self.out.write(json.dumps({"event": kind, **data}, ensure_ascii=False) + "\n")
-        self.out.flush()
+        line = json.dumps({"event": kind, **data}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.out.write(line)
+            self.out.flush()
 
     def line(self, text: str) -> None:
         """A message for people (stderr in text mode, so stdout stays clean for pipes)."""
@@ -70,6 +74,11 @@ class Reporter:
     def caption(self, image: str, caption_file: str, text: str) -> None:
         if self.json:
             self._emit("caption", image=image, caption_file=caption_file, text=text)
+
+    def written(self, images: list[str], caption_files: list[str]) -> None:
+        """Captions now on disk (journaled): a watcher may re-read them."""
+        if self.json and images:
+            self._emit("written", images=images, caption_files=caption_files)
 
     def skip(self, image: str, reason: str) -> None:
         if self.json:

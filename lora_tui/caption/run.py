@@ -81,11 +81,13 @@ class Summary:
 class Writer:
     """Applies captions through the journal on its own thread, whatever has queued up at a time."""
 
-    def __init__(self, project: Project, label: str) -> None:
+    def __init__(self, project: Project, label: str,
+                 on_written: Callable[[list[str], list[str]], None] | None = None) -> None:
         self.journal = Journal.for_project(project, command="lora-tui caption")
         self.marks = ReviewMarks(project.root)
         self.label = label
         self.images: dict[Path, str] = {}  # caption file → its image (for the review marks)
+        self.on_written = on_written
         self.seqs: list[int] = []
         self.written = 0
         self.left_alone: list[tuple[Path, str]] = []
@@ -128,7 +130,10 @@ class Writer:
         self.left_alone.extend(outcome.left_alone)
         done = [c for c in changes if c.path not in left]
         self.written += len(done)
-        self.marks.set([self.images[c.path] for c in done], NEEDS_REVIEW, True)
+        images = [self.images[c.path] for c in done]
+        self.marks.set(images, NEEDS_REVIEW, True)
+        if self.on_written is not None:
+            self.on_written(images, [str(c.path) for c in done])
 
     def close(self, final_label: Callable[[int], str]) -> int:
         """Write what is queued, then make the run one undo step; returns the undo steps it takes."""
@@ -149,7 +154,7 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
     summary = Summary()
     total = len(todo)
     start = time.perf_counter()
-    writer = None if dry_run else Writer(project, f"auto-caption with {captioner.name} ({mode})")
+    writer = None if dry_run else Writer(project, f"auto-caption with {captioner.name} ({mode})", reporter.written)
     reporter.start(total, model=captioner.name, mode=mode, dry_run=dry_run)
     batches = loader.batches(todo, lambda t: captioner.prepare(t[1].path_text), batch_size, workers=workers,
                              describe=lambda t: t[1].path_text)

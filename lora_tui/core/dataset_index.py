@@ -15,7 +15,7 @@ from lora_tui.core.captions import find_caption, split_tags
 from lora_tui.core.clip_tokens import estimate_tokens
 from lora_tui.core.images import IMAGE_EXTENSIONS
 from lora_tui.core.project import Subset
-from lora_tui.core.review import ReviewMarks
+from lora_tui.core.review import NEEDS_REVIEW, ReviewMarks
 from lora_tui.core.scan import ImageRecord, SubsetScan, load_caption, scan_subset
 
 
@@ -194,7 +194,8 @@ class DatasetIndex:
         return any((id(r) in shown) != self._matches(r, flt) for r in rows)
 
     def apply(self, flt: Filter) -> list[Row]:
-        """Set the filter and return the rows it keeps, in project order."""
+        """Set the filter and return the rows it keeps, in project order (the "unreviewed" review
+        filter lists the images marked needs-review first)."""
         self.filter = flt
         text = flt.text.casefold()
         out = [row for row in self.rows if self._matches(row, flt, text)]
@@ -204,6 +205,9 @@ class DatasetIndex:
             out.sort(key=lambda r: r.text.casefold())
         elif flt.order == "tokens":
             out.sort(key=lambda r: -r.tokens)
+        elif flt.state == "unreviewed":  # what a model captioned comes first: it is what needs eyes
+            needs = self.marks.with_mark(NEEDS_REVIEW)
+            out.sort(key=lambda r: r.key not in needs)
         self.view = out
         return out
 

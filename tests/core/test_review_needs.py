@@ -21,3 +21,17 @@ def test_marks_set_by_another_process_survive_a_change_here(tmp_path: Path) -> N
     app.set([tmp_path / "c.png"], "reviewed", True)
     again = ReviewMarks(tmp_path)
     assert again.has("b.png", NEEDS_REVIEW) and again.has("a.png", "flagged") and again.has("c.png", "reviewed")
+
+
+def test_the_review_filter_lists_needs_review_first_and_can_show_only_those(tmp_path: Path) -> None:
+    from lora_tui.core import project, scan
+    from lora_tui.core.dataset_index import DatasetIndex, Filter
+    from tests.caption.helpers import colour_project
+
+    root = colour_project(tmp_path / "p", ["blue1", "green1", "red1"])
+    marks = ReviewMarks(root)
+    marks.set([root / "data" / "pics" / "red1.png"], NEEDS_REVIEW, True)
+    marks.set([root / "data" / "pics" / "blue1.png"], "reviewed", True)
+    index = DatasetIndex(scan.scan_project(project.load(root)), marks)
+    assert [r.record.name for r in index.apply(Filter(state="unreviewed"))] == ["red1.png", "green1.png"]
+    assert [r.record.name for r in index.apply(Filter(state=NEEDS_REVIEW))] == ["red1.png"]
