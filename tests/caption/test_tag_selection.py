@@ -25,3 +25,20 @@ def test_exclude_matches_either_spelling_and_ratings_lead_when_asked() -> None:
 
 def test_underscores_kept_when_asked() -> None:
     assert select_tags(PROBS, TABLE, TagSettings(underscores=True, threshold=0.85)) == ["long_hair"]
+
+
+def test_a_tagger_exported_with_batch_size_one_runs_image_by_image(tmp_path) -> None:
+    import pytest
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from lora_tui.caption.detect import detect
+    from lora_tui.caption.tagger import Tagger
+    from tests.caption.helpers import colour_project
+    from tests.caption.tiny_tagger import write_tiny_tagger
+
+    tagger = Tagger(detect(write_tiny_tagger(tmp_path / "t", fixed_batch=True)), TagSettings())
+    root = colour_project(tmp_path / "p", ["red1", "blue1"])
+    images = [str(root / "data" / "pics" / n) for n in ("red1.png", "blue1.png")]
+    assert tagger.one_at_a_time
+    assert [tags[0] for tags in tagger.run([tagger.prepare(p) for p in images])] == ["red theme", "blue theme"]
