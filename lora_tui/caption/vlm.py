@@ -129,7 +129,7 @@ class SentenceCaptioner:
         if not isinstance(size, dict):
             size = dict(size) if hasattr(size, "keys") else {}
         sides = [v for k, v in size.items() if k in ("height", "width", "shortest_edge") and isinstance(v, int)]
-        return max(sides) * 2 if sides else None
+        return max(sides) if sides else None
 
     def prepare(self, path: str) -> dict[str, Any]:
         """Decode and run the processor on one image (on a loader thread, with its own processor copy)."""

@@ -98,7 +98,7 @@ class AutoCaption:
         images_file = None
         if request.scope != "all":
             rows = [self.host.row] if request.scope == "image" and self.host.row is not None else self.host.index.view
-            images_file = root / ".lora-tui" / "tmp" / f"caption-images-{os.getpid()}.txt"
+            images_file = root / ".lora-tui" / f"caption-images-{os.getpid()}.txt"
             images_file.parent.mkdir(parents=True, exist_ok=True)
             images_file.write_text("".join(r.record.path_text + "\n" for r in rows), "utf-8")
         self.written, self.skipped, self.end, self.cancelled = 0, [], None, False
