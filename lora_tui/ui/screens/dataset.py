@@ -82,6 +82,7 @@ class DatasetScreen(ActionScreen):
         self.bulk = BulkEdits(self)
         self.captioner = AutoCaption(self)  # lora-tui caption in a child process
         self.loader = IndexLoader(self, self.marks)
+        self.loader.prefetch(project)
 
     def compose(self) -> ComposeResult:
         yield Header()

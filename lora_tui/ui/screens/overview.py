@@ -132,11 +132,14 @@ class OverviewScreen(ActionScreen):
     def action_config(self) -> None:
         from lora_tui.ui.screens.config import ConfigScreen
 
-        self.app.push_screen(ConfigScreen(self.project), callback=lambda _: self._project_changed())
+        self.app.push_screen(ConfigScreen(self.project), callback=self._project_changed)
 
-    def _project_changed(self) -> None:
-        """The config screen saved a new project: show it."""
-        self.project = getattr(self.app, "project", self.project)
+    def _project_changed(self, saved: Project | None) -> None:
+        """The config screen dismisses with the project it saved (None: nothing saved)."""
+        if saved is None:
+            return
+        self.project = saved
+        self.app.project = saved  # screens opened from now on start from it
         self.action_rescan()
 
     def action_write_configs(self) -> None:
