@@ -45,7 +45,8 @@ def _modules(layer: str) -> list[str]:
 def test_every_ui_module_imports_no_training_stack(module: str) -> None:
     """Each on its own: the screens the app loads lazily (dataset, config, …) are checked too."""
     loaded = modules_after_import(module)
-    assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
+    assert not {"torch", "diffusers", "transformers", "accelerate", "peft", "onnxruntime"} & {m.split(".")[0]
+                                                                                            for m in loaded}
 
 
 def test_the_ui_layer_lists_its_lazily_loaded_screens() -> None:

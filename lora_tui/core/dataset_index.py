@@ -207,7 +207,7 @@ class DatasetIndex:
             out.sort(key=lambda r: -r.tokens)
         elif flt.state == "unreviewed":  # what a model captioned comes first: it is what needs eyes
             needs = self.marks.with_mark(NEEDS_REVIEW)
-            out.sort(key=lambda r: r.key not in needs)
+            out.sort(key=lambda r: not (r.key in needs and self._has_caption(r)))
         self.view = out
         return out
 
@@ -222,7 +222,14 @@ class DatasetIndex:
             return False
         return not (flt.state and not self._state_matches(row, flt.state))
 
+    @staticmethod
+    def _has_caption(row: Row) -> bool:
+        """A needs-review mark counts only while there is a caption to review (an undo may take it away)."""
+        return row.caption_state not in ("missing", "class")
+
     def _state_matches(self, row: Row, state: str) -> bool:
+        if state == NEEDS_REVIEW:
+            return self.marks.has(row.key, state) and self._has_caption(row)
         if state == "unreviewed":
             return not self.marks.has(row.key, "reviewed")
         if state == "uncaptioned":

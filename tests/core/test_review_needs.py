@@ -28,10 +28,23 @@ def test_the_review_filter_lists_needs_review_first_and_can_show_only_those(tmp_
     from lora_tui.core.dataset_index import DatasetIndex, Filter
     from tests.caption.helpers import colour_project
 
-    root = colour_project(tmp_path / "p", ["blue1", "green1", "red1"])
+    root = colour_project(tmp_path / "p", ["blue1", "green1", "red1"], captions={"red1": "red theme\n"})
     marks = ReviewMarks(root)
     marks.set([root / "data" / "pics" / "red1.png"], NEEDS_REVIEW, True)
     marks.set([root / "data" / "pics" / "blue1.png"], "reviewed", True)
     index = DatasetIndex(scan.scan_project(project.load(root)), marks)
     assert [r.record.name for r in index.apply(Filter(state="unreviewed"))] == ["red1.png", "green1.png"]
     assert [r.record.name for r in index.apply(Filter(state=NEEDS_REVIEW))] == ["red1.png"]
+
+
+def test_a_needs_review_mark_on_an_image_whose_caption_was_undone_is_not_listed(tmp_path: Path) -> None:
+    from lora_tui.core import project, scan
+    from lora_tui.core.dataset_index import DatasetIndex, Filter
+    from tests.caption.helpers import colour_project
+
+    root = colour_project(tmp_path / "p", ["blue1", "red1"], captions={"red1": "red\n"})
+    marks = ReviewMarks(root)
+    marks.set([root / "data" / "pics" / n for n in ("blue1.png", "red1.png")], NEEDS_REVIEW, True)
+    index = DatasetIndex(scan.scan_project(project.load(root)), marks)
+    assert [r.record.name for r in index.apply(Filter(state=NEEDS_REVIEW))] == ["red1.png"]
+    assert [r.record.name for r in index.apply(Filter(state="unreviewed"))] == ["red1.png", "blue1.png"]
