@@ -8,10 +8,12 @@ the groups it finished as separate, complete undo steps.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +26,19 @@ from lora_tui.core.review import NEEDS_REVIEW, ReviewMarks
 from lora_tui.core.scan import ImageRecord, caption_target
 
 Target = tuple[Subset, ImageRecord]
+
+
+@contextlib.contextmanager
+def _no_second_interrupt() -> Iterator[None]:
+    """Ignore SIGINT while finishing (main thread only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Captioner(Protocol):
@@ -193,11 +208,12 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        batches.close()
-        if writer is not None:
-            summary.undo_steps = writer.close(lambda n: f"auto-caption {n} images with {captioner.name} ({mode})")
-            summary.written = writer.written
-            summary.failed.extend((str(p), f"{p}: {why}") for p, why in writer.left_alone)
+        with _no_second_interrupt():  # a second Ctrl-C must not cut the last writes or the undo step short
+            batches.close()
+            if writer is not None:
+                summary.undo_steps = writer.close(lambda n: f"auto-caption {n} images with {captioner.name} ({mode})")
+                summary.written = writer.written
+                summary.failed.extend((str(p), f"{p}: {why}") for p, why in writer.left_alone)
         summary.seconds = time.perf_counter() - start
         summary.forward_s = captioner.forward_s
     return summary

@@ -68,3 +68,33 @@ def test_python_dash_m_lora_tui_caption_is_the_same_command(tmp_path: Path, tagg
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (root / "data" / "pics" / "blue1.txt").read_text() == "blue theme, long hair, ^_^\n"
+
+
+def test_a_real_ctrl_c_mid_run_keeps_what_finished_as_one_journaled_edit(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from lora_tui.core.journal import Journal
+    from tests.caption.tiny_tagger import write_tiny_tagger
+
+    pytest.importorskip("onnxruntime")
+    slow = write_tiny_tagger(tmp_path / "big-input", size=1536)  # ~40 ms an image: time to interrupt
+    root = colour_project(tmp_path / "p", [f"{c}{i}" for i in range(40) for c in ("red", "green", "blue")])
+    proc = subprocess.Popen([sys.executable, "-m", "lora_tui.caption", str(root), "--model", str(slow), "--json",
+                             "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    events = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        events.append(json.loads(line))
+        if events[-1]["event"] == "written":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    events += [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 130
+    end = events[-1]
+    written = sorted((root / "data" / "pics").glob("*.txt"))
+    assert end["event"] == "end" and end["interrupted"] and 0 < end["written"] == len(written) < 120
+    history = Journal(root).history()
+    assert len(history) == 1 and history[0].files == len(written)
+    assert main(["captions", str(root), "undo"]) == 0
+    assert not list((root / "data" / "pics").glob("*.txt"))
