@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     captions_parser = add_captions_parser(sub, cmd_captions)
 
+    from lora_tui.cli_caption import add_caption_parser
+
+    add_caption_parser(sub)
+
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
     p.add_argument("--theme", help="lora-dark, lora-light, lora-ansi (16 colours), a Textual theme, or your own")

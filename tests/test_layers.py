@@ -45,7 +45,8 @@ def _modules(layer: str) -> list[str]:
 def test_every_ui_module_imports_no_training_stack(module: str) -> None:
     """Each on its own: the screens the app loads lazily (dataset, config, …) are checked too."""
     loaded = modules_after_import(module)
-    assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
+    assert not {"torch", "diffusers", "transformers", "accelerate", "peft", "onnxruntime"} & {m.split(".")[0]
+                                                                                            for m in loaded}
 
 
 def test_the_ui_layer_lists_its_lazily_loaded_screens() -> None:
@@ -56,6 +57,12 @@ def test_the_ui_layer_lists_its_lazily_loaded_screens() -> None:
 def test_runs_import_no_ui_or_torch(module: str) -> None:
     loaded = {m.split(".")[0] for m in modules_after_import(module)}
     assert not {"textual", "rich", "torch", "diffusers", "transformers"} & loaded
+
+
+@pytest.mark.parametrize("module", _modules("caption"))
+def test_caption_modules_import_their_heavy_libraries_only_when_captioning_runs(module: str) -> None:
+    loaded = {m.split(".")[0] for m in modules_after_import(module)}
+    assert not {"textual", "rich", "torch", "transformers", "onnxruntime", "diffusers"} & loaded
 
 
 def test_the_trainer_imports_no_textual() -> None:

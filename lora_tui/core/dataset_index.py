@@ -15,7 +15,7 @@ from lora_tui.core.captions import find_caption, split_tags
 from lora_tui.core.clip_tokens import estimate_tokens
 from lora_tui.core.images import IMAGE_EXTENSIONS
 from lora_tui.core.project import Subset
-from lora_tui.core.review import ReviewMarks
+from lora_tui.core.review import NEEDS_REVIEW, ReviewMarks
 from lora_tui.core.scan import ImageRecord, SubsetScan, load_caption, scan_subset
 
 
@@ -82,7 +82,7 @@ class Filter:
     subset: str | None = None  # "D.S" index
     tag: str | None = None
     text: str = ""
-    state: str | None = None  # "unreviewed", "reviewed", "flagged", "excluded", "uncaptioned"
+    state: str | None = None  # "needs-review", "unreviewed", "reviewed", "flagged", "excluded", "uncaptioned"
     order: str = "project"  # "project", "name", "caption", "tokens"
 
 
@@ -194,7 +194,8 @@ class DatasetIndex:
         return any((id(r) in shown) != self._matches(r, flt) for r in rows)
 
     def apply(self, flt: Filter) -> list[Row]:
-        """Set the filter and return the rows it keeps, in project order."""
+        """Set the filter and return the rows it keeps, in project order (the "unreviewed" review
+        filter lists the images marked needs-review first)."""
         self.filter = flt
         text = flt.text.casefold()
         out = [row for row in self.rows if self._matches(row, flt, text)]
@@ -204,6 +205,9 @@ class DatasetIndex:
             out.sort(key=lambda r: r.text.casefold())
         elif flt.order == "tokens":
             out.sort(key=lambda r: -r.tokens)
+        elif flt.state == "unreviewed":  # what a model captioned comes first: it is what needs eyes
+            needs = self.marks.with_mark(NEEDS_REVIEW)
+            out.sort(key=lambda r: not (r.key in needs and self._has_caption(r)))
         self.view = out
         return out
 
@@ -218,7 +222,14 @@ class DatasetIndex:
             return False
         return not (flt.state and not self._state_matches(row, flt.state))
 
+    @staticmethod
+    def _has_caption(row: Row) -> bool:
+        """A needs-review mark counts only while there is a caption to review (an undo may take it away)."""
+        return row.caption_state not in ("missing", "class")
+
     def _state_matches(self, row: Row, state: str) -> bool:
+        if state == NEEDS_REVIEW:
+            return self.marks.has(row.key, state) and self._has_caption(row)
         if state == "unreviewed":
             return not self.marks.has(row.key, "reviewed")
         if state == "uncaptioned":

@@ -34,6 +34,7 @@ from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
 from lora_tui.ui.actions import ActionScreen
 from lora_tui.ui.screens.dataset_actions import BulkEdits, Filters
+from lora_tui.ui.screens.dataset_caption import AutoCaption
 from lora_tui.ui.screens.dataset_journal import JournalWriter
 from lora_tui.ui.screens.dataset_load import IndexLoader
 from lora_tui.ui.screens.dataset_table import DATASET_ACTIONS
@@ -79,6 +80,7 @@ class DatasetScreen(ActionScreen):
         self.writer = JournalWriter(self, self.journal, expect=self.outside.expect)
         self.filters = Filters(self)
         self.bulk = BulkEdits(self)
+        self.captioner = AutoCaption(self)  # lora-tui caption in a child process
         self.loader = IndexLoader(self, self.marks)
         self.loader.prefetch(project)
 

@@ -19,7 +19,7 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.ui.screens.modals import AskReplace, AskText, ConfirmPreview, ReplaceRequest
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
-STATES = (None, "unreviewed", "flagged", "excluded", "uncaptioned", "reviewed")
+STATES = (None, "unreviewed", "needs-review", "flagged", "excluded", "uncaptioned", "reviewed")
 
 
 class Filters:

@@ -15,6 +15,10 @@ def _in_conflict(screen: Any) -> bool:
     return screen.outside.in_conflict(screen.row)
 
 
+def _captioning(screen: Any) -> bool:
+    return screen.captioner.running
+
+
 def _filtered(screen: Any) -> bool:
     from lora_tui.core.dataset_index import Filter
 
@@ -62,6 +66,10 @@ DATASET_ACTIONS = Actions("dataset", "Dataset", group="dataset", intro=(
            title="Add a tag to the captions shown"),
     Action("dataset.find_replace", "F", "Find/replace", "find_replace", on="bulk", show=False, group="captions",
            title="Find and replace"),
+    Action("dataset.auto_caption", "", "Auto-caption", "auto_caption", on="captioner", group="captions",
+           title="Auto-caption images with a local model (BLIP/GIT/VLM or WD14 tagger)…"),
+    Action("dataset.cancel_caption", "", "Cancel auto-caption", "cancel_caption", on="captioner", group="captions",
+           title="Cancel auto-captioning (what finished stays, undoable)", when=_captioning),
     Action("dataset.keep_mine", "ctrl+o", "Keep my caption", "keep_mine", on="outside", show=False, priority=True,
            group="captions", title="Keep my caption (over the one changed on disk)", when=_in_conflict),
     Action("dataset.load_theirs", "ctrl+l", "Load caption from disk", "load_theirs", on="outside", show=False,

@@ -112,8 +112,9 @@ class ImageList(ScrollView, can_focus=True):
             return Strip.blank(width)
         row = self.rows[index]
         marks = self.marks.get(row.key)
-        mark = "✗" if "excluded" in marks else "!" if "flagged" in marks else "✓" if "reviewed" in marks else " "
         state = row.caption_state
+        mark = "✗" if "excluded" in marks else "!" if "flagged" in marks else "✓" if "reviewed" in marks else \
+            "?" if "needs-review" in marks and state not in ("missing", "class") else " "
         style = self.get_component_rich_style
         base = style("image-list--cursor" if self.has_focus else "image-list--cursor-blurred", partial=True) \
             if index == self.cursor else Style()
@@ -121,7 +122,7 @@ class ImageList(ScrollView, can_focus=True):
         preview = row.text.replace("\n", " ⏎ ")
         over = row.tokens > 75
         segments = [
-            Segment(f"{mark} ", base + style("image-list--flagged" if mark in "!✗" else "image-list--reviewed",
+            Segment(f"{mark} ", base + style("image-list--flagged" if mark in "!✗?" else "image-list--reviewed",
                                              partial=True)),
             Segment(f"{name[:28]:<28} ", base),
             Segment(f"{STATE_LABEL[state]:<8} ", base + style(f"image-list--state-{state}", partial=True)),
