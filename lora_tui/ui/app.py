@@ -13,7 +13,7 @@ from textual.binding import Binding
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
-from lora_tui.ui.commands import CaptionCommands, ConfigCommands, DatasetCommands, ProjectCommands
+from lora_tui.ui.commands import CaptionCommands, ConfigCommands, DatasetCommands, ProjectCommands, RunCommands
 from lora_tui.ui.screens.overview import OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
@@ -21,7 +21,7 @@ from lora_tui.ui.themes import DEFAULT_THEME, load_themes
 
 class LoraTuiApp(App[int]):
     TITLE = "lora-tui"
-    COMMANDS = App.COMMANDS | {ProjectCommands, DatasetCommands, CaptionCommands, ConfigCommands}
+    COMMANDS = App.COMMANDS | {ProjectCommands, DatasetCommands, CaptionCommands, ConfigCommands, RunCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("f1", "toggle_help", "Help", id="app.help"),

@@ -39,6 +39,8 @@ class ProjectCommands(_ScreenActions):
         ("project: Write configs for sd-scripts", "write_configs"),
         ("project: Open the dataset screen", "dataset"),
         ("project: Open the config screen", "config"),
+        ("project: Train (launch a run)", "train"),
+        ("project: Runs and queue", "runs"),
     )
 
 
@@ -69,3 +71,21 @@ class CaptionCommands(_ScreenActions):
 
 class ConfigCommands(_ScreenActions):
     COMMANDS = (("config: Write configs for sd-scripts", "write_configs"),)
+
+
+class RunCommands(_ScreenActions):
+    """The train, runs and monitor screens (issue 11)."""
+
+    COMMANDS = (
+        ("train: Launch the run", "launch"),
+        ("train: Add the run to the queue", "enqueue"),
+        ("run: Stop after the current step", "stop"),
+        ("run: Stop at once", "stop_now"),
+        ("run: Resume from the newest saved state", "resume"),
+        ("run: Show the output folder", "open_output"),
+        ("run: Copy the output folder path", "copy_output"),
+        ("runs: Refresh", "refresh_runs"),
+        ("runs: Move the queued run up", "move_queued(-1)"),
+        ("runs: Move the queued run down", "move_queued(1)"),
+        ("runs: Take the queued run out of the queue", "remove_queued"),
+    )

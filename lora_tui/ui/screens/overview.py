@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
@@ -19,6 +21,8 @@ from lora_tui.core.review import ReviewMarks
 from lora_tui.ui.messages import ProjectAnalysed
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
+from lora_tui.ui.widgets.run.latest import LatestRuns
+from lora_tui.ui.widgets.run.table import RunsTable
 
 STARTUP_DELAY = 0.4  # seconds before the first analysis
 
@@ -34,6 +38,7 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
 - **d** dataset screen: browse images, edit captions, review marks, tags
 - **p** config screen: edit the project file as a form
 - **c** write `configs/` for sd-scripts · **r** rescan
+- **t** train screen (launch a run) · **l** all runs and the queue · **enter** on a run: its monitor
 - **ctrl+p** command palette · **f1** this help · **q** quit
 """
     BINDINGS = [
@@ -42,6 +47,9 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
                 tooltip="Write configs/ for sd-scripts"),
         Binding("d", "dataset", "Dataset", id="project.dataset", tooltip="Browse images and edit captions"),
         Binding("p", "config", "Config", id="project.config", tooltip="Edit the project settings"),
+        # -- runs (issue 11): train screen, runs list; the latest runs are shown below --
+        Binding("t", "train", "Train", id="project.train", tooltip="Launch a training run"),
+        Binding("l", "runs", "Runs", id="project.runs", tooltip="All runs and the queue"),
     ]
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
@@ -57,6 +65,8 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
+            yield Static("Latest runs", classes="section")
+            yield LatestRuns(self.project.root, id="latest")
             yield Static("Subsets", classes="section")
             yield SubsetTable(id="subsets")
             yield Static("Steps", classes="section")
@@ -95,6 +105,11 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         """Leave the CPU to the screen on top (lint of 10,000 images is not free)."""
         self._first_scan.stop()
         self.workers.cancel_group(self, "analyse")
+        self.query_one(LatestRuns).pause()
+
+    def on_screen_resume(self) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one(LatestRuns).resume()
 
     @on(ProjectAnalysed)
     def show_analysis(self, message: ProjectAnalysed) -> None:
@@ -136,6 +151,23 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         """The config screen saved a new project: show it."""
         self.project = getattr(self.app, "project", self.project)
         self.action_rescan()
+
+    # -- runs (issue 11) ------------------------------------------------------------------------
+    def action_train(self) -> None:
+        from lora_tui.ui.screens.train import TrainScreen
+
+        self.app.push_screen(TrainScreen(self.project))
+
+    def action_runs(self) -> None:
+        from lora_tui.ui.screens.runs import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.project))
+
+    @on(RunsTable.Open)
+    def _open_run(self, message: RunsTable.Open) -> None:
+        from lora_tui.ui.screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(message.info.dir))
 
     def action_write_configs(self) -> None:
         try:

@@ -1,0 +1,143 @@
+"""The monitor screen on recorded run folders, driven with Pilot (real keys)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from lora_tui.core import project
+from lora_tui.runs import contract
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens.monitor import MonitorScreen
+from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.run.plots import GpuPlot
+from tests.ui import recorded_runs as rr
+from tests.ui.settle import wait_until
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+async def open_monitor(pilot, run_dir: Path, now: float = rr.T0 + 300) -> MonitorScreen:
+    """The monitor pushed over the overview, once its history has landed and its files are listed."""
+    await pilot.pause()
+    screen = MonitorScreen(run_dir, clock=lambda: now)
+    pilot.app.push_screen(screen)
+    await wait_until(pilot, lambda: screen.history_loaded, "the loss history")
+    await wait_until(pilot, lambda: not screen.samples or screen.query_one(ImagePreview).shown is not None,
+                     "the newest sample image")
+    await pilot.pause(0.05)
+    return screen
+
+
+def head(screen: MonitorScreen) -> str:
+    return str(screen.query_one("#run-head", Static).render())
+
+
+async def test_a_finished_run_shows_its_loss_from_the_first_step(sample_copy: Path) -> None:
+    run_dir = rr.finished(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        xs, _ = screen.series.loss.raw.points()
+        assert xs[0] <= 2 and xs[-1] == 400
+        assert "finished" in head(screen) and "step 400/400" in head(screen) and "epoch 4/4" in head(screen)
+        assert len(screen.series.lr.groups) == 2  # unet and text_encoder, each its own line
+
+
+async def test_checkpoints_and_samples_are_listed_newest_first_with_prompts(sample_copy: Path) -> None:
+    run_dir = rr.finished(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        checkpoints = screen.query_one("#checkpoints", DataTable)
+        assert checkpoints.row_count == 3
+        samples = screen.query_one("#samples", DataTable)
+        assert [str(samples.get_row_at(i)[0]) for i in range(samples.row_count)] == ["400", "200"]
+        assert str(samples.get_row_at(0)[2]) == "sks woman, [red] scarf, portrait"  # not markup
+        await pilot.press("right_square_bracket")
+        await wait_until(pilot, lambda: screen.query_one(ImagePreview).shown == screen.samples[1].path,
+                         "the older sample")
+
+
+async def test_a_dead_run_reads_crashed_and_its_traceback_is_red(sample_copy: Path) -> None:
+    run_dir = rr.crashed(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        assert head(screen).startswith("crashed") and "RuntimeError: CUDA error" in head(screen)
+        log = screen.query_one("#log", Static).render()
+        red = [log.plain[s.start:s.end] for s in log.spans if "red" in str(s.style)]
+        assert any("Traceback" in r for r in red) and any(r.startswith("RuntimeError") for r in red)
+
+
+async def test_no_gpu_is_said_plainly(sample_copy: Path) -> None:
+    run_dir = rr.crashed(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        assert str(screen.query_one("#gpu-text", Static).render()).startswith("no GPU")
+        assert not screen.query_one(GpuPlot).display
+
+
+async def test_gpu_panel_shows_memory_the_runs_share_and_its_peak(sample_copy: Path) -> None:
+    run_dir = rr.finished(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        text = str(screen.query_one("#gpu-text", Static).render())
+        assert "/ 24.0 GB" in text and "this run's processes" in text and "run peak 9.2 GB" in text
+        assert len(screen.series.gpu.used) == 8
+
+
+async def test_a_nan_stop_reads_failed_with_its_reason(sample_copy: Path) -> None:
+    run_dir = rr.nan_stop(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        assert head(screen).startswith("failed") and "loss is NaN at step 88" in head(screen)
+        assert screen.series.loss.raw.points()[0][-1] == 87  # NaN losses are not plotted
+
+
+async def test_new_steps_of_a_running_run_appear_without_reopening(sample_copy: Path) -> None:
+    run_dir = rr.running(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        assert "running" in head(screen) and "ETA" in head(screen)
+        with open(run_dir / contract.EVENTS, "a") as f:
+            for step in range(121, 131):
+                f.write(json.dumps({"t": rr.T0 + step / 2, "kind": "step", "step": step, "loss": 0.25,
+                                    "lr": {"unet": 1e-4}}) + "\n")
+        await wait_until(pilot, lambda: "step 130/400" in head(screen), "the new steps", tries=400)
+        assert screen.series.loss.raw.points()[0][-1] == 130
+
+
+async def test_copy_output_path_uses_the_clipboard_escape(sample_copy: Path) -> None:
+    run_dir = rr.finished(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_monitor(pilot, run_dir)
+        await pilot.press("y")
+        assert app.clipboard == str(run_dir / "output")
+
+
+async def test_stop_now_asks_first_and_no_leaves_the_run_alone(sample_copy: Path) -> None:
+    run_dir = rr.running(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_monitor(pilot, run_dir)
+        await pilot.press("x")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "Confirm"
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, MonitorScreen)
+        assert not (run_dir / contract.STOP_REQUEST).exists()
