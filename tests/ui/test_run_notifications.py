@@ -43,7 +43,8 @@ async def test_a_run_failing_while_the_app_is_open_rings_and_notifies(sample_cop
         notifier._check()
         await wait_until(pilot, lambda: notifier.sent, "the notification")
         assert bells == [1]
-        assert "\x1b]9;lora-tui: run failed: 20270115-090000-judy failed at step 120/400: loss is NaN" in notifier.sent[0]
+        expected = "\x1b]9;lora-tui: run failed: 20270115-090000-judy failed at step 120/400: loss is NaN"
+        assert expected in notifier.sent[0]
         toasts = list(app._notifications)
         assert any(n.severity == "error" and "loss is NaN at step 121" in n.message for n in toasts)
 
