@@ -114,8 +114,8 @@ def crashed(project: Path, run_id: str = "20270115-070000-judy") -> Path:
     """status.json says running, but its process is long gone (a kill -9, a reboot)."""
     run_dir = _run_dir(project, run_id, "builtin")
     total = 400
-    _write_events(run_dir, [_start(total), *_steps(57, t0=T0, total=total),
-                            {"t": T0 + 1, "kind": "gpu", "available": False, "reason": "NVML not found"}])
+    _write_events(run_dir, [_start(total), {"t": T0 + 1, "kind": "gpu", "available": False, "reason": "NVML not found"},
+                            *_steps(57, t0=T0, total=total)])
     (run_dir / contract.LOG).write_text(
         "step 57\nTraceback (most recent call last):\n  File \"train.py\", line 9, in <module>\n"
         "    step()\nRuntimeError: CUDA error: an illegal memory access was encountered\n", "utf-8")

@@ -42,7 +42,8 @@ def row_of(info: RunInfo, full: bool, now: float) -> list[Any]:
         else:
             took = ""
         row += [fmt_mb(info.peak_vram_mb) if info.peak_vram_mb else "", took,
-                Text(info.backend or ""), Text((info.reason or "") if not info.active else "", style="dim")]
+                Text(info.backend or ""), Text(info.reason if info.reason and not info.active and info.reason != info.state else "",
+                     style="dim")]
     return row
 
 

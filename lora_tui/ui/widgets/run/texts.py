@@ -30,7 +30,10 @@ def state_text(state: str) -> Text:
 def elapsed_s(info: RunInfo, now: float) -> float | None:
     if info.started_at is None:
         return None
-    end = info.ended_at if info.ended_at is not None and not info.active else now
+    end = now
+    if not info.active:  # an ended run: its recorded end, else its last sign of life
+        last = info.events[-1].get("t") if info.events else None
+        end = info.ended_at if info.ended_at is not None else (last if isinstance(last, (int, float)) else now)
     return max(0.0, end - info.started_at)
 
 
