@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from lora_tui.core import project
 from lora_tui.runs import contract
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.monitor import MonitorScreen
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.run.panel import TextPanel
 from lora_tui.ui.widgets.run.plots import GpuPlot
 from tests.ui import recorded_runs as rr
 from tests.ui.settle import wait_until
@@ -38,7 +39,7 @@ async def open_monitor(pilot, run_dir: Path, now: float = rr.T0 + 300) -> Monito
 
 
 def head(screen: MonitorScreen) -> str:
-    return str(screen.query_one("#run-head", Static).render())
+    return screen.query_one("#run-head", TextPanel).text.plain
 
 
 async def test_a_finished_run_shows_its_loss_from_the_first_step(sample_copy: Path) -> None:
@@ -73,7 +74,7 @@ async def test_a_dead_run_reads_crashed_and_its_traceback_is_red(sample_copy: Pa
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await open_monitor(pilot, run_dir)
         assert head(screen).startswith("crashed") and "RuntimeError: CUDA error" in head(screen)
-        log = screen.query_one("#log", Static).render()
+        log = screen.query_one("#log", TextPanel).text
         red = [log.plain[s.start:s.end] for s in log.spans if "red" in str(s.style)]
         assert any("Traceback" in r for r in red) and any(r.startswith("RuntimeError") for r in red)
 
@@ -83,7 +84,7 @@ async def test_no_gpu_is_said_plainly(sample_copy: Path) -> None:
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await open_monitor(pilot, run_dir)
-        assert str(screen.query_one("#gpu-text", Static).render()).startswith("no GPU")
+        assert screen.query_one("#gpu-text", TextPanel).text.plain.startswith("no GPU")
         assert not screen.query_one(GpuPlot).display
 
 
@@ -92,7 +93,7 @@ async def test_gpu_panel_shows_memory_the_runs_share_and_its_peak(sample_copy: P
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await open_monitor(pilot, run_dir)
-        text = str(screen.query_one("#gpu-text", Static).render())
+        text = screen.query_one("#gpu-text", TextPanel).text.plain
         assert "/ 24.0 GB" in text and "this run's processes" in text and "run peak 9.2 GB" in text
         assert len(screen.series.gpu.used) == 8
 

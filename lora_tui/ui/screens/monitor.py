@@ -34,11 +34,13 @@ from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.run import artifacts, texts
 from lora_tui.ui.widgets.run.confirm import Confirm
 from lora_tui.ui.widgets.run.follow import ChangeFlag
+from lora_tui.ui.widgets.run.panel import TextPanel
 from lora_tui.ui.widgets.run.plots import GpuPlot, LossPlot, LrPlot
 from lora_tui.ui.widgets.run.series import RunSeries
 
 TICK_S = 1.0          # read new lines and repaint the header this often
-PLOT_EVERY_S = 2.0    # redraw the plots at most this often (only when their data moved)
+PLOT_EVERY_S = 5.0    # redraw the loss and GPU plots at most this often (only when their data moved)
+LR_EVERY_S = 15.0     # the lr plot (schedules move slowly; a plotext redraw costs ~15-30 ms, see bench)
 FILES_EVERY_S = 10.0  # list output/, state/ and samples/ again (sooner after a save or sample event)
 LOG_BYTES = 16384
 
@@ -66,11 +68,11 @@ images and the end of train.log of one run. Leaving or quitting never touches th
         Binding("escape", "dismiss", "Back", id="monitor.back"),
     ]
     DEFAULT_CSS = """
-    MonitorScreen #run-head { height: auto; max-height: 6; padding: 0 1; background: $boost; }
+    MonitorScreen #run-head { height: 4; padding: 0 1; background: $boost; }
     MonitorScreen #body { height: 1fr; }
     MonitorScreen #left { width: 3fr; }
     MonitorScreen #right { width: 2fr; padding: 0 0 0 1; }
-    MonitorScreen #gpu-text { height: auto; max-height: 6; }
+    MonitorScreen #gpu-text { height: 4; }
     MonitorScreen .caption { color: $primary; text-style: bold; }
     MonitorScreen #checkpoints { height: 6; }
     MonitorScreen #samples { height: 4; }
@@ -89,6 +91,7 @@ images and the end of train.log of one run. Leaving or quitting never touches th
         self._early: deque[dict[str, Any]] = deque(maxlen=5000)  # events that land before the history
         self.flag = ChangeFlag(self.run_dir)
         self._plotted_at = 0.0
+        self._lr_at = 0.0
         self._files_at = 0.0
         self._files_dirty = True
         self._log_size = -1
@@ -100,13 +103,13 @@ images and the end of train.log of one run. Leaving or quitting never touches th
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("reading the run…", id="run-head")
+        yield TextPanel("reading the run…", id="run-head")
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield LossPlot(self.series.loss, id="loss-plot")
                 yield LrPlot(self.series.lr, id="lr-plot")
             with Vertical(id="right"):
-                yield Static("", id="gpu-text")
+                yield TextPanel("", id="gpu-text")
                 yield GpuPlot(self.series.gpu, id="gpu-plot")
                 yield Static("checkpoints", classes="caption")
                 yield DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
@@ -114,7 +117,7 @@ images and the end of train.log of one run. Leaving or quitting never touches th
                 yield DataTable(id="samples", cursor_type="row")
                 yield Static("", id="sample-prompt", markup=False)
                 yield ImagePreview(id="sample-preview")
-        yield Static("", id="log")
+        yield TextPanel("", id="log")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -169,7 +172,9 @@ images and the end of train.log of one run. Leaving or quitting never touches th
         if monitor is None:
             return
         if self.flag.due():
-            for event in monitor.poll():
+            new = monitor.poll()
+            self.flag.read_result(bool(new))
+            for event in new:
                 self._note(event)
                 if self.history_loaded:
                     self.series.add(event)
@@ -187,12 +192,12 @@ images and the end of train.log of one run. Leaving or quitting never touches th
     # -- drawing ----------------------------------------------------------------------------------
     def _show_header(self) -> None:
         if self.monitor is not None:
-            self.query_one("#run-head", Static).update(texts.header_text(self.monitor.info, self.clock()))
+            self.query_one("#run-head", TextPanel).set(texts.header_text(self.monitor.info, self.clock()))
 
     def _show_gpu(self) -> None:
         if self.monitor is not None:
             info = self.monitor.info
-            self.query_one("#gpu-text", Static).update(texts.gpu_text(info))
+            self.query_one("#gpu-text", TextPanel).set(texts.gpu_text(info))
             self.query_one(GpuPlot).display = bool(info.gpus) or len(self.series.gpu.used) > 0
 
     def _draw_plots(self, force: bool = False) -> None:
@@ -200,7 +205,9 @@ images and the end of train.log of one run. Leaving or quitting never touches th
         if not self.history_loaded:
             return
         self.query_one(LossPlot).draw(self.series.loss.version, force)
-        self.query_one(LrPlot).draw(self.series.lr.version, force)
+        if force or time.monotonic() - self._lr_at >= LR_EVERY_S:
+            self._lr_at = time.monotonic()
+            self.query_one(LrPlot).draw(self.series.lr.version, force)
         gpu = self.query_one(GpuPlot)
         if self.monitor is not None and self.monitor.info.gpus:
             totals = [g.get("total_mb") for g in self.monitor.info.gpus.values() if g.get("total_mb")]
@@ -216,8 +223,8 @@ images and the end of train.log of one run. Leaving or quitting never touches th
         if size == self._log_size:
             return
         self._log_size = size
-        log = self.query_one("#log", Static)
-        log.update(texts.log_text(read_tail(path, LOG_BYTES), max(1, log.size.height - 1 or 8)))
+        log = self.query_one("#log", TextPanel)
+        log.set(texts.log_text(read_tail(path, LOG_BYTES), log.size.height or 8))
 
     def _refresh_files(self) -> None:
         self._files_at, self._files_dirty = time.monotonic(), False
@@ -283,7 +290,7 @@ images and the end of train.log of one run. Leaving or quitting never touches th
             severity = "information"
         except LoraTuiError as exc:
             line, severity = str(exc), "error"
-        self.flag._flag.set()
+        self.flag.trigger()
         self.app.call_from_thread(self.notify, line, severity=severity, markup=False)
 
     @work(thread=True, group="control", exit_on_error=False)

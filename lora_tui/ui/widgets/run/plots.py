@@ -20,9 +20,9 @@ LR_COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
 
 def _thin(series: Series, width: int) -> tuple[list[float], list[float]]:
-    """At most two points per column: more cannot be seen and only costs drawing time."""
+    """At most one point per column: more cannot be told apart and only costs drawing time."""
     xs, ys = series.points()
-    limit = max(8, 2 * width)
+    limit = max(8, width)
     if len(xs) <= limit:
         return xs, ys
     step = len(xs) / limit

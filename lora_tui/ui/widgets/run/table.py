@@ -41,9 +41,9 @@ def row_of(info: RunInfo, full: bool, now: float) -> list[Any]:
             took = fmt_duration(max(0.0, end - info.started_at))
         else:
             took = ""
-        row += [fmt_mb(info.peak_vram_mb) if info.peak_vram_mb else "", took,
-                Text(info.backend or ""), Text(info.reason if info.reason and not info.active and info.reason != info.state else "",
-                     style="dim")]
+        note = info.reason if info.reason and not info.active and info.reason != info.state else ""
+        row += [fmt_mb(info.peak_vram_mb) if info.peak_vram_mb else "", took, Text(info.backend or ""),
+                Text(note, style="dim")]
     return row
 
 
