@@ -38,6 +38,17 @@ def test_ui_imports_no_training_stack() -> None:
     assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
 
 
+RUN_SCREENS = ["lora_tui.ui.screens.monitor", "lora_tui.ui.screens.train", "lora_tui.ui.screens.runs",
+               "lora_tui.ui.launcher", "lora_tui.ui.notify"]
+
+
+@pytest.mark.parametrize("module", RUN_SCREENS)
+def test_run_screens_import_no_training_stack(module: str) -> None:
+    """The screens that launch and watch runs stay torch-free: the trainer runs in its own process."""
+    loaded = modules_after_import(module)
+    assert not {"torch", "diffusers", "transformers", "accelerate", "peft"} & {m.split(".")[0] for m in loaded}
+
+
 def _modules(layer: str) -> list[str]:
     """Every module of a layer, subpackages included (runs.backends.*)."""
     base = ROOT / "lora_tui" / layer
