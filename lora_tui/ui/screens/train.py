@@ -112,6 +112,8 @@ Backend, base model and the key parameters (saved to lora-tui.toml on enter), th
     def on_mount(self) -> None:
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "train"
+        # the field most likely to need typing first: the base model while none is set
+        self.query_one("#model" if not self.query_one("#model", Input).value else "#p-max_train_epochs").focus()
         self.check()
 
     # -- editing ----------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ def gpu_text(info: RunInfo) -> Text:
     text = Text()
     if not info.gpus:
         if info.gpu_note:
-            text.append(f"no GPU: {info.gpu_note}", style="bold")
+            note = info.gpu_note
+            text.append(note if note.lower().startswith("no gpu") else f"no GPU: {note}", style="bold")
         else:
             text.append("no GPU samples in this run", style="bold")
         if info.peak_vram_mb:
