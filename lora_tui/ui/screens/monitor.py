@@ -21,15 +21,14 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.runs import contract, reader
 from lora_tui.runs.follow import RunMonitor
 from lora_tui.runs.logtail import read_tail
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.run import artifacts, texts
 from lora_tui.ui.widgets.run.confirm import Confirm
@@ -45,28 +44,33 @@ FILES_EVERY_S = 10.0  # list output/, state/ and samples/ again (sooner after a 
 LOG_BYTES = 16384
 
 
-class MonitorScreen(Screen):
-    BINDING_GROUP_TITLE = "Monitor"
-    HELP = """
-## Run monitor
-State, progress, ETA, loss (raw and EMA), learning rate per group, GPU memory, checkpoints, sample
-images and the end of train.log of one run. Leaving or quitting never touches the run.
+def _active(screen: Any) -> bool:
+    return screen.info is not None and screen.info.active
 
-- **s** stop after the current step (the built-in trainer saves first) · **x** stop at once (asks)
-- **u** resume from the newest saved state (a new run)
-- **o** open the output folder · **y** copy its path (OSC 52)
-- **[ / ]** newer / older sample image · **escape** back
-"""
-    BINDINGS = [
-        Binding("s", "stop", "Stop", id="monitor.stop", tooltip="Stop after the current step (saves first)"),
-        Binding("x", "stop_now", "Stop now", id="monitor.stop_now", tooltip="Stop at once (asks first)"),
-        Binding("u", "resume", "Resume", id="monitor.resume", tooltip="Continue from the newest saved state"),
-        Binding("o", "open_output", "Open output", id="monitor.open"),
-        Binding("y", "copy_output", "Copy path", id="monitor.copy"),
-        Binding("left_square_bracket", "sample(-1)", "Newer sample", id="monitor.sample_prev", show=False),
-        Binding("right_square_bracket", "sample(1)", "Older sample", id="monitor.sample_next", show=False),
-        Binding("escape", "dismiss", "Back", id="monitor.back"),
-    ]
+
+def _ended(screen: Any) -> bool:
+    return screen.info is not None and not screen.info.active
+
+
+class MonitorScreen(ActionScreen):
+    BINDING_GROUP_TITLE = "Monitor"
+    ACTIONS = Actions("monitor", "Run monitor", group="run", intro=(
+        "State, progress, ETA, loss (raw and EMA), learning rate per group, GPU memory, checkpoints, sample "
+        "images and the end of train.log of one run. Leaving or quitting never touches the run."), actions=(
+        Action("monitor.stop", "s", "Stop", "stop", title="Stop after the current step (saves first)",
+               tooltip="Stop after the current step (the built-in trainer saves first)", when=_active),
+        Action("monitor.stop_now", "x", "Stop now", "stop_now", title="Stop at once (asks first)", when=_active),
+        Action("monitor.resume", "u", "Resume", "resume", title="Resume from the newest saved state (a new run)",
+               when=_ended),
+        Action("monitor.open", "o", "Open output", "open_output", title="Show (or open) the output folder"),
+        Action("monitor.copy", "y", "Copy path", "copy_output", title="Copy the output folder path (OSC 52)"),
+        Action("monitor.sample_newer", "left_square_bracket", "Newer sample", "sample(-1)", show=False,
+               title="Show the newer sample image"),
+        Action("monitor.sample_older", "right_square_bracket", "Older sample", "sample(1)", show=False,
+               title="Show the older sample image"),
+        Action("monitor.back", "escape", "Back", "dismiss", title="Back", palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     MonitorScreen #run-head { height: 4; padding: 0 1; background: $boost; }
     MonitorScreen #body { height: 1fr; }

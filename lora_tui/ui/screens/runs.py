@@ -13,38 +13,38 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.runs import queue, reader
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.widgets.run.confirm import Confirm
 from lora_tui.ui.widgets.run.table import RunsTable
 
 REFRESH_S = 3.0
 
 
-class RunsScreen(Screen):
-    BINDING_GROUP_TITLE = "Runs"
-    HELP = """
-## Runs
-Every run of the project, newest first, with its live state; the queue below.
+def _queue_shown(screen: Any) -> bool:
+    return bool(screen.queue_ids)
 
-- **enter** open the run's monitor · **t** train screen · **r** refresh now
-- in the queue: **ctrl+up / ctrl+down** move the run · **delete** take it out (asks) · **tab** switch tables
-- **escape** back
-"""
-    BINDINGS = [
-        Binding("r", "refresh_runs", "Refresh", id="runs.refresh"),
-        Binding("t", "train", "Train", id="runs.train"),
-        Binding("ctrl+up", "move_queued(-1)", "Move up", id="runs.queue_up"),
-        Binding("ctrl+down", "move_queued(1)", "Move down", id="runs.queue_down"),
-        Binding("delete", "remove_queued", "Remove from queue", id="runs.queue_remove"),
-        Binding("escape", "dismiss", "Back", id="runs.back"),
-    ]
+
+class RunsScreen(ActionScreen):
+    BINDING_GROUP_TITLE = "Runs"
+    ACTIONS = Actions("runs", "Runs", group="runs", intro=(
+        "Every run of the project, newest first, with its live state; the queue below."), actions=(
+        Action("runs.refresh", "r", "Refresh", "refresh_runs", title="Read the runs again now"),
+        Action("runs.train", "t", "Train", "train", title="Open the train screen"),
+        Action("runs.queue_up", "ctrl+up", "Move up", "move_queued(-1)", title="Move the queued run up",
+               when=_queue_shown),
+        Action("runs.queue_down", "ctrl+down", "Move down", "move_queued(1)", title="Move the queued run down",
+               when=_queue_shown),
+        Action("runs.queue_remove", "delete", "Remove from queue", "remove_queued",
+               title="Take the queued run out of the queue (asks first)", when=_queue_shown),
+        Action("runs.back", "escape", "Back", "dismiss", title="Back", palette=False),
+    ), notes=("**enter** on a run opens its monitor · **tab** switches between the runs and the queue",))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     RunsScreen Vertical { padding: 0 1; }
     RunsScreen #runs { height: 2fr; }

@@ -14,15 +14,14 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
 from lora_tui.core import configs, project
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.ui import launcher
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.screens.config import parse_value
 from lora_tui.ui.widgets.run.confirm import Confirm
 
@@ -47,21 +46,17 @@ def trainer_command(proj: Project) -> str:
     return train_args.shell_join(argv)
 
 
-class TrainScreen(Screen):
+class TrainScreen(ActionScreen):
     BINDING_GROUP_TITLE = "Train"
-    HELP = """
-## Train
-Backend, base model and the key parameters (saved to lora-tui.toml on enter), the lint findings
-(errors block the launch, warnings ask first), the steps math and the exact command.
-
-- **ctrl+s** launch (a detached run: it outlives the app) · **ctrl+e** add it to the project's queue
-- **tab / shift+tab** move between fields · **enter** save the field · **escape** back
-"""
-    BINDINGS = [
-        Binding("ctrl+s", "launch", "Launch", id="train.launch", priority=True),
-        Binding("ctrl+e", "enqueue", "Queue", id="train.queue", priority=True),
-        Binding("escape", "dismiss", "Back", id="train.back"),
-    ]
+    ACTIONS = Actions("train", "Train", group="train", intro=(
+        "Backend, base model and the key parameters (saved to lora-tui.toml on enter), the lint findings "
+        "(errors block the launch, warnings ask first), the steps math and the exact command."), actions=(
+        Action("train.launch", "ctrl+s", "Launch", "launch", priority=True,
+               title="Launch the run (detached: it outlives the app)"),
+        Action("train.queue", "ctrl+e", "Queue", "enqueue", priority=True, title="Add the run to the project's queue"),
+        Action("train.back", "escape", "Back", "dismiss", title="Back", palette=False),
+    ), notes=("**tab / shift+tab** move between fields · **enter** save the field",))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     TrainScreen #form { width: 55%; padding: 0 1; }
     TrainScreen .row { height: 3; }

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from lora_tui.ui.actions import Action, Actions
 from lora_tui.ui.screens.modals import MODAL_CSS
 
 
@@ -15,10 +15,11 @@ class Confirm(ModalScreen[bool]):
     """``y`` or enter answers yes; ``n`` or escape answers no."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="Confirm")
-    BINDINGS = [
-        Binding("y,enter", "dismiss(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "dismiss(False)", "No", id="confirm.no"),
-    ]
+    ACTIONS = Actions("confirm", "Question", actions=(
+        Action("confirm.yes", "y,enter", "Yes", "dismiss(True)", palette=False),
+        Action("confirm.no", "n,escape", "No", "dismiss(False)", palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
 
     def __init__(self, title: str, body: str = "") -> None:
         super().__init__()
