@@ -142,3 +142,38 @@ async def test_stop_now_asks_first_and_no_leaves_the_run_alone(sample_copy: Path
         await pilot.pause()
         assert isinstance(app.screen, MonitorScreen)
         assert not (run_dir / contract.STOP_REQUEST).exists()
+
+
+def _long_run_with_gpu(root: Path, steps: int = 3000) -> Path:
+    """A finished run with a GPU sample every 100 steps, among the step lines as a trainer writes them."""
+    run_dir = rr.big_finished(root, steps)
+    lines = (run_dir / contract.EVENTS).read_text().splitlines(keepends=True)
+    out = []
+    for line in lines:
+        out.append(line)
+        event = json.loads(line)
+        if event.get("kind") == "step" and event["step"] % 100 == 0:
+            out.append(json.dumps({"t": event["t"], "kind": "gpu", "index": 0, "used_mb": 1000.0 + event["step"],
+                                   "total_mb": 24000.0}) + "\n")
+    (run_dir / contract.EVENTS).write_text("".join(out))
+    return run_dir
+
+
+def test_gpu_history_covers_the_whole_run_whether_read_whole_or_probed(tmp_path: Path) -> None:
+    from lora_tui.ui.widgets.run.history import gpu_history
+
+    run_dir = _long_run_with_gpu(tmp_path)
+    whole = gpu_history(run_dir)
+    probed = gpu_history(run_dir, max_points=10, read_whole_below=0)
+    assert [e["used_mb"] for e in whole] == [1000.0 + s for s in range(100, 3001, 100)]
+    assert 5 <= len(probed) <= 10 and [e["t"] for e in probed] == sorted(e["t"] for e in probed)
+    assert gpu_history(run_dir, before=rr.T0 + 1000 * 0.05)[-1]["used_mb"] == 1900.0
+
+
+async def test_the_gpu_timeline_starts_at_the_runs_first_sample_not_at_the_tail(sample_copy: Path) -> None:
+    run_dir = _long_run_with_gpu(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        xs, ys = screen.series.gpu.used.points()
+        assert len(xs) == 30 and xs[0] == 0 and ys[0] == 1100.0 / 1024

@@ -33,6 +33,7 @@ from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.run import artifacts, texts
 from lora_tui.ui.widgets.run.confirm import Confirm
 from lora_tui.ui.widgets.run.follow import ChangeFlag
+from lora_tui.ui.widgets.run.history import gpu_history
 from lora_tui.ui.widgets.run.panel import TextPanel
 from lora_tui.ui.widgets.run.plots import GpuPlot, LossPlot, LrPlot
 from lora_tui.ui.widgets.run.series import RunSeries
@@ -150,10 +151,15 @@ class MonitorScreen(ActionScreen):
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)
     def _load_history(self) -> None:
         points = reader.loss_history(self.run_dir, 2000)
-        self.app.call_from_thread(self._history_loaded, points)
+        tail = self.monitor.info.events if self.monitor is not None else []
+        first = next((e.get("t") for e in tail if isinstance(e.get("t"), (int, float))), None)
+        gpu = gpu_history(self.run_dir, before=first)  # the timeline before the tail read on open
+        self.app.call_from_thread(self._history_loaded, points, gpu)
 
-    def _history_loaded(self, points: list[dict[str, Any]]) -> None:
+    def _history_loaded(self, points: list[dict[str, Any]], gpu: list[dict[str, Any]]) -> None:
         self.series.add_history(points)
+        for event in gpu:
+            self.series.add(event)
         if self.monitor is not None:
             for event in self.monitor.info.events:  # the tail read on open: GPU samples, the newest steps
                 self.series.add(event)
