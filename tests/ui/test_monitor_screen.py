@@ -177,3 +177,16 @@ async def test_the_gpu_timeline_starts_at_the_runs_first_sample_not_at_the_tail(
         screen = await open_monitor(pilot, run_dir)
         xs, ys = screen.series.gpu.used.points()
         assert len(xs) == 30 and xs[0] == 0 and ys[0] == 1100.0 / 1024
+
+
+async def test_a_damaged_run_folder_opens_and_says_what_is_wrong(sample_copy: Path) -> None:
+    run_dir = sample_copy / "runs" / "20270101-000000-broken"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.toml").write_text("[run]\n", "utf-8")
+    (run_dir / contract.STATUS).write_text("{not json", "utf-8")
+    (run_dir / contract.EVENTS).write_bytes(b'\x00\xff garbage\n{"kind": "step", "step": "x"}\n[1, 2]\n')
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        assert head(screen).startswith("unknown") and "status.json" in head(screen)
+        assert screen.series.loss.raw.points() == ([], [])

@@ -66,3 +66,27 @@ async def _primed(pilot):
     await wait_until(pilot, lambda: getattr(app, "run_notifier", None) is not None and app.run_notifier.primed,
                      "the run notifier's first look")
     return app.run_notifier
+
+
+async def test_a_run_whose_processes_die_without_a_word_is_announced_as_crashed(sample_copy: Path) -> None:
+    import subprocess
+    import sys
+
+    from lora_tui.runs import liveness
+
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    run_dir = rr.running(sample_copy)
+    status, _ = contract.read_status(run_dir)
+    contract.write_status(run_dir, {**status, **liveness.identify(trainer.pid).to_json()})
+    app = LoraTuiApp(project.load(sample_copy))
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            notifier = await _primed(pilot)
+            assert notifier.states[run_dir.name] == "running"
+            trainer.kill()
+            trainer.wait()
+            notifier._check()
+            await wait_until(pilot, lambda: notifier.sent, "the notification")
+            assert "lora-tui: run crashed" in notifier.sent[0]
+    finally:
+        trainer.kill()
