@@ -153,10 +153,14 @@ class MonitorScreen(ActionScreen):
         points = reader.loss_history(self.run_dir, 2000)
         tail = self.monitor.info.events if self.monitor is not None else []
         first = next((e.get("t") for e in tail if isinstance(e.get("t"), (int, float))), None)
-        gpu = gpu_history(self.run_dir, before=first)  # the timeline before the tail read on open
+        sampled = any(e.get("kind") == "gpu" and "used_mb" in e for e in tail)
+        # the timeline before the tail read on open (a run with no GPU samples lately had none before)
+        gpu = gpu_history(self.run_dir, before=first) if sampled else []
         self.app.call_from_thread(self._history_loaded, points, gpu)
 
     def _history_loaded(self, points: list[dict[str, Any]], gpu: list[dict[str, Any]]) -> None:
+        if not self.is_mounted:  # left before the worker finished
+            return
         self.series.add_history(points)
         for event in gpu:
             self.series.add(event)

@@ -89,6 +89,8 @@ class RunsScreen(ActionScreen):
         self.app.call_from_thread(self._show, runs, items)
 
     def _show(self, runs: list[reader.RunInfo], items: list[dict[str, Any]]) -> None:
+        if not self.is_mounted:  # left before the worker finished
+            return
         self.query_one(RunsTable).show(runs)
         table = self.query_one("#queue", DataTable)
         waiting = [i for i in items if i.get("position")]
@@ -145,6 +147,8 @@ class RunsScreen(ActionScreen):
         self.app.call_from_thread(self._moved, runs, items, position)
 
     def _moved(self, runs: list[reader.RunInfo], items: list[dict[str, Any]], position: int) -> None:
+        if not self.is_mounted:
+            return
         self._show(runs, items)
         self.query_one("#queue", DataTable).move_cursor(row=position - 1)
 

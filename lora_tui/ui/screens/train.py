@@ -154,6 +154,8 @@ class TrainScreen(ActionScreen):
         self.app.call_from_thread(self._checked, result, command)
 
     def _checked(self, result: launcher.Preflight, command: str) -> None:
+        if not self.is_mounted:  # left before the checks finished
+            return
         self.preflight = result
         lint = Text()
         if result.problem:
@@ -239,6 +241,9 @@ class TrainScreen(ActionScreen):
 
     def _failed(self, line: str) -> None:
         self.launching = False
+        if not self.is_mounted:
+            self.app.notify(line, severity="error", markup=False, timeout=15)
+            return
         self._show_state(f"not launched: {line}")
         self.notify(line, severity="error", markup=False, timeout=15)
 
@@ -247,7 +252,9 @@ class TrainScreen(ActionScreen):
 
         self.launching = False
         self.launched = run_dir
-        self.notify(line, markup=False, timeout=8)
+        self.app.notify(line, markup=False, timeout=8)
+        if not self.is_mounted:  # the user left while it launched: the run goes on, the toast says so
+            return
         self._show_state(line)
-        if not queue:
+        if not queue and self.app.screen is self:  # the monitor takes the train screen's place
             self.app.switch_screen(MonitorScreen(run_dir))

@@ -29,13 +29,16 @@ def _gpu_events(lines: list[bytes]) -> list[dict[str, Any]]:
 def _probe(f: Any, offset: int, chunk: int, reach: int) -> dict[str, Any] | None:
     """The first GPU sample after ``offset``, reading ``chunk`` bytes at a time up to ``reach`` bytes."""
     f.seek(offset)
-    data = b""
-    while len(data) < reach:
+    pending, read, first = b"", 0, True
+    while read < reach:
         more = f.read(chunk)
         if not more:
             break
-        data += more
-        lines = data.split(b"\n")[1:-1]  # whole lines only
+        read += len(more)
+        lines = (pending + more).split(b"\n")
+        pending = lines.pop()  # a line still being read
+        if first:
+            lines, first = lines[1:], False  # the probe landed inside this one
         found = _gpu_events(lines)
         if found:
             return found[0]

@@ -72,6 +72,8 @@ class LatestRuns(Vertical):
         self.app.call_from_thread(self._show, runs)
 
     def _show(self, runs: list[reader.RunInfo]) -> None:
+        if not self.is_mounted:
+            return
         table = self.query_one(RunsTable)
         note = self.query_one("#no-runs", Static)
         table.show(runs)
