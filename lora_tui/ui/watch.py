@@ -37,9 +37,10 @@ class FolderWatcher:
     """
 
     def __init__(self, folders: Iterable[Path], on_change: Callable[[set[Path]], None],
-                 ignore: Callable[[Path], bool] | None = None) -> None:
+                 ignore: Callable[[Path], bool] | None = None, defer: Callable[[], bool] | None = None) -> None:
         self.on_change = on_change
         self.ignore = ignore or (lambda _: False)
+        self.defer = defer or (lambda: False)  # True while this program is writing: judge the burst after
         self._pending: set[Path] = set()
         self._last = 0.0
         self._lock = threading.Lock()
@@ -69,7 +70,7 @@ class FolderWatcher:
     def _flush_loop(self) -> None:
         while not self._stop.wait(0.1):
             with self._lock:
-                if not self._pending or time.monotonic() - self._last < SETTLE_SECONDS:
+                if not self._pending or time.monotonic() - self._last < SETTLE_SECONDS or self.defer():
                     continue
                 batch, self._pending = self._pending, set()
             # once the burst has settled, so a writer has finished and said what it wrote

@@ -80,6 +80,7 @@ class DatasetScreen(ActionScreen):
         self.filters = Filters(self)
         self.bulk = BulkEdits(self)
         self.loader = IndexLoader(self, self.marks)
+        self.loader.prefetch(project)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -194,8 +195,11 @@ class DatasetScreen(ActionScreen):
                         severity="warning", markup=False)
             return False
         target = caption_target(row.subset, row.record)
+        self.writer.saving = True  # the watcher waits until we have said what we wrote
         try:
             changed = save_caption(self.journal, row.subset, row.record, editor.text, wait=wait)
+            if changed:
+                self.outside.expect_text(target, current_text(row.record))
         except BusyError as exc:
             self.writer.save_blocked(exc)
             return False
@@ -208,10 +212,11 @@ class DatasetScreen(ActionScreen):
         except LoraTuiError as exc:
             self.notify(str(exc), severity="error", markup=False, timeout=8)
             return False
+        finally:
+            self.writer.saving = False
         self.writer.save_unblocked()
         editor.loaded_text = editor.text
         if changed:
-            self.outside.expect_text(target, current_text(row.record))
             self.refresh_files([target], keep_editor=True)  # counts and completion follow
         return True
 

@@ -47,6 +47,12 @@ class JournalWriter:
         self.expect = expect  # told what was written as soon as it is, from the worker (the watcher)
         self.writing: str | None = None  # an undo/redo/bulk edit in progress (status bar)
         self.save_waiting: str | None = None  # why the editor's text is not saved yet (status bar)
+        self.saving = False  # the editor's text is being written (on the UI thread)
+
+    @property
+    def busy(self) -> bool:
+        """A write of ours is under way: the folder watcher holds its verdict until it is done."""
+        return self.saving or self.writing is not None
 
     def busy_label(self) -> str:
         parts = []

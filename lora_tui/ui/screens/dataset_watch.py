@@ -50,7 +50,7 @@ class OutsideChanges:
     def start(self) -> None:
         folders = [s.image_dir for s in self.host.project.subsets if s.image_dir is not None]
         self._watcher = FolderWatcher(folders, lambda paths: self.host.post_message(self.FilesChanged(paths)),
-                                      ignore=self.is_own_write)
+                                      ignore=self.is_own_write, defer=lambda: self.host.writer.busy)
         try:
             self._watcher.start()
         except OSError as exc:  # e.g. inotify watch limit reached: keep working without live refresh
