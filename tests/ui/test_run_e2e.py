@@ -89,3 +89,21 @@ async def test_a_run_the_cli_started_shows_in_the_latest_runs_and_its_monitor_fo
         await wait_until(pilot, lambda: monitor.info.state == "finished", "the run's end", tries=6000)
         await wait_until(pilot, lambda: len(monitor.series.loss.raw.points()[0]) >= 30, "every step's loss")
         assert monitor.series.loss.raw.points()[0][0] <= 2  # from the start, not only since the app opened
+
+
+async def test_ctrl_e_queues_the_run_and_the_queues_drainer_trains_it(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+    root = tiny_project(tmp_path / "p", tiny_model_dir, training={"max_train_steps": 6})
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("#latest") and app.screen.query_one(LatestRuns).loaded,
+                         "the overview")
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen) and app.screen.preflight is not None,
+                         "the checks")
+        screen = app.screen
+        await pilot.press("ctrl+e")
+        await wait_until(pilot, lambda: screen.launched is not None, "the run queued", tries=3000)
+        assert app.screen is screen  # queueing keeps the train screen
+        run_dir = screen.launched
+    assert control.run_spec(run_dir)["run"]["launch"] == "queue"
+    assert wait_for_end(run_dir, timeout=240).state == "finished"
