@@ -115,3 +115,21 @@ async def test_a_queued_run_is_removed_after_a_yes(sample_copy: Path) -> None:
         await wait_until(pilot, lambda: screen.queue_ids == ["20270101-000002-b"], "the removal")
         assert queue.waiting(sample_copy) == ["20270101-000002-b"]
         assert not (sample_copy / "runs" / "20270101-000001-a").exists()
+
+
+async def test_enter_on_a_run_in_the_runs_screen_opens_its_monitor(sample_copy: Path) -> None:
+    from lora_tui.ui.screens.monitor import MonitorScreen
+    from tests.ui import recorded_runs as rr
+
+    rr.finished(sample_copy)
+    crashed = rr.crashed(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                         and app.screen.query_one("#runs", DataTable).row_count == 2, "the runs")
+        app.screen.query_one("#runs", DataTable).focus()
+        await pilot.press("down", "enter")  # the second run, newest first: the crashed one
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        assert app.screen.run_dir == crashed

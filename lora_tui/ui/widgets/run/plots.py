@@ -86,10 +86,16 @@ class LrPlot(RunPlot):
         if not self.series.groups:
             plt.title("learning rate: no steps yet")
             return
+        top = max((max(s.points()[1], default=0.0) for s in self.series.groups.values()), default=0.0)
+        exponent = math.floor(math.log10(top)) if top > 0 else 0
+        scale = 10.0 ** -exponent  # axis labels like 1.0 … 5.0 (× 1e-4), not 0.000100
+        if exponent:
+            plt.title(f"learning rate by group (× 1e{exponent})")
         for i, (name, series) in enumerate(self.series.groups.items()):
             xs, ys = _thin(series, width)
             if xs:
-                plt.plot(xs, ys, color=LR_COLORS[i % len(LR_COLORS)], label=name, marker="braille")
+                plt.plot(xs, [y * scale for y in ys], color=LR_COLORS[i % len(LR_COLORS)], label=name,
+                         marker="braille")
         plt.xlabel("step")
 
 
