@@ -33,7 +33,7 @@ def _thin(series: Series, width: int) -> tuple[list[float], list[float]]:
 class RunPlot(PlotextPlot):
     """A plot that redraws from its series only when they changed since the last draw."""
 
-    DEFAULT_CSS = "RunPlot { height: 1fr; min-height: 6; }"
+    DEFAULT_CSS = "RunPlot { height: 2fr; min-height: 6; }"
 
     def __init__(self, title: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -76,7 +76,7 @@ class LossPlot(RunPlot):
 
 
 class LrPlot(RunPlot):
-    DEFAULT_CSS = "LrPlot { height: 10; min-height: 6; }"
+    DEFAULT_CSS = "LrPlot { height: 1fr; max-height: 10; min-height: 5; }"
 
     def __init__(self, series: LrSeries, **kwargs: Any) -> None:
         super().__init__("learning rate by group", **kwargs)
@@ -100,7 +100,7 @@ class LrPlot(RunPlot):
 
 
 class GpuPlot(RunPlot):
-    DEFAULT_CSS = "GpuPlot { height: 9; min-height: 5; }"
+    DEFAULT_CSS = "GpuPlot { height: 1fr; max-height: 9; min-height: 5; }"
 
     def __init__(self, series: GpuSeries, total_gb: float | None = None, **kwargs: Any) -> None:
         super().__init__("GPU memory (GB) over time (s)", **kwargs)
