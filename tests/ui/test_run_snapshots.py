@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
@@ -82,6 +83,8 @@ def test_train_screen_shows_lint_steps_and_command(snap_compare, fixed_sample: P
         await pilot.press("t")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, TrainScreen)
                          and pilot.app.screen.preflight is not None, "the checks")
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # the focused field's cursor would blink into the picture or not
         await pilot.pause(0.1)
 
     assert snap_compare(LoraTuiApp(project.load(fixed_sample)), terminal_size=SIZE, run_before=run_before)
