@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -140,18 +139,23 @@ def nan_stop(project: Path, run_id: str = "20270115-060000-judy") -> Path:
 
 
 def sd_scripts(project: Path, run_id: str = "20270115-050000-judy") -> Path:
-    """An sd-scripts run: the events the sd-scripts backend derives from its log, and the real log."""
+    """An sd-scripts run: its real log (a fixture), and the events the sd-scripts backend's follower
+    derives from that log (spread over time, as they were written while it trained)."""
+    from lora_tui.runs.sdscripts_log import SdScriptsFollower
+
     run_dir = _run_dir(project, run_id, "sd-scripts")
-    total = 60
-    events = [_start(total, backend="sd-scripts")]
-    for step in range(1, total + 1):  # sd-scripts reports loss and avr_loss per step, one lr
-        events.append({"t": T0 + step, "kind": "step", "step": step, "epoch": 1 + (step - 1) // 30,
-                       "loss": 0.12 + 0.02 * math.cos(step), "loss_avg": 0.12, "lr": {"lr": 1e-4}})
-    events.append({"t": T0 + 61, "kind": "end", "state": "finished", "reason": "finished", "exit_code": 0})
+    log = (FIXTURES / "sd_scripts_finished_2epochs.log").read_bytes()
+    follower = SdScriptsFollower()
+    events = follower.feed(log, T0) + follower.finish(T0)
+    for i, event in enumerate(events):
+        event["t"] = T0 + 8 * i
+    total = max(e["step"] for e in events if e["kind"] == "step")
+    events.append({"t": T0 + 8 * len(events), "kind": "end", "state": "finished", "reason": "finished",
+                   "exit_code": 0})
     _write_events(run_dir, events)
-    shutil.copy(FIXTURES / "sd_scripts_finished_2epochs.log", run_dir / contract.LOG)
-    _status(run_dir, state="finished", started_at=T0, ended_at=T0 + 62, exit_code=0, reason="finished",
-            last_step=total, total_steps=total, backend="sd-scripts")
+    (run_dir / contract.LOG).write_bytes(log)
+    _status(run_dir, state="finished", started_at=T0, ended_at=T0 + 8 * len(events), exit_code=0,
+            reason="finished", last_step=total, total_steps=total, backend="sd-scripts")
     return run_dir
 
 

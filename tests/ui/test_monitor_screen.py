@@ -190,3 +190,15 @@ async def test_a_damaged_run_folder_opens_and_says_what_is_wrong(sample_copy: Pa
         screen = await open_monitor(pilot, run_dir)
         assert head(screen).startswith("unknown") and "status.json" in head(screen)
         assert screen.series.loss.raw.points() == ([], [])
+
+
+async def test_an_sd_scripts_run_plots_its_average_loss_as_sd_scripts_reports_no_per_step_loss(
+        sample_copy: Path) -> None:
+    run_dir = rr.sd_scripts(sample_copy)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_monitor(pilot, run_dir)
+        xs, _ = screen.series.loss.raw.points()
+        assert xs == [1, 2, 3, 4, 5, 6] and screen.series.loss.average_only
+        assert "finished" in head(screen) and "step 6/6" in head(screen) and "avg loss" in head(screen)
+        assert screen.query_one("#checkpoints", DataTable).row_count == 0  # its output is not in this folder

@@ -69,7 +69,10 @@ class LossPlot(RunPlot):
         if not xs:
             plt.title("loss: no steps yet")
             return
-        plt.scatter(xs, ys, color=RAW_COLOR, label="raw", marker="braille")
+        averaged = bool(self.series.average_only)
+        if averaged:
+            plt.title("average loss by step (the trainer reports no per-step loss), EMA")
+        plt.scatter(xs, ys, color=RAW_COLOR, label="average" if averaged else "raw", marker="braille")
         exs, eys = _thin(self.series.ema, width)
         plt.plot(exs, eys, color=EMA_COLOR, label="EMA", marker="braille")
         plt.xlabel("step")
@@ -84,7 +87,7 @@ class LrPlot(RunPlot):
 
     def fill(self, plt: Any, width: int) -> None:
         if not self.series.groups:
-            plt.title("learning rate: no steps yet")
+            plt.title("learning rate: none reported (yet)")
             return
         top = max((max(s.points()[1], default=0.0) for s in self.series.groups.values()), default=0.0)
         exponent = math.floor(math.log10(top)) if top > 0 else 0

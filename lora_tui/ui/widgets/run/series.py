@@ -83,6 +83,7 @@ class LossSeries:
         self.alpha = alpha
         self._ema: float | None = None
         self.last_x: float | None = None
+        self.average_only: bool | None = None  # True: the trainer reports only a running average
 
     @property
     def version(self) -> int:
@@ -164,6 +165,20 @@ class RunSeries:
     def version(self) -> int:
         return self.loss.version + self.lr.version + self.gpu.version
 
+    def _loss_of(self, record: dict[str, Any]) -> float | None:
+        """The step's loss; where the trainer reports only a running average (sd-scripts' avr_loss in
+        its progress bar), that average, and the plot says so."""
+        loss = _finite(record.get("loss"))
+        if loss is not None:
+            self.loss.average_only = False
+            return loss
+        if self.loss.average_only is False:
+            return None  # this trainer reports each step's loss: a missing one is a NaN step, not plotted
+        average = _finite(record.get("loss_avg"))
+        if average is not None:
+            self.loss.average_only = True
+        return average
+
     def add_history(self, points: list[dict[str, Any]], total_steps: int | None = None) -> None:
         """Points of :func:`lora_tui.runs.reader.loss_history` (each the mean of a few steps)."""
         previous = 0
@@ -173,13 +188,13 @@ class RunSeries:
                 continue
             weight = max(1, step - previous)
             previous = step
-            self.loss.add(step, point.get("loss"), weight)
+            self.loss.add(step, self._loss_of(point), weight)
             self.lr.add(step, point.get("lr"), weight)
 
     def add(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
         if kind == "step" and isinstance(event.get("step"), int):
-            self.loss.add(event["step"], event.get("loss"))
+            self.loss.add(event["step"], self._loss_of(event))
             self.lr.add(event["step"], event.get("lr"))
         elif kind == "gpu" and event.get("available") is not False:
             self.gpu.add(event)

@@ -58,6 +58,8 @@ def header_text(info: RunInfo, now: float | None = None) -> Text:
         text.append(f"  ETA {fmt_duration(info.eta_s)} (done at {finish})")
     if info.loss is not None:
         text.append(f"  loss {info.loss:.4f}")
+    elif info.loss_avg is not None:  # sd-scripts reports only its running average
+        text.append(f"  avg loss {info.loss_avg:.4f}")
     text.append("\n")
     text.append(f"{info.id} · {info.backend or 'backend ?'} · {Path(info.model).name if info.model else 'model ?'}",
                 style="dim")
