@@ -93,11 +93,13 @@ class Actions:
     def __iter__(self):
         return iter(self.actions)
 
-    def bindings(self) -> list[Binding]:
-        """Textual bindings for every action with keys (remappable by id through the app's keymap)."""
+    def bindings(self, only: Iterable[str] | None = None) -> list[Binding]:
+        """Textual bindings for every action with keys (or those ``only`` names), remappable by id
+        through the app's keymap."""
+        wanted = set(only) if only is not None else None
         return [Binding(a.keys, a.action, a.description, show=a.show, priority=a.priority, id=a.id,
                         tooltip=a.tooltip)
-                for a in self.actions if a.keys]
+                for a in self.actions if a.keys and (wanted is None or a.id in wanted)]
 
     def palette_entries(self, target: Any) -> list[tuple[str, str]]:
         """(title, action) pairs the palette offers over ``target`` now."""

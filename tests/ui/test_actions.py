@@ -75,3 +75,21 @@ def test_every_action_id_is_unique_across_the_app() -> None:
 
     ids = [a.id for table in REGISTRY.values() for a in table]
     assert len(ids) == len(set(ids)) and {"project.rescan", "dataset.undo", "config.write"} <= set(ids)
+
+
+async def test_f1_on_the_dataset_screen_lists_its_actions_and_the_list_keys(sample_copy: Path) -> None:
+    from textual.widgets import Markdown
+
+    from tests.ui.test_dataset_screen import _open_dataset
+
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settled(pilot)
+        screen = await _open_dataset(pilot)
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: screen.query("HelpPanel"), "the help")
+        help_text = screen.HELP
+        assert "- **R** Rename a tag in the captions shown" in help_text
+        assert "- **down / j** Next" in help_text and "## Tag chips" in help_text
+        assert "(command palette)" in help_text  # "Clear the filter" has no key of its own
+        assert screen.query(Markdown)

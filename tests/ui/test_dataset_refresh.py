@@ -130,3 +130,23 @@ async def test_the_image_list_takes_its_colours_from_the_theme(sample_copy: Path
         app.theme = "lora-light"
         await pilot.pause(0.1)
         assert colour() == app.get_theme("lora-light").success.lower()
+
+
+async def test_the_overview_takes_the_dataset_screens_scans_instead_of_rescanning(sample_copy: Path,
+                                                                                   monkeypatch) -> None:
+    from lora_tui.ui.screens.overview import OverviewScreen
+
+    caption = sample_copy / "data" / "armsup" / "pose_05.txt"
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settled(pilot)
+        screen = await _open_at(pilot, "pose_05.png")
+        await wait_until(pilot, lambda: screen.captions_ready, "every caption")
+        before = str(app.screen_stack[-2].title)
+        caption.write_text("")  # an empty caption: a lint error, noticed by the watcher
+        await wait_until(pilot, lambda: screen.row is not None and screen.row.caption_state == "empty", "the change")
+        _no_full_rescan(monkeypatch)
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.screen.title != before
+                         and "errors" in app.screen.title, "the overview's new findings")
+        assert "2 errors" in app.screen.title

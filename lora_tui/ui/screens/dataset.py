@@ -290,7 +290,7 @@ class DatasetScreen(ActionScreen):
         if message.then is not None:
             message.then(outcome)
         else:
-            self._tell_move(message.doing, outcome)
+            self.writer.tell_move(message.doing, outcome, self.project.root)
 
     @on(OutsideChanges.FilesChanged)
     def _files_changed(self, message: OutsideChanges.FilesChanged) -> None:
@@ -356,19 +356,6 @@ class DatasetScreen(ActionScreen):
     def action_redo(self) -> None:
         self.save_current()
         self.writer.redo()
-
-    def _tell_move(self, doing: str, outcome) -> None:
-        word = doing.removesuffix("ing…")
-        if outcome is None:
-            self.notify(f"nothing to {word}", timeout=2)
-            return
-        verb = "undid" if word == "undo" else "redid"
-        text = f"{verb}: {outcome.label} ({outcome.written} files)" if outcome.applied else \
-            f"{word} not done: {outcome.label}"
-        self.writer.tell(text, outcome, self.project.root)
-
-    def action_toggle_chips(self) -> None:
-        self.caption_pane.toggle(self.row is not None)
 
     # -- leaving ---------------------------------------------------------------------------------
     def action_overview(self) -> None:

@@ -121,3 +121,14 @@ class JournalWriter:
             self.host.notify(f"{text}; {note}", severity="warning", markup=False, timeout=15)
         else:
             self.host.notify(text, markup=False)
+
+    def tell_move(self, doing: str, outcome: Outcome | None, root: Any) -> None:
+        """What an undo or redo did (or that there was nothing to do)."""
+        word = doing.removesuffix("ing…")
+        if outcome is None:
+            self.host.notify(f"nothing to {word}", timeout=2)
+            return
+        verb = "undid" if word == "undo" else "redid"
+        text = f"{verb}: {outcome.label} ({outcome.written} files)" if outcome.applied else \
+            f"{word} not done: {outcome.label}"
+        self.tell(text, outcome, root)
