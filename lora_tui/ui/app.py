@@ -87,6 +87,11 @@ class LoraTuiApp(App[int]):
                         f"in {unsaved.folder(self.project.root)} (copy them over the captions, then delete them)",
                         severity="warning", markup=False, timeout=30)
         self.push_screen(OverviewScreen(self.project))
+        # -- runs (issue 11): a toast, the bell and a desktop notification when a run ends --
+        from lora_tui.ui.notify import RunNotifier
+
+        self.run_notifier = RunNotifier(self, self.project.root)
+        self.run_notifier.start()
 
     def _remember_theme(self, theme) -> None:
         """A theme picked in the palette is the next start's theme too."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -18,6 +20,8 @@ from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.messages import ProjectAnalysed
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
+from lora_tui.ui.widgets.run.latest import LatestRuns
+from lora_tui.ui.widgets.run.table import RunsTable
 
 STARTUP_DELAY = 0.4  # seconds before the first analysis
 
@@ -36,7 +40,13 @@ class OverviewScreen(ActionScreen):
                tooltip="Browse images and edit captions"),
         Action("project.config", "p", "Config", "config", title="Open the config screen",
                tooltip="Edit the project settings"),
-    ), notes=("**ctrl+p** command palette · **f1** this help · **q** quit",))
+        # -- runs (issue 11): the train screen, the runs list; the latest runs are shown on this screen --
+        Action("project.train", "t", "Train", "train", title="Open the train screen (launch a run)",
+               tooltip="Check, then launch or queue a training run"),
+        Action("project.runs", "l", "Runs", "runs", title="Open the runs list and the queue",
+               tooltip="Every run with its live state; the queue"),
+    ), notes=("**enter** on one of the latest runs opens its monitor",
+              "**ctrl+p** command palette · **f1** this help · **q** quit"))
     BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
@@ -52,6 +62,8 @@ class OverviewScreen(ActionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
+            yield Static("Latest runs", classes="section")
+            yield LatestRuns(self.project.root, id="latest")
             yield Static("Subsets", classes="section")
             yield SubsetTable(id="subsets")
             yield Static("Steps", classes="section")
@@ -92,6 +104,14 @@ class OverviewScreen(ActionScreen):
         """Leave the CPU to the screen on top (lint of 10,000 images is not free)."""
         self._first_scan.stop()
         self.workers.cancel_group(self, "analyse")
+        self.query_one(LatestRuns).pause()
+
+    def on_screen_resume(self) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one(LatestRuns).resume()
+        saved = getattr(self.app, "project", None)
+        if saved is not None and saved is not self.project:  # the train screen saved the project file
+            self._project_changed(saved)
 
     @on(ProjectAnalysed)
     def show_analysis(self, message: ProjectAnalysed) -> None:
@@ -141,6 +161,23 @@ class OverviewScreen(ActionScreen):
         self.project = saved
         self.app.project = saved  # screens opened from now on start from it
         self.action_rescan()
+
+    # -- runs (issue 11) ------------------------------------------------------------------------
+    def action_train(self) -> None:
+        from lora_tui.ui.screens.train import TrainScreen
+
+        self.app.push_screen(TrainScreen(self.project))
+
+    def action_runs(self) -> None:
+        from lora_tui.ui.screens.runs import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.project))
+
+    @on(RunsTable.Open)
+    def _open_run(self, message: RunsTable.Open) -> None:
+        from lora_tui.ui.screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(message.info.dir))
 
     def action_write_configs(self) -> None:
         try:
