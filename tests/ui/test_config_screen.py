@@ -114,3 +114,13 @@ async def test_the_config_screen_hands_back_what_it_saved_by_dismissing(sample_c
         await pilot.press("escape")
         await wait_until(pilot, lambda: results, "the result")
     assert results[0].datasets[0].values["batch_size"] == 2
+
+
+async def test_the_launch_command_is_the_projects_backends(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))  # sample_project trains with the built-in trainer
+    async with app.run_test(size=(150, 50)) as pilot:
+        screen = await _open_config(pilot)
+        await wait_until(pilot, lambda: "launch" in str(screen.query_one("#command", Static).render()), "command")
+        shown = str(screen.query_one("#command", Static).render())
+        assert "launch (builtin)" in shown and "-m lora_tui.train" in shown
+        assert "train_network.py" not in shown

@@ -231,7 +231,8 @@ class ConfigScreen(ActionScreen):
                 text = "(with unsaved edits: enter saves a field)\n\n" + text
             if problem:
                 text = f"not previewed: {problem}\n\n" + text
-            command = "launch:\n" + configs.build(proj).command
+            launch = configs.backend_argv(proj, configs.build(proj))
+            command = f"launch ({proj.backend}):\n" + train_args.shell_join(launch)
         except LoraTuiError as exc:
             text, command = str(exc), ""
         self.app.call_from_thread(self._show_side, text, command)
