@@ -13,7 +13,7 @@ from typing import Any
 
 import tomlkit
 
-from lora_tui.runs import contract, reader
+from lora_tui.runs import contract, control, reader
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -65,8 +65,15 @@ def wait_for_step(run_dir: Path, step: int = 1, timeout: float = 60.0) -> None:
 
 
 def wait_for_end(run_dir: Path, timeout: float = 60.0) -> reader.RunInfo:
-    return wait_until(lambda: (lambda i: i if not i.active and i.state != "queued" else None)(reader.read_run(run_dir)),
+    """The run once readers see it ended and its supervisor (if alive) has written the end to status.json.
+
+    Readers conclude `crashed` as soon as the trainer is gone; the supervisor records it a tick
+    later, so on a loaded machine status.json can still say `running` for a moment.
+    """
+    info = wait_until(lambda: (lambda i: i if not i.active and i.state != "queued" else None)(reader.read_run(run_dir)),
                       timeout, f"the end of {run_dir}")
+    control.settle(run_dir, timeout)
+    return info
 
 
 def pid_gone(pid: int) -> bool:
