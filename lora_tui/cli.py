@@ -80,9 +80,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from lora_tui.core import configs, project, steps
 
+    from lora_tui.core import builtin_models
+
     proj = project.load(Path(args.project))
+    reference = proj.model_reference and builtin_models.lookup(proj.model_reference, path=proj.file).reference
     report = steps.compute(proj)
     generated = configs.write(proj, report)
+    if reference:  # the generated args name its cache folder: sd-scripts needs it built
+        builtin_models.ensure_built(reference)
     if args.json:
         _json({"dataset_config": str(generated.dataset_config), "args_config": str(generated.args_config),
                "steps_per_epoch": report.steps_per_epoch, "total_steps": report.total_steps,
