@@ -114,7 +114,8 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
         builtin_models.lookup(project.model_reference, path=project.file)
     elif not project.model_path and not project.model_hub_id and not model:
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
-                           hint=f"set it, or pass --model ({builtin_models.known_names()} is a tiny test model)")
+                           hint=f"set it, or pass --model ({builtin_models.known_names()} is a tiny test model; "
+                                "lora-tui make-tiny-model DIR writes one)")
     if model and not builtin_models.is_reference(model) and not Path(model).expanduser().exists():
         raise LoraTuiError("base model not found", path=Path(model).expanduser(),
                            hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
