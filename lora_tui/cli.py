@@ -78,9 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from lora_tui.core import configs, project, steps
-
-    from lora_tui.core import builtin_models
+    from lora_tui.core import builtin_models, configs, project, steps
 
     proj = project.load(Path(args.project))
     reference = proj.model_reference and builtin_models.lookup(proj.model_reference, path=proj.file).reference

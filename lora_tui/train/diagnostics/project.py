@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lora_tui.core.errors import ModelError
 from lora_tui.core import builtin_models
+from lora_tui.core.errors import ModelError
 from lora_tui.core.findings import ERROR, INFO, OK, Finding
 from lora_tui.core.findings import WARNING as WARN
 from lora_tui.core.offline import is_offline

@@ -222,8 +222,8 @@ def check(args: TrainArgs, where: Path | None = None) -> TrainArgs:
         raise TrainError("no pretrained_model_name_or_path", hint="set it in [model] of lora-tui.toml, or pass "
                          "--model to lora-tui train (lora-tui make-tiny-model makes a test model)")
     if builtin_models.is_reference(args.pretrained_model_name_or_path):  # built when training starts
-        builtin_models.lookup(str(args.pretrained_model_name_or_path),
-                              path=where if args.sources.get("pretrained_model_name_or_path") == "config_file" else None)
+        from_file = args.sources.get("pretrained_model_name_or_path") == "config_file"
+        builtin_models.lookup(str(args.pretrained_model_name_or_path), path=where if from_file else None)
     return args
 
 
