@@ -90,7 +90,7 @@ batch_size = 2
   [[datasets.subsets]]
   name = "mira"
   image_dir = "data/mira"
-  num_repeats = 2                       # a real character LoRA takes more (e.g. 10)
+  num_repeats = 10
   class_tokens = "mira woman"
   trigger_word = "mira"
 
@@ -98,7 +98,7 @@ batch_size = 2
   [[datasets.subsets]]
   name = "armsup"
   image_dir = "data/armsup"
-  num_repeats = 2
+  num_repeats = 8
   flip_aug = true
   trigger_word = "armsup pose"
 
@@ -120,7 +120,7 @@ text_encoder_lr = 5e-5
 optimizer_type = "AdamW"
 lr_scheduler = "cosine"
 lr_warmup_steps = 0
-max_train_epochs = 1                    # 52 steps: well under a minute on a laptop CPU with the tiny model
+max_train_steps = 40                    # enough to watch the loop on a CPU; a real LoRA: max_train_epochs = 10
 mixed_precision = "no"                  # "bf16" on a GPU; on a CPU it is slower than fp32
 save_precision = "fp16"
 save_model_as = "safetensors"
