@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lora_tui import __version__
+from lora_tui.cli_usage import Parser, UsageError, unknown_arguments, unknown_command, unknown_long_option
 from lora_tui.core.errors import LoraTuiError, Terminated
 
 EXIT_INTERNAL = 70
@@ -78,29 +79,45 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from lora_tui.core import builtin_models, configs, project, steps
+    from lora_tui.core import builtin_models, configs, project, scan, steps, train_args
 
     proj = project.load(Path(args.project))
     reference = proj.model_reference and builtin_models.lookup(proj.model_reference, path=proj.file).reference
-    report = steps.compute(proj)
-    generated = configs.write(proj, report)
-    if reference:  # the generated args name its cache folder: sd-scripts needs it built
+    scans = scan.scan_project(proj, read_captions=False)
+    report = steps.compute(proj, scans)
+    generated = configs.write(proj, report, scans)
+    if reference:  # the generated args name its cache folder: a trainer given them needs it built
         builtin_models.ensure_built(reference)
+    launch = configs.backend_argv(proj, generated)
+    left = generated.left_out
     if args.json:
         _json({"dataset_config": str(generated.dataset_config), "args_config": str(generated.args_config),
                "steps_per_epoch": report.steps_per_epoch, "total_steps": report.total_steps,
                "epochs": report.epochs, "batches_per_epoch": report.batches_per_epoch,
-               "command": generated.command, "argv": generated.argv, "steps": report.to_json()})
+               "command": generated.command, "argv": generated.argv, "steps": report.to_json(),
+               "backend": proj.backend, "backend_command": train_args.shell_join(launch), "backend_argv": launch,
+               "left_out": {"excluded": sorted(map(str, left.marked)),
+                            "unreadable": [{"path": str(path), "reason": why}
+                                           for path, why in sorted(left.unreadable.items())]}})
         return 0
     _out(f"wrote {generated.dataset_config}")
     _out(f"wrote {generated.args_config}")
+    for line in left.lines():
+        _out(line)
     _out("")
     _out(report.breakdown())
     _out("")
     _out(report.summary_line())
     _out("")
-    _out("launch (from your sd-scripts checkout):")
-    _out(f"  {generated.command}")
+    if proj.backend == "sd-scripts":
+        _out("launch (from your sd-scripts checkout):")
+        _out(f"  {train_args.shell_join(launch)}")
+        _out(f"or as a run lora-tui supervises: lora-tui train {args.project}")
+    else:
+        _out("launch with the built-in trainer (backend = \"builtin\"):")
+        _out(f"  lora-tui train {args.project}")
+        _out("or by hand, on these files:")
+        _out(f"  {train_args.shell_join(launch)}")
     return 0
 
 
@@ -174,7 +191,7 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lora-tui",
         description="Prepare datasets and train Stable Diffusion LoRAs from one terminal.",
         epilog="Run `lora-tui PROJECT` to open the app on a project folder.")
@@ -202,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="also decode every image (slow)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("config", help="write configs/ for sd-scripts and print steps and the launch command")
+    p = sub.add_parser("config", help="write configs/ (sd-scripts format), print steps, what is left out and "
+                                      "the launch command of the project's backend")
     p.add_argument("project")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_config)
@@ -215,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lora_tui.cli_captions import add_captions_parser
 
     captions_parser = add_captions_parser(sub, cmd_captions)
+
+    from lora_tui.cli_caption import add_caption_parser
+
+    add_caption_parser(sub)
 
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
@@ -241,22 +263,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-file", action="store_true", help="one .safetensors (original layout) + tokenizer/")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)
-    parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser)
+    parser.set_defaults(command_names=frozenset(sub.choices), captions_parser=captions_parser,
+                        subparsers=dict(sub.choices))
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line; a typo in a command or an option is a :class:`UsageError` naming the
+    closest match (``lora-tui PROJECT`` still opens the app)."""
+    parser = build_parser()
+    commands = parser.get_default("command_names")
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        typo = unknown_command(argv[0], argv[1:], commands)
+        if typo is not None:
+            raise typo
+        argv = ["open", *argv]
+    subparsers: dict[str, argparse.ArgumentParser] = parser.get_default("subparsers")
+    if argv and argv[0] in subparsers and (typo := unknown_long_option(subparsers[argv[0]], argv[1:])):
+        raise typo
+    if argv and argv[0] == "captions":  # options may sit between its free-form values
+        captions: argparse.ArgumentParser = parser.get_default("captions_parser")
+        args, extras = captions.parse_known_intermixed_args(argv[1:])
+        args.command = "captions"
+        if extras:
+            raise unknown_arguments(captions, extras)
+        return args
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        raise unknown_arguments(subparsers.get(args.command, parser), extras)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    commands = parser.get_default("command_names")
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
-        argv = ["open", *argv]
-    if argv and argv[0] == "captions":  # options may sit between its free-form values
-        args = parser.get_default("captions_parser").parse_intermixed_args(argv[1:])
-    else:
-        args = parser.parse_args(argv)
+    try:
+        args = parse(argv)
+    except UsageError as exc:  # like argparse's own errors: SystemExit(2), but one line
+        sys.stderr.write(f"lora-tui: error: {exc}\n")
+        raise SystemExit(exc.exit_code) from None
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser().print_help()
         return 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:

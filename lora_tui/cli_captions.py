@@ -140,7 +140,13 @@ def run_captions(args: argparse.Namespace) -> int:
 def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str], Any]) -> int:
     from lora_tui.core import bulk, scan
 
-    targets = bulk.select_targets(scan.scan_project(proj), args.subset, args.include_reg)
+    targets, unreadable = bulk.readable_targets(bulk.select_targets(scan.scan_project(proj), args.subset,
+                                                                     args.include_reg))
+    if unreadable:  # not images: no caption of theirs is counted, edited or created
+        names = sorted(record.name for _, record in unreadable)
+        sys.stderr.write(f"left out: {len(names)} file(s) that are not readable images ("
+                         + ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+                         + f"); lora-tui check {args.project} says why\n")
     if args.op == "stats":
         counts = bulk.tag_counts(targets)
         if args.json:

@@ -26,8 +26,8 @@ def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
     report = lint.check_project(proj, scans=scans)
     skip = set()
     if args.model:
-        skip |= {"model-unset", "model-missing", "model-hub", "model-builtin", "model-builtin-unknown",
-                 "model-builtin-sd-scripts"}
+        skip |= {"model-unset", "model-missing", "model-invalid", "model-hub", "model-builtin",
+                 "model-builtin-unknown", "model-builtin-sd-scripts"}
     if backend != "sd-scripts":
         skip |= {"sd-scripts-missing", "model-builtin-sd-scripts"}
     if args.max_train_steps:
@@ -43,10 +43,8 @@ def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
     problem = steps.compute(proj, scans).blocking_problem()
     if problem:
         raise LoraTuiError(problem, path=proj.file, hint="fix the dataset first (lora-tui check)")
-    excluded = staging.excluded_paths(proj)
-    if excluded:
-        names = ", ".join(sorted(p.name for p in excluded)[:5]) + (" …" if len(excluded) > 5 else "")
-        _err(f"left out: {len(excluded)} image(s) marked excluded ({names})")
+    for line in staging.left_out(proj, scans).lines():  # what the run's staging keeps from the trainer
+        _err(line)
     return scans
 
 

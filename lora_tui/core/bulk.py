@@ -8,6 +8,7 @@ can be undone.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Change, Journal, Outcome
 from lora_tui.core.project import Subset
-from lora_tui.core.scan import ImageRecord, caption_target, load_caption
+from lora_tui.core.scan import ImageRecord, caption_target, fill_sizes, load_caption
 
 Target = tuple[Subset, ImageRecord]
 TagFn = Callable[[list[str], Subset], list[str]]
@@ -68,7 +69,9 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
     """
     changes: list[Change] = []
     skipped: list[str] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    wildcards: dict[int, bool] = {}  # per subset: resolving a setting costs more than editing a caption
+    folders: dict[str, Path] = {}
     for subset, record in targets:
         if record.caption_pending:  # listed but not read yet: an edit must start from the real text
             load_caption(record)
@@ -78,10 +81,22 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
         if record.caption_error:
             skipped.append(record.caption_error)
             continue
-        target = caption_target(subset, record)
-        if target in seen:
-            continue
-        wildcard = bool(subset.get("enable_wildcard"))
+        if record.caption_name is not None:  # the sidecar that exists; a Path per folder, not per file
+            key = os.path.join(record.folder, record.caption_name)
+            if key in seen:
+                continue
+            folder = folders.get(record.folder)
+            if folder is None:
+                folder = folders[record.folder] = Path(record.folder)
+            target = folder / record.caption_name
+        else:
+            target = caption_target(subset, record)
+            key = str(target)
+            if key in seen:
+                continue
+        wildcard = wildcards.get(id(subset))
+        if wildcard is None:
+            wildcard = wildcards[id(subset)] = bool(subset.get("enable_wildcard"))
 
         def change(line: str, subset: Subset = subset) -> str:
             return line_fn(line, subset)
@@ -100,7 +115,7 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
                 continue
             if not after.strip():
                 after = None  # type: ignore[assignment]
-        seen.add(target)
+        seen.add(key)
         changes.append(Change(target, before, after))
     return Preview(label, tuple(changes), tuple(skipped))
 
@@ -108,8 +123,12 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
 def _on_tags(fn: TagFn) -> LineFn:
     """Lift a tag-list function to a line function using the subset's caption_separator."""
 
+    separators: dict[int, str] = {}
+
     def line_fn(line: str, subset: Subset) -> str:
-        sep = subset.get("caption_separator") or ","
+        sep = separators.get(id(subset))
+        if sep is None:
+            sep = separators[id(subset)] = subset.get("caption_separator") or ","
         return join_tags(fn(split_tags(line, sep), subset), sep)
 
     return line_fn
@@ -238,6 +257,18 @@ def select_targets(scans: Sequence, names: Sequence[str] = (), include_reg: bool
             raise LoraTuiError(f"no subset named {unknown[0]!r}",
                                hint="use a subset name or its index like 0.1 (see lora-tui steps)")
     return [(scan.subset, record) for scan in chosen for record in scan.records]
+
+
+def readable_targets(targets: Sequence[Target]) -> tuple[list[Target], list[Target]]:
+    """(images, files that are not readable images): an empty, headerless or cut-short file is no
+    training image, so its caption is neither counted nor edited, and none is created for it.
+    Reads each image's header and tail (fine-tuning metadata entries are kept as listed)."""
+    fill_sizes(record for _, record in targets if record.meta_caption is None)
+    kept: list[Target] = []
+    dropped: list[Target] = []
+    for target in targets:
+        (dropped if target[1].unreadable else kept).append(target)
+    return kept, dropped
 
 
 def tag_counts(targets: Sequence[Target]) -> dict[str, int]:

@@ -86,7 +86,7 @@ def list_folder(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> 
 
 
 def _png(head: bytes) -> tuple[int, int] | None:
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])
     return None
 
@@ -191,7 +191,11 @@ def _pillow_size(path: Path) -> tuple[int, int]:
 
 
 def check_complete(path: Path) -> str | None:
-    """Cheap truncation check from the file's tail: None if it looks whole, else the reason."""
+    """Cheap truncation check from the file's size and tail: None if it looks whole, else the reason.
+
+    Covers what a header read alone can miss: an empty file whose size came from elsewhere (a
+    fine-tuning metadata file), and files cut short (no end marker, or shorter than the header says).
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -201,6 +205,8 @@ def check_complete(path: Path) -> str | None:
             tail = f.read()
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
+    if not length:
+        return "image file is empty (0 bytes)"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return None if b"IEND" in tail[-12:] else "PNG is truncated (no IEND chunk at the end)"
     if head[:2] == b"\xff\xd8":

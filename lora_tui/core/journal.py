@@ -134,7 +134,8 @@ class Journal:
         """Caption edits stay inside the project and the image folders it names (resolved once per folder)."""
         verdicts: dict[str, bool] = {}
         for path in paths:
-            parent = os.path.dirname(os.fspath(path))
+            head, sep, _ = os.fspath(path).rpartition(os.sep)
+            parent = head or sep  # os.path.dirname, without its cost ×10,000: "/a" → "/", "a" → ""
             if parent not in verdicts:
                 real = Path(os.path.realpath(parent))
                 verdicts[parent] = any(real == a or a in real.parents for a in self.allowed)
@@ -206,7 +207,25 @@ class Journal:
         self.store.finish(seq, [self._rel(p) for p, _ in left], aborted=aborted)
         self._trim()
         self.refresh()
-        return Outcome(kind, label, len(result.written), left, applied=not aborted)
+        after = {item.path: row[2] for item, row in zip(items, rows)}
+        wrote = tuple((Path(p), after.get(p)) for p in result.written)
+        return Outcome(kind, label, len(result.written), left, applied=not aborted, wrote=wrote, seq=seq)
+
+    def combine(self, seqs: Sequence[int], label: str, *, wait: float | None = None) -> int:
+        """Make the edits ``seqs`` (written piecemeal by one task, e.g. a captioning run) one undo step.
+
+        Only edits still applied as written (never undone) are combined; the others stay separate
+        steps. The combined edit takes the place of the first one, each file keeping its first
+        "before" and its last "after". Returns how many edits were folded into one.
+        """
+        with self.lock.hold(wait, label):
+            self._recover_locked()
+            self.refresh()
+            mine = sorted({e.seq for e in self._done if e.state_op == e.seq} & set(seqs))
+            if mine:
+                self.store.merge(mine, label)
+            self.refresh()
+        return len(mine)
 
     # -- recovery ---------------------------------------------------------------------------------
     def recover(self, wait: float | None = 0.0) -> str | None:

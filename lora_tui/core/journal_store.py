@@ -234,9 +234,11 @@ class Store:
     @staticmethod
     def _path_ids(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, int]:
         conn.executemany("INSERT OR IGNORE INTO paths(path) VALUES(?)", [(p,) for p in paths])
-        ids = {}
-        for path in paths:
-            ids[path] = conn.execute("SELECT id FROM paths WHERE path=?", (path,)).fetchone()[0]
+        ids: dict[str, int] = {}
+        for chunk in _chunks(list(paths), 500):  # one query per 500 paths, not one per path
+            marks = ",".join("?" * len(chunk))
+            ids.update((path, pid) for pid, path in conn.execute(
+                f"SELECT id, path FROM paths WHERE path IN ({marks})", chunk))
         return ids
 
     def finish(self, seq: int, not_written: Iterable[str], *, aborted: bool = False) -> None:
@@ -252,6 +254,29 @@ class Store:
             written = conn.execute("SELECT COUNT(*) FROM changes WHERE op=?", (seq,)).fetchone()[0]
             conn.execute("UPDATE ops SET state=?, files=?, left_alone=? WHERE seq=?",
                          ("aborted" if aborted else "done", written, len(skipped), seq))
+            conn.execute("COMMIT")
+
+    def merge(self, seqs: Sequence[int], label: str) -> None:
+        """Fold done edits into the first of ``seqs`` (one transaction): per file, the first before
+        and the last after; the other operations are deleted."""
+        first, rest = seqs[0], list(seqs[1:])
+        with self.connect(create=True) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            merged: dict[int, list[int | None]] = {}
+            for seq in seqs:
+                for path, before, after in conn.execute("SELECT path, before, after FROM changes WHERE op=?", (seq,)):
+                    merged.setdefault(path, [before, after])[1] = after
+            size = 0
+            for chunk in _chunks(list(seqs), 500):
+                marks = ",".join("?" * len(chunk))
+                size += conn.execute(f"SELECT COALESCE(SUM(bytes), 0) FROM ops WHERE seq IN ({marks})",
+                                     chunk).fetchone()[0]
+                conn.execute(f"DELETE FROM changes WHERE op IN ({marks})", chunk)
+            for chunk in _chunks(rest, 500):
+                conn.execute(f"DELETE FROM ops WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+            conn.executemany("INSERT INTO changes(op, path, before, after) VALUES(?, ?, ?, ?)",
+                             [(first, path, b, a) for path, (b, a) in merged.items()])
+            conn.execute("UPDATE ops SET label=?, files=?, bytes=? WHERE seq=?", (label, len(merged), size, first))
             conn.execute("COMMIT")
 
     def drop(self, seqs: Sequence[int]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from lora_tui.core import builtin_models, clip_tokens, images, unsaved
 from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
+from lora_tui.core.model_path import model_problem
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
 from lora_tui.core.train_settings import SETTINGS, effective
@@ -126,6 +127,9 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     elif not model.exists():
         add(ERROR, "model-missing", f"base model not found: {model}", file,
             "fix [model] pretrained_model_name_or_path or put the model there")
+    elif problem := model_problem(model):
+        add(ERROR, "model-invalid", f"base model {model}: {problem}", file,
+            "point [model] pretrained_model_name_or_path at a .safetensors/.ckpt file or a Diffusers folder")
     if not args.get("network_module"):
         add(ERROR, "network-module", "network_module is not set (sd-scripts requires it)", file,
             'set [training] network_module = "networks.lora"')
@@ -229,7 +233,10 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
             raise LintCancelled
         if r.size_error:
             continue
-        why = images.verify_decode(r.path) if deep else images.check_complete(r.path)
+        if deep:
+            why = images.verify_decode(r.path)
+        else:  # fill_sizes checked size and tail; sizes from a metadata file were not checked yet
+            why = r.damage if r.checked else images.check_complete(r.path)
         if why:
             truncated.append((r.path, why))
     for path, why in truncated[:20]:
@@ -255,7 +262,9 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
 def _check_captions(sub: Subset, scan: SubsetScan, add: Callable[..., None]) -> None:
     ext = sub.get("caption_extension")
     where = str(sub.image_dir)
-    records = scan.records
+    records = [r for r in scan.records if not r.unreadable]  # not images: reported above, never trained on
+    if not records:
+        return
     missing = [r.path for r in records if r.caption_path is None]
     if missing:
         other = _other_extension(scan, ext)
@@ -328,6 +337,8 @@ def _check_caption_lengths(project: Project, sub: Subset, scan: SubsetScan, add:
     wildcard = bool(sub.get("enable_wildcard"))
     over = []
     for r in scan.records:
+        if r.unreadable:
+            continue
         text = r.text(wildcard) if r.caption_path or r.meta_caption is not None else sub.get("class_tokens")
         if not text:
             continue

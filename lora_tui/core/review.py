@@ -1,7 +1,9 @@
-"""Review marks per image (reviewed, flagged, excluded), kept in ``.lora-tui/review.json``.
+"""Review marks per image (reviewed, flagged, excluded, needs-review), kept in ``.lora-tui/review.json``.
 
 Marks are keyed by the image path relative to the project folder (absolute for folders outside
-it), so they survive moving the project with its images. Every change is written atomically.
+it), so they survive moving the project with its images. Every change is written atomically, on
+top of the file as it is now: an auto-captioner in another process adds "needs-review" marks
+while the app marks images reviewed, and neither may drop the other's marks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from lora_tui.core.fsio import atomic_write_text
 
 REVIEW_FILE = "review.json"
-MARKS = ("reviewed", "flagged", "excluded")
+NEEDS_REVIEW = "needs-review"  # set on captions a model wrote; marking the image reviewed clears it
+MARKS = ("reviewed", "flagged", "excluded", NEEDS_REVIEW)
 
 
 class ReviewMarks:
@@ -25,6 +28,20 @@ class ReviewMarks:
         self.file = self.root / ".lora-tui" / REVIEW_FILE
         self._prefix = os.path.join(str(self.root), "")
         self._marks: dict[str, set[str]] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the file if another process changed it since; True if it did."""
+        try:
+            st = self.file.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes: a new inode each
+        except OSError:
+            stamp = None
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self._marks = {}
         try:
             data = json.loads(self.file.read_text("utf-8"))
             for key, marks in data.get("images", {}).items():
@@ -33,6 +50,7 @@ class ReviewMarks:
                     self._marks[key] = valid
         except (OSError, ValueError, AttributeError):
             pass  # no file yet, or an unreadable one: start empty rather than refuse to open
+        return True
 
     def key(self, image: Path | str) -> str:
         text = os.fspath(image)
@@ -51,11 +69,14 @@ class ReviewMarks:
     def set(self, images: Iterable[Path | str], mark: str, on: bool) -> None:
         if mark not in MARKS:
             raise ValueError(f"unknown mark {mark!r}")
+        self.reload()
         for image in images:
             key = self.key(image)
             marks = self._marks.setdefault(key, set())
             if on:
                 marks.add(mark)
+                if mark == "reviewed":
+                    marks.discard(NEEDS_REVIEW)
             else:
                 marks.discard(mark)
             if not marks:
@@ -78,3 +99,8 @@ class ReviewMarks:
         self.file.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "images": {k: sorted(v) for k, v in sorted(self._marks.items())}}
         atomic_write_text(self.file, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        try:
+            st = self.file.stat()
+            self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes: a new inode each
+        except OSError:
+            self._stamp = None

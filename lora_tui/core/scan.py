@@ -39,6 +39,13 @@ class ImageRecord:
     meta_caption: str | None = None  # fine-tuning subsets: caption from the metadata file
     meta_raw: tuple[str | None, str | None] | None = None  # fine-tuning: (caption, tags) as written
     caption_pending: bool = False  # a sidecar exists but was not read yet (see load_caption)
+    damage: str | None = None  # the header reads but the file is cut short (see fill_sizes)
+    checked: bool = False  # fill_sizes has looked at the file
+
+    @property
+    def unreadable(self) -> str | None:
+        """Why this file is not an image anyone can train on (None: it is, or was not checked yet)."""
+        return self.size_error or self.damage
 
     @classmethod
     def at(cls, path: Path, **kw: Any) -> ImageRecord:
@@ -213,13 +220,24 @@ def scan_project(project: Project, *, read_captions: bool = True) -> list[Subset
 
 
 def fill_sizes(records: Iterable[ImageRecord]) -> None:
-    """Read image sizes from headers where not known yet; failures land in ``size_error``."""
+    """Read image sizes from headers where not known yet, and check each file's size and tail.
+
+    A file that is not an image (empty, no known header) gets ``size_error``; one whose header reads
+    but which is cut short gets ``damage`` and no size. Either way it has no size, so the steps math,
+    staging and the trainer leave it out alike. Sizes from a fine-tuning metadata file are kept.
+    """
     for record in records:
-        if record.size is None and record.size_error is None:
-            try:
-                record.size = images.image_size(record.path)
-            except LoraTuiError as exc:
-                record.size_error = str(exc)
+        if record.checked or record.size is not None or record.size_error is not None:
+            continue
+        record.checked = True
+        try:
+            size = images.image_size(record.path)
+        except LoraTuiError as exc:
+            record.size_error = str(exc)
+            continue
+        record.damage = images.check_complete(record.path)
+        if record.damage is None:
+            record.size = size
 
 
 def caption_target(subset: Subset, record: ImageRecord) -> Path:

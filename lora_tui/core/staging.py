@@ -1,17 +1,19 @@
 """Leaving excluded images out of training without touching the user's folders.
 
 sd-scripts trains on every image in an ``image_dir``. When the review marks exclude some images of
-a subset, the generated config points that subset at ``.lora-tui/staging/<subset>/`` instead (a
-run gets its own, ``runs/<id>/staging/<subset>/``): a folder of symlinks to the subset's other
-images and their caption sidecars, rebuilt on every ``config``. Subsets without exclusions keep
-their real folder. Fine-tuning (metadata) subsets list their images in the metadata file and are
-not staged.
+a subset, or some of its files are not readable images (empty, no image header, cut short: a crash
+in sd-scripts' loader, or a silently smaller dataset in ours), the generated config points that
+subset at ``.lora-tui/staging/<subset>/`` instead (a run gets its own, ``runs/<id>/staging/<subset>/``):
+a folder of symlinks to the subset's other images and their caption sidecars, rebuilt on every
+``config``. Subsets with nothing left out keep their real folder. Fine-tuning (metadata) subsets list
+their images in the metadata file and are not staged.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_tui.core import images
@@ -25,6 +27,47 @@ def excluded_paths(project: Project) -> set[Path]:
     """Absolute paths of the images marked excluded in this project."""
     marks = ReviewMarks(project.root)
     return {Path(k) if os.path.isabs(k) else project.root / k for k in marks.excluded()}
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """The images no backend is given: marked excluded in review, or not readable as images."""
+
+    marked: frozenset[Path] = frozenset()
+    unreadable: dict[Path, str] = field(default_factory=dict)  # path → why it is not an image
+
+    @property
+    def paths(self) -> set[Path]:
+        return set(self.marked) | set(self.unreadable)
+
+    def lines(self) -> list[str]:
+        """One line per kind, naming the first few files (``lora-tui check`` names every one)."""
+        out = []
+        if self.marked:
+            out.append(f"left out: {len(self.marked)} image(s) marked excluded ({_names(self.marked)})")
+        if self.unreadable:
+            out.append(f"left out: {len(self.unreadable)} file(s) that are not readable images "
+                       f"({_names(self.unreadable)}); lora-tui check says why")
+        return out
+
+
+def _names(paths: set[Path] | frozenset[Path] | dict[Path, str]) -> str:
+    names = sorted(p.name for p in paths)
+    return ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+
+
+def left_out(project: Project, scans: list | None = None) -> LeftOut:
+    """What staging leaves out of this project's training data. Reads every image's header and tail
+    (one scan; ``scans`` reuses one already made, and sizes it already read)."""
+    from lora_tui.core import scan as scanning
+
+    unreadable: dict[Path, str] = {}
+    for result in scans if scans is not None else scanning.scan_project(project, read_captions=False):
+        if result.error or result.subset.values.get("metadata_file"):
+            continue
+        scanning.fill_sizes(result.records)
+        unreadable.update((r.path, r.unreadable) for r in result.records if r.unreadable)
+    return LeftOut(frozenset(excluded_paths(project)), unreadable)
 
 
 def default_root(project: Project) -> Path:

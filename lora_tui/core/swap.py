@@ -89,9 +89,20 @@ def _why_not_writable(path: str, folder: str, folder_ok: dict[str, str | None]) 
         return "is a folder, not a file", 0
     if stat.S_ISLNK(st.st_mode):
         return "is a symlink (an atomic save would replace the link; replace it with a copy)", 0
-    if not os.access(path, os.W_OK):
+    if not _writable(path, st):
         return f"read-only (chmod u+w '{path}' to allow edits)", 0
     return None, st.st_mode & 0o777
+
+
+_EUID = os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _writable(path: str, st: os.stat_result) -> bool:
+    """``os.access(W_OK)`` without a second system call for the usual case: our own file with its
+    owner-write bit set (the caller's bits decide, as the kernel's check does; anything else asks)."""
+    if _EUID is not None and st.st_uid == _EUID and _EUID != 0:
+        return bool(st.st_mode & stat.S_IWUSR)
+    return os.access(path, os.W_OK)
 
 
 def _write_tmp(path: str, data: bytes, mode: int, umask: int) -> None:
@@ -119,14 +130,15 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def flush(paths: Sequence[str]) -> None:
-    """Make ``paths`` durable: fsync each for a few files, else one ``syncfs`` per filesystem."""
+def flush(paths: Sequence[str], folders: set[str] | None = None) -> None:
+    """Make ``paths`` durable: fsync each for a few files, else one ``syncfs`` per filesystem.
+    ``folders`` are the folders the paths are in, when the caller knows them already."""
     if len(paths) <= FSYNC_EACH_UP_TO:
         for path in paths:
             _fsync_path(path)
         return
     devices: dict[int, str] = {}
-    for folder in {os.path.dirname(p) or "." for p in paths}:
+    for folder in folders if folders is not None else {os.path.dirname(p) or "." for p in paths}:
         with contextlib.suppress(OSError):
             devices.setdefault(os.stat(folder).st_dev, folder)
     for folder in devices.values():
@@ -163,6 +175,7 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
     token = new_token()
     todo: list[tuple[Swap, str, str | None]] = []
     tmps: list[str] = []
+    tmp_folders: set[str] = set()
     batch = _batch_folder(tmp_dir, token)
     try:
         for n, item in enumerate(items):
@@ -174,7 +187,9 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
                 continue
             tmp = None
             if item.data is not None:
-                tmp = tmp_name(_tmp_folder(folder, batch, devices), f"{n}.{name}", token)
+                tmp_folder = _tmp_folder(folder, batch, devices)
+                tmp_folders.add(tmp_folder)
+                tmp = tmp_name(tmp_folder, f"{n}.{name}", token)
                 try:
                     _write_tmp(tmp, item.data, (0o644 & ~umask) if mode is None else mode, umask)
                 except OSError as exc:
@@ -182,7 +197,7 @@ def swap_many(items: Sequence[Swap], tmp_dir: str | None = None) -> SwapResult:
                                      hint="nothing was changed; free some space or fix the folder") from exc
                 tmps.append(tmp)
             todo.append((item, folder, tmp))
-        flush(tmps)
+        flush(tmps, tmp_folders)
     except BaseException:
         for tmp in tmps:
             with contextlib.suppress(OSError):

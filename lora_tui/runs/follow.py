@@ -141,12 +141,26 @@ def exit_code_of(info: RunInfo) -> int:
     return 0 if info.state == "finished" else 1
 
 
+def early_notes(run_dir: Path, limit: int = 200) -> list[dict[str, Any]]:
+    """Warnings and errors written before the first step (read from the start of events.jsonl; at
+    most ``limit`` lines, so a long run costs no more than a short one)."""
+    out = []
+    for number, event in enumerate(contract.iter_all_events(run_dir)):
+        if event.get("kind") == "step" or number >= limit:
+            break
+        if event.get("kind") in ("warn", "error"):
+            out.append(event)
+    return out
+
+
 class RunMonitor:
     """A run read once, then kept current from the new lines of its events."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         events, offset = contract.tail_events_at(self.run_dir, 1000)
+        # the tail left out the start of the file (a long run): its early notes are read separately
+        self.tail_started_late = len(events) >= 1000
         self.info = reader.read_run(self.run_dir, tail=0)
         self.info.events = events
         self.tracker = FigureTracker(self.info)
@@ -243,7 +257,13 @@ def follow(run_dir: Path, out: TextIO, *, tty: bool, interrupted: Callable[[], s
     info = monitor.info
     if header:
         printer.line(f"run {info.id} · {info.backend or '?'} · {info.model or ''}".rstrip(" ·"))
-        for event in info.events[-5:]:
+        # the warnings and errors so far (the trainer's notes, such as images it left out, come before
+        # its first step and scroll out of the last few events), then the last few others
+        recent = info.events[-5:]
+        notes = [e for e in info.events if e.get("kind") in ("warn", "error") and e not in recent]
+        if monitor.tail_started_late:
+            notes = [e for e in early_notes(run_dir) if e not in notes] + notes
+        for event in notes + recent:
             text = event_line(event) if event.get("kind") not in ("gpu",) else None
             if text:
                 printer.line(text)

@@ -26,6 +26,7 @@ from lora_tui import __version__
 from lora_tui.core import builtin_models, configs, scan, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.fsio import atomic_write_bytes, atomic_write_text
+from lora_tui.core.model_path import check_model_path
 from lora_tui.core.project import Project
 from lora_tui.runs import backends, contract
 from lora_tui.runs.backends.base import Backend
@@ -116,9 +117,12 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
                            hint=f"set it, or pass --model ({builtin_models.known_names()} is a tiny test model; "
                                 "lora-tui make-tiny-model DIR writes one)")
-    if model and not builtin_models.is_reference(model) and not Path(model).expanduser().exists():
-        raise LoraTuiError("base model not found", path=Path(model).expanduser(),
-                           hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
+    # a few stats, not a model load: a path that cannot be a model is refused before a run folder exists
+    if model and not builtin_models.is_reference(model):
+        check_model_path(Path(model).expanduser(), hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
+    elif not model and project.model_path is not None and not project.model_reference:
+        check_model_path(project.model_path, hint="fix [model] pretrained_model_name_or_path in lora-tui.toml "
+                         "(a .safetensors/.ckpt file or a Diffusers folder), or pass --model")
     return chosen
 
 
@@ -183,14 +187,16 @@ def _fill_run(project: Project, run_dir: Path, *, backend: Backend, model: str |
         overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
     if resume:
         overrides["resume"] = str(Path(resume).expanduser().resolve())
-    staging_root = run_dir / "staging"
-    generated = configs.build(project, configs_dir=run_dir, overrides=overrides, staging_root=staging_root)
     from lora_tui.core import staging
 
-    staging.build_staging(project, staging.excluded_paths(project), staging_root)
+    staging_root = run_dir / "staging"
     dataset_path, args_path = run_dir / "dataset.toml", run_dir / "args.toml"
-    atomic_write_text(dataset_path, generated.dataset_text.replace(str(generated.dataset_config), str(dataset_path)))
-    atomic_write_text(args_path, generated.args_text.replace(str(generated.dataset_config), str(dataset_path)))
+    # rendered once under their final names: the args file names the dataset file it is given
+    generated = configs.build(project, overrides=overrides, staging_root=staging_root, dataset_config=dataset_path,
+                              args_config=args_path, left_out=staging.left_out(project, scans), run=run_dir.name)
+    staging.build_staging(project, generated.left_out.paths, staging_root)
+    atomic_write_text(dataset_path, generated.dataset_text)
+    atomic_write_text(args_path, generated.args_text)
     argv, cwd = backend.command(project, dataset_path, args_path, run_dir)
     files = dataset_files(project, scans)
     now = time.time()

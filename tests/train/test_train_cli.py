@@ -61,6 +61,12 @@ def _sample(tmp_path: Path) -> Path:
     return project
 
 
+def _stub_model(folder: Path) -> None:
+    """A folder that passes the cheap model-path check (a Diffusers layout); nothing loads it."""
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+
+
 def test_train_refuses_zero_or_negative_max_train_steps(tmp_path: Path, capsys) -> None:
     project = _sample(tmp_path)
     for value in ("0", "-3"):  # 0 used to be ignored (a full-length run), -3 crashed the trainer
@@ -76,7 +82,7 @@ def test_run_folders_started_in_the_same_second_never_collide(tmp_path: Path, mo
     from lora_tui.runs import rundir
 
     proj = project_mod.load(_sample(tmp_path))
-    (tmp_path / "m").mkdir()
+    _stub_model(tmp_path / "m")
     monkeypatch.setattr(rundir, "run_id", lambda name, now=None: "20260101-000000-sample")
     real_build = rundir.configs.build
     other: list[rundir.Run] = []
@@ -97,7 +103,7 @@ def test_run_folders_started_in_the_same_second_never_collide(tmp_path: Path, mo
 def test_an_unusable_runs_folder_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     project = _sample(tmp_path)
     (project / "runs").write_text("not a folder")
-    (tmp_path / "m").mkdir()
+    _stub_model(tmp_path / "m")
     assert main(["train", str(project), "--model", str(tmp_path / "m"), "--max-train-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "runs" in err and "internal error" not in err

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, Input, Label, Static
 
 from lora_tui.core.bulk import Preview
+from lora_tui.ui.actions import Action, Actions
 
 MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -22,11 +22,24 @@ MODAL_CSS = """
 """
 
 
+MODAL_ACTIONS = Actions("modal", "Dialogs", actions=(
+    Action("modal.cancel", "escape", "Cancel", "dismiss(None)", palette=False),
+    Action("modal.apply", "enter,y", "Apply", "dismiss(True)", palette=False, title="Apply the previewed edit"),
+    Action("modal.reject", "escape,n", "Cancel", "dismiss(False)", palette=False,
+           title="Cancel the previewed edit"),
+    Action("modal.save", "s,enter", "Save", "dismiss('save')", palette=False, title="Save the fields typed"),
+    Action("modal.discard", "d", "Discard", "dismiss('discard')", palette=False,
+           title="Drop the fields typed"),
+    Action("modal.stay", "escape", "Stay", "dismiss(None)", palette=False, title="Stay on the form"),
+))
+CANCEL = MODAL_ACTIONS.bindings(only=("modal.cancel",))[0]
+
+
 class AskText(ModalScreen[str | None]):
     """One line of text, with completion from ``suggestions``; escape cancels."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="AskText")
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="modal.cancel")]
+    BINDINGS = [CANCEL]
 
     def __init__(self, title: str, value: str = "", suggestions: list[str] | None = None) -> None:
         super().__init__()
@@ -48,10 +61,7 @@ class ConfirmPreview(ModalScreen[bool]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="ConfirmPreview") + "ConfirmPreview VerticalScroll { height: auto; " \
                                                             "max-height: 30; }"
-    BINDINGS = [
-        Binding("enter,y", "dismiss(True)", "Apply", id="modal.apply"),
-        Binding("escape,n", "dismiss(False)", "Cancel", id="modal.cancel"),
-    ]
+    BINDINGS = MODAL_ACTIONS.bindings(only=("modal.apply", "modal.reject"))
 
     def __init__(self, preview: Preview) -> None:
         super().__init__()
@@ -74,7 +84,7 @@ class ReplaceRequest:
 
 class AskReplace(ModalScreen[ReplaceRequest | None]):
     DEFAULT_CSS = MODAL_CSS.format(name="AskReplace")
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="modal.cancel")]
+    BINDINGS = [CANCEL]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -90,3 +100,19 @@ class AskReplace(ModalScreen[ReplaceRequest | None]):
             return
         self.dismiss(ReplaceRequest(self.query_one("#find", Input).value, event.value,
                                     self.query_one("#regex", Checkbox).value))
+
+
+class AskUnsaved(ModalScreen[str | None]):
+    """Edits not saved yet: save them, discard them, or stay (escape)."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="AskUnsaved")
+    BINDINGS = MODAL_ACTIONS.bindings(only=("modal.save", "modal.discard", "modal.stay"))
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.what, classes="title", markup=False)
+            yield Label("s / enter: save them · d: discard them · escape: stay", classes="hint")

@@ -1,0 +1,163 @@
+"""Auto-captioning budget (issue 12): the pipeline's overhead (decode, resize, batch, write, journal)
+is at most 10% of the model's own forward time at batch 8, on the CPU with small models.
+
+    python bench/bench_caption.py [--images 64] [--side 768] [--batch-size 8] [--model tagger|blip|both] [--repeat 3]
+
+Both figures come from the same run: first the model alone on inputs prepared beforehand (the
+baseline: forward time only), then ``lora-tui caption``'s pipeline on the same images from disk (JPEG
+in the page cache), writing captions through the journal. Overhead = pipeline wall time - baseline
+forward time. The models are random but sized so a batch of 8 costs what a small real model would
+(a 3-layer conv tagger at 448 px; a 2-layer BLIP at 224 px generating 20 tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image
+
+from lora_tui.caption import detect, run
+from lora_tui.caption.progress import Reporter
+from lora_tui.core import project, scan
+from tests.helpers import write_project
+
+
+def build_images(folder: Path, n: int, side: int = 768) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    noise = Image.effect_noise((side, side), 64).convert("RGB")
+    for i in range(n):
+        img = noise.rotate(i * 7 % 360)
+        img.save(folder / f"img{i:04d}.jpg", quality=90)
+
+
+def build_tagger(folder: Path, tags: int = 2000) -> Path:
+    """A WD14-shaped ONNX tagger (NHWC 448 in, sigmoid per tag out) with three strided convolutions."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes, prev, ch = [], [helper.make_node("Transpose", ["input_1"], ["x0"], perm=[0, 3, 1, 2])], "x0", 3
+    for i, out in enumerate((32, 64, 128)):
+        inits.append(numpy_helper.from_array((rng.standard_normal((out, ch, 3, 3)) * 0.01).astype(np.float32), f"w{i}"))
+        nodes += [helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], strides=[2, 2], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"x{i + 1}"])]
+        prev, ch = f"x{i + 1}", out
+    inits.append(numpy_helper.from_array((rng.standard_normal((ch, tags)) * 0.1).astype(np.float32), "head"))
+    nodes += [helper.make_node("ReduceMean", [prev], ["pooled"], axes=[2, 3], keepdims=0),
+              helper.make_node("MatMul", ["pooled", "head"], ["logits"]),
+              helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"])]
+    inp = helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["batch", 448, 448, 3])
+    out = helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, ["batch", tags])
+    graph = helper.make_graph(nodes, "bench_tagger", [inp], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "model.onnx")
+    rows = ["tag_id,name,category,count"] + [f"{i},tag_{i},{4 if i % 50 == 0 else 0},1" for i in range(tags)]
+    (folder / "selected_tags.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def build_blip(folder: Path) -> Path:
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    from tests.caption.tiny_vlm import byte_level_tokenizer
+
+    tok, vocab = byte_level_tokenizer(bos_token="[DEC]", sep_token="</s>", cls_token="<s>")
+    text = {"vocab_size": len(vocab), "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 512, "max_position_embeddings": 64, "bos_token_id": vocab["[DEC]"],
+            "pad_token_id": vocab["<pad>"], "sep_token_id": vocab["</s>"], "eos_token_id": 10 ** 6 % len(vocab)}
+    vision = {"hidden_size": 128, "image_size": 224, "patch_size": 16, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "intermediate_size": 512}
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=128)
+                                 ).save_pretrained(folder)
+    BlipProcessor(BlipImageProcessor(size={"height": 224, "width": 224}), tok).save_pretrained(folder)
+    return folder
+
+
+class Args:
+    threshold, character_threshold, exclude, keep_underscores, rating = 0.35, 0.85, [], False, False
+    max_new_tokens, num_beams, sample, prompt, device, dtype = 20, 1, False, None, "cpu", "fp32"
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process so far, every thread (the loader's and the writer's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float, float, float, float, float]:
+    """(baseline forward s, pipeline wall s, forward s inside the pipeline, baseline CPU s, pipeline CPU s)."""
+    from lora_tui.cli_caption import open_captioner
+
+    root = tmp / f"proj-{time.monotonic_ns()}"
+    shutil.copytree(tmp / "images", root / "data" / "pics")
+    write_project(root, [{"resolution": 512, "subsets": [{"name": "pics", "image_dir": "data/pics"}]}])
+    captioner = open_captioner(detect.resolve(str(model_dir)), Args())
+    proj = project.load(root)
+    targets = [(s.subset, r) for s in scan.scan_project(proj) for r in s.records]
+    prepared = [captioner.prepare(r.path_text) for _, r in targets]  # not timed
+    captioner.run(prepared[:batch])  # warm-up (allocations, kernel selection)
+    captioner.forward_s = 0.0
+    c0 = cpu_s()
+    for i in range(0, len(prepared), batch):
+        captioner.run(prepared[i:i + batch])
+    baseline, baseline_cpu = captioner.forward_s, cpu_s() - c0
+    captioner.forward_s = 0.0
+    for _, r in targets:  # page cache: read every file once
+        Path(r.path_text).read_bytes()
+    t0, c0 = time.perf_counter(), cpu_s()
+    summary = run.caption_images(proj, targets, captioner, mode="missing-only", batch_size=batch,
+                                 reporter=Reporter(json_lines=False, err=open(os.devnull, "w")))  # noqa: SIM115
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    assert summary.written == len(targets), summary
+    return baseline, wall, summary.forward_s, baseline_cpu, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--model", choices=("tagger", "blip", "both"), default="both")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--side", type=int, default=768, help="image size (JPEG decodes at a reduced scale when "
+                                                          "at least twice the model's input)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as name:
+        tmp = Path(name)
+        build_images(tmp / "images", args.images, args.side)
+        kinds = ["tagger", "blip"] if args.model == "both" else [args.model]
+        print(f"{args.images} JPEGs {args.side}x{args.side}, batch {args.batch_size}, {os.cpu_count()} CPUs")
+        for kind in kinds:
+            folder = build_tagger(tmp / "tagger") if kind == "tagger" else build_blip(tmp / "blip")
+            ratios, inner, cpu_ratios = [], [], []
+            for _ in range(args.repeat):
+                baseline, wall, inside, base_cpu, cpu = measure(folder, args.images, args.batch_size, tmp)
+                overhead = wall - baseline
+                ratios.append(overhead / baseline)
+                inner.append((wall - inside) / inside)
+                cpu_ratios.append((cpu - base_cpu) / base_cpu)
+                print(f"  {kind}: forward alone {baseline:.2f} s | pipeline {wall:.2f} s (forward inside "
+                      f"{inside:.2f} s) | overhead {overhead:+.2f} s = {overhead / baseline:+.1%} of forward alone, "
+                      f"{inner[-1]:+.1%} of forward inside | CPU {base_cpu:.2f} s → {cpu:.2f} s "
+                      f"({cpu_ratios[-1]:+.1%})")
+            print(f"{kind}: median overhead {statistics.median(ratios):+.1%} of the forward time alone, "
+                  f"{statistics.median(inner):+.1%} of the forward time in the same run, "
+                  f"{statistics.median(cpu_ratios):+.1%} in CPU time (budget <= 10%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Images decoded and prepared on worker threads, ahead of the model, delivered in order and in batches.
+
+Pillow releases the GIL while it decodes and resizes, so a few threads keep the next batches ready
+while the model runs on the current one: the model never waits on disk for images in the page cache.
+A file that cannot be decoded comes back with its error (reported and skipped), never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from PIL import Image, ImageOps
+
+T = TypeVar("T")
+
+
+@dataclass
+class Loaded(Generic[T]):
+    """One input: its ``item`` (whatever the caller passed) and the prepared image, or why not."""
+
+    item: T
+    data: Any = None
+    error: str | None = None
+
+
+def open_rgb(path: str, draft: int | None = None) -> Image.Image:
+    """Decode ``path`` to RGB (transparency onto white, EXIF rotation applied).
+
+    ``draft`` lets JPEG decode at a reduced scale that is still at least that many pixels a side.
+    """
+    with Image.open(path) as img:
+        if draft and img.format == "JPEG":
+            img.draft("RGB", (draft, draft))
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "P", "PA"):
+            rgba = img.convert("RGBA")
+            canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+            canvas.paste(rgba, mask=rgba.getchannel("A"))
+            return canvas
+        return img.convert("RGB")
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def batches(items: Sequence[T], prepare: Callable[[T], Any], batch_size: int, *, workers: int | None = None,
+            ahead: int = 2, describe: Callable[[T], str] = str) -> Iterator[list[Loaded[T]]]:
+    """Yield ``items`` in order, ``batch_size`` at a time, each prepared by ``prepare`` on a worker thread.
+
+    Up to ``ahead`` batches are in flight beyond the one being consumed. Closing the generator
+    (or an exception in the consumer) cancels what has not started.
+    """
+    batch_size = max(1, batch_size)
+    window = batch_size * (ahead + 1)
+    pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="caption-load")
+    pending: deque[tuple[T, Future]] = deque()
+    feed = iter(items)
+
+    def top_up() -> None:
+        while len(pending) < window:
+            try:
+                item = next(feed)
+            except StopIteration:
+                return
+            pending.append((item, pool.submit(prepare, item)))
+
+    try:
+        top_up()
+        while pending:
+            batch: list[Loaded[T]] = []
+            while pending and len(batch) < batch_size:
+                item, future = pending.popleft()
+                try:
+                    batch.append(Loaded(item, future.result()))
+                except Exception as exc:  # a corrupt or unreadable image: reported, the rest go on
+                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    batch.append(Loaded(item, error=f"{describe(item)}: cannot read image: {reason}"))
+                top_up()
+            yield batch
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
