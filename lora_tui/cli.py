@@ -79,12 +79,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from lora_tui.core import configs, project, scan, steps, train_args
+    from lora_tui.core import builtin_models, configs, project, scan, steps, train_args
 
     proj = project.load(Path(args.project))
+    reference = proj.model_reference and builtin_models.lookup(proj.model_reference, path=proj.file).reference
     scans = scan.scan_project(proj, read_captions=False)
     report = steps.compute(proj, scans)
     generated = configs.write(proj, report, scans)
+    if reference:  # the generated args name its cache folder: a trainer given them needs it built
+        builtin_models.ensure_built(reference)
     launch = configs.backend_argv(proj, generated)
     left = generated.left_out
     if args.json:

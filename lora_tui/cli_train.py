@@ -26,9 +26,10 @@ def _preflight(proj: Any, args: argparse.Namespace, backend: str) -> list[Any]:
     report = lint.check_project(proj, scans=scans)
     skip = set()
     if args.model:
-        skip |= {"model-unset", "model-missing", "model-invalid", "model-hub"}
+        skip |= {"model-unset", "model-missing", "model-invalid", "model-hub", "model-builtin",
+                 "model-builtin-unknown", "model-builtin-sd-scripts"}
     if backend != "sd-scripts":
-        skip.add("sd-scripts-missing")
+        skip |= {"sd-scripts-missing", "model-builtin-sd-scripts"}
     if args.max_train_steps:
         skip.add("steps-default")
     findings = [f for f in report.findings if f.code not in skip]

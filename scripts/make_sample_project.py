@@ -68,20 +68,22 @@ backend = "builtin"                     # "builtin" (lora-tui's trainer) or "sd-
 # sd_scripts_dir = "~/sd-scripts"       # your kohya-ss/sd-scripts checkout (backend = "sd-scripts")
 
 [model]
-pretrained_model_name_or_path = ""      # set to a .safetensors/.ckpt file or a Diffusers folder
+pretrained_model_name_or_path = "lora-tui:tiny-sd15"   # a tiny random model lora-tui builds on first use: it
+                                        # trains the loop, not a useful LoRA. Set your .safetensors/.ckpt
+                                        # file or Diffusers folder here for real training.
 
 [general]
 caption_extension = ".txt"              # sd-scripts' own default is .caption
 shuffle_caption = true
 keep_tokens = 1                         # the trigger word stays first while tags shuffle
 enable_bucket = true
-min_bucket_reso = 256
-max_bucket_reso = 1024
+min_bucket_reso = 128
+max_bucket_reso = 512
 bucket_reso_steps = 64
 bucket_no_upscale = false
 
 [[datasets]]
-resolution = 512
+resolution = 256                        # small, so the sample trains in seconds on a CPU; 512 for SD1.5
 batch_size = 2
 
   # A character: no caption files, so every image trains on its class tokens.
@@ -118,14 +120,14 @@ text_encoder_lr = 5e-5
 optimizer_type = "AdamW"
 lr_scheduler = "cosine"
 lr_warmup_steps = 0
-max_train_epochs = 2                    # 464 steps: a minute on a laptop CPU with `lora-tui make-tiny-model`
-mixed_precision = "bf16"
+max_train_steps = 40                    # enough to watch the loop on a CPU; a real LoRA: max_train_epochs = 10
+mixed_precision = "no"                  # "bf16" on a GPU; on a CPU it is slower than fp32
 save_precision = "fp16"
 save_model_as = "safetensors"
 save_every_n_epochs = 1
 sdpa = true
 cache_latents = true
-max_data_loader_n_workers = 2
+max_data_loader_n_workers = 0           # latents are cached: loader workers would only add start-up
 seed = 42
 prior_loss_weight = 1.0
 

@@ -16,13 +16,22 @@ def simple_project(tmp_path: Path) -> Path:
         {"image_dir": "data/dog", "num_repeats": 20, "trigger_word": "sks dog"}]}])
 
 
+@pytest.fixture(scope="session")
+def shared_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XDG cache for the session: built-in models (lora-tui:tiny-sd15) are built once, not per test."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def _no_user_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the user's Hugging Face cache or theme folder."""
+def _no_user_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                   shared_cache_home: Path) -> None:
+    """Tests never see (or write) the user's Hugging Face cache, theme folder or lora-tui model cache;
+    subprocesses inherit the same environment."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared_cache_home))
 
 
 @pytest.fixture

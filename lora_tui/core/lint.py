@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_tui.core import clip_tokens, images, unsaved
+from lora_tui.core import builtin_models, clip_tokens, images, unsaved
 from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.model_path import model_problem
@@ -105,7 +105,19 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     file = str(project.file)
     args = project.args
     model = project.model_path
-    if project.model_hub_id:
+    if project.model_reference:
+        known = builtin_models.find(project.model_reference)
+        if known is None:
+            add(ERROR, "model-builtin-unknown", f"unknown built-in model '{project.model_reference}'", file,
+                f"use one of {builtin_models.known_names()}, or a .safetensors/.ckpt file or a Diffusers folder")
+        else:
+            add(INFO, "model-builtin", f"{known.reference} is a {builtin_models.TEST_MODEL_NOTE}", file,
+                builtin_models.TEST_MODEL_FIX)
+            if project.backend == "sd-scripts":
+                add(WARNING, "model-builtin-sd-scripts", f"sd-scripts cannot load {known.reference}: its U-Net "
+                    "has SD1.5's fixed widths (library/original_unet.py)", file,
+                    'train the tiny model with backend = "builtin", or set [model] to your checkpoint')
+    elif project.model_hub_id:
         add(WARNING, "model-hub", f"base model '{project.model_hub_id}' is a Hugging Face hub id: training "
             "finds it only in the local Hugging Face cache (or downloads it with --allow-download)", file,
             "download it once and set pretrained_model_name_or_path to the local file or folder")

@@ -19,7 +19,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Table
 
-from lora_tui.core import dataset_toml, schema, train_args
+from lora_tui.core import builtin_models, dataset_toml, schema, train_args
 from lora_tui.core.errors import ConfigError, ProjectError
 from lora_tui.core.fsio import atomic_write_text
 from lora_tui.core.tomlio import locate_key, parse_document
@@ -147,9 +147,19 @@ class Project:
         return raw if raw and is_hub_id(self.root, raw) else None
 
     @property
-    def model_path(self) -> Path | None:
-        """The base model on disk (file or Diffusers folder); None when unset or a hub id."""
+    def model_reference(self) -> str | None:
+        """The base model as a built-in reference ("lora-tui:tiny-sd15"), when it is one."""
         raw = self.model.get("pretrained_model_name_or_path")
+        return raw.strip() if builtin_models.is_reference(raw) else None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The base model on disk (file or Diffusers folder); None when unset, a hub id or an unknown
+        built-in name. A built-in reference gives its cache folder, built or not (core.builtin_models)."""
+        raw = self.model.get("pretrained_model_name_or_path")
+        if builtin_models.is_reference(raw):
+            known = builtin_models.find(raw)
+            return known.path() if known else None
         if not raw or is_hub_id(self.root, raw):
             return None
         return resolve_path(self.root, raw)

@@ -58,7 +58,8 @@ def _s(name: str, default: Any, text: str, lo: float | None = None, hi: float | 
 
 _ROWS = (
     # model
-    _s("pretrained_model_name_or_path", None, "base model: a .safetensors/.ckpt file or a Diffusers folder"),
+    _s("pretrained_model_name_or_path", None, "base model: a .safetensors/.ckpt file, a Diffusers folder, or "
+       "lora-tui:tiny-sd15 (a tiny random test model)"),
     _s("v2", False, "the base model is SD2.x"),
     _s("v_parameterization", False, "the base model predicts v (SD2.x 768-v)"),
     _s("tokenizer_cache_dir", None, "folder holding the CLIP tokenizer as sd-scripts caches it"),

@@ -23,7 +23,7 @@ from typing import Any
 import tomlkit
 
 from lora_tui import __version__
-from lora_tui.core import configs, scan, train_args
+from lora_tui.core import builtin_models, configs, scan, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.fsio import atomic_write_bytes, atomic_write_text
 from lora_tui.core.model_path import check_model_path
@@ -109,13 +109,18 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
     if max_train_steps is not None and int(max_train_steps) < 1:
         raise LoraTuiError(f"max_train_steps must be at least 1, got {max_train_steps}",
                            hint="pass --max-train-steps 1 or more")
-    if not project.model_path and not project.model_hub_id and not model:
+    if model and builtin_models.is_reference(model):
+        builtin_models.lookup(model)  # an unknown name: one line listing the known ones
+    elif not model and project.model_reference:
+        builtin_models.lookup(project.model_reference, path=project.file)
+    elif not project.model_path and not project.model_hub_id and not model:
         raise LoraTuiError("no base model: [model] pretrained_model_name_or_path is empty", path=project.file,
-                           hint="set it, or pass --model (lora-tui make-tiny-model DIR makes a test model)")
+                           hint=f"set it, or pass --model ({builtin_models.known_names()} is a tiny test model; "
+                                "lora-tui make-tiny-model DIR writes one)")
     # a few stats, not a model load: a path that cannot be a model is refused before a run folder exists
-    if model:
+    if model and not builtin_models.is_reference(model):
         check_model_path(Path(model).expanduser(), hint="give --model a .safetensors/.ckpt file or a Diffusers folder")
-    elif project.model_path is not None:
+    elif not model and project.model_path is not None and not project.model_reference:
         check_model_path(project.model_path, hint="fix [model] pretrained_model_name_or_path in lora-tui.toml "
                          "(a .safetensors/.ckpt file or a Diffusers folder), or pass --model")
     return chosen
@@ -170,8 +175,14 @@ def _fill_run(project: Project, run_dir: Path, *, backend: Backend, model: str |
               cli_argv: list[str] | None, scans: list[scan.SubsetScan] | None, resume: str | None, launch: str,
               name: str | None) -> Run:
     overrides: dict[str, Any] = {"output_dir": str(run_dir / "output"), "logging_dir": str(run_dir / "logs")}
-    if model:
+    reference = model if model and builtin_models.is_reference(model) else None
+    if model and not reference:
         overrides["pretrained_model_name_or_path"] = str(Path(model).expanduser().resolve())
+    reference = reference or (None if model else project.model_reference)
+    if reference:  # the built-in trainer builds it in its own (torch) process; sd-scripts gets the folder
+        overrides["pretrained_model_name_or_path"] = (
+            builtin_models.lookup(reference).reference if backend.name == "builtin"
+            else str(builtin_models.ensure_built(reference)))
     if max_train_steps is not None:
         overrides.update(max_train_steps=int(max_train_steps), max_train_epochs=None)
     if resume:

@@ -48,6 +48,8 @@ def test_make_tiny_model_then_train_the_sample_project_and_load_it_in_diffusers(
 def test_train_refuses_a_project_without_a_model(tmp_path: Path, capsys) -> None:
     project = tmp_path / "sample"
     shutil.copytree(ROOT / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    text = (project / "lora-tui.toml").read_text()  # the sample ships lora-tui:tiny-sd15; this one has none
+    (project / "lora-tui.toml").write_text(text.replace('"lora-tui:tiny-sd15"', '""', 1))
     assert main(["train", str(project)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err and "make-tiny-model" in err

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lora_tui.core import builtin_models
 from lora_tui.core.errors import ModelError
-from lora_tui.core.findings import ERROR, OK, Finding
+from lora_tui.core.findings import ERROR, INFO, OK, Finding
 from lora_tui.core.findings import WARNING as WARN
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
@@ -50,7 +51,28 @@ def check_project(project: Project, env: Mapping[str, str]) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------------- model
 def check_model(project: Project) -> tuple[list[Finding], str]:
-    """Findings on the base model and its family ('sd_v1' / 'sd_v2'; the project's v2 flag if unknown)."""
+    """Findings on the base model and its family ('sd_v1' / 'sd_v2'; the project's v2 flag if unknown).
+
+    A built-in reference (``lora-tui:tiny-sd15``) says where it lives; once built, its folder is
+    checked like any other."""
+    if not project.model_reference:
+        return _check_model_path(project)
+    known = builtin_models.find(project.model_reference)
+    if known is None:
+        return [Finding.about("model", ERROR, f"unknown built-in model '{project.model_reference}'",
+                              f"use one of {builtin_models.known_names()}, or a .safetensors/.ckpt file or a "
+                              "Diffusers folder")], "sd_v2" if project.model.get("v2") else "sd_v1"
+    where = known.path()
+    state = "built" if known.is_built() else "not built yet: the first run builds it (seconds)"
+    notes = [Finding.about("model", INFO, f"{known.reference} lives in {where} ({state}); "
+                           f"{builtin_models.TEST_MODEL_NOTE}", builtin_models.TEST_MODEL_FIX)]
+    if not known.is_built():
+        return notes, known.family
+    findings, family = _check_model_path(project)
+    return notes + findings, family
+
+
+def _check_model_path(project: Project) -> tuple[list[Finding], str]:
     v2 = bool(project.model.get("v2"))
     family = "sd_v2" if v2 else "sd_v1"
     if project.model_hub_id:

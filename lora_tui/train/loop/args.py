@@ -21,6 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from lora_tui.core import builtin_models
 from lora_tui.core.errors import TrainError
 from lora_tui.core.train_args import check_arg, known_args
 from lora_tui.core.train_settings import SETTINGS, defaults, range_problem
@@ -220,6 +221,9 @@ def check(args: TrainArgs, where: Path | None = None) -> TrainArgs:
     if not args.pretrained_model_name_or_path:
         raise TrainError("no pretrained_model_name_or_path", hint="set it in [model] of lora-tui.toml, or pass "
                          "--model to lora-tui train (lora-tui make-tiny-model makes a test model)")
+    if builtin_models.is_reference(args.pretrained_model_name_or_path):  # built when training starts
+        from_file = args.sources.get("pretrained_model_name_or_path") == "config_file"
+        builtin_models.lookup(str(args.pretrained_model_name_or_path), path=where if from_file else None)
     return args
 
 

@@ -23,6 +23,7 @@ from lora_tui.train.data.dataset import TrainData
 from lora_tui.train.loop.args import TrainArgs, network_kwargs, optimizer_kwargs
 from lora_tui.train.loop.events import RunWriter
 from lora_tui.train.loop.optim import make_optimizer, make_scheduler, warmup_steps
+from lora_tui.train.model import builtin
 from lora_tui.train.model.load import load_base_model
 from lora_tui.train.model.text import TextEncoding
 from lora_tui.train.network import saves as state_io
@@ -240,7 +241,9 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     device = accelerator.device
     weight_dtype = DTYPES[args.mixed_precision]
     vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
-    model = load_base_model(str(args.pretrained_model_name_or_path), v2=bool(args.v2),
+    # "lora-tui:tiny-sd15" is its cache folder, built here on first use (args keep the name: events, metadata)
+    model_path = builtin.local_model(str(args.pretrained_model_name_or_path), say=writer.say)
+    model = load_base_model(model_path, v2=bool(args.v2),
                             v_parameterization=bool(args.v_parameterization),
                             tokenizer_cache_dir=args.tokenizer_cache_dir)
     for note in model.notes:
@@ -332,7 +335,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     session_id = random.randint(0, 2**32)
     facts = training_facts(args.replace(seed=seed), data, session_id=session_id, started_at=time.time(),
                            optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
-                           v2=model.v2, model_hash=model_hashes(Path(str(args.pretrained_model_name_or_path))),
+                           v2=model.v2, model_hash=model_hashes(Path(model_path)),
                            dataset=dataset_facts(data))
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
