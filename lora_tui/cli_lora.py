@@ -80,6 +80,62 @@ def cmd_resize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from lora_tui.train.lora_tools import factors, merge
+    from lora_tui.train.network.file import save_lora
+
+    paths = [Path(f) for f in args.files]
+    ratios = _floats(args.ratios, "--ratios") if args.ratios else [1.0 / len(paths)] * len(paths)
+    if not args.out:
+        raise LoraTuiError("give --out PATH for the merged LoRA", hint="e.g. --out merged.safetensors")
+    target = factors.output_path(paths[0], args.out, "merged", in_place=False, force=args.force)
+    if any(target.exists() and target.resolve() == p.resolve() for p in paths):
+        raise LoraTuiError("the output would overwrite an input", path=target, hint="choose another --out")
+    loaded = [_load(p) for p in paths]
+    modules = merge.merge([sd for sd, _ in loaded], ratios, dim=args.dim, conv_dim=args.conv_dim,
+                          clamp_quantile=args.clamp_quantile, device=args.device, paths=paths)
+    dtype = factors.pick_dtype(args.save_precision, loaded[0][0])
+    meta = merge.merge_metadata(paths, ratios, args.dim, [m for _, m in loaded])
+    save_lora(target, factors.to_state_dict(modules, dtype), meta)
+    _out(f"merged {len(paths)} LoRAs ({len(modules)} modules) at rank {args.dim}: wrote {target}")
+    return 0
+
+
+def cmd_bake(args: argparse.Namespace) -> int:
+    from lora_tui.train.lora_tools import factors, merge
+
+    model, lora, target = Path(args.model), Path(args.lora), Path(args.out)
+    if target.suffix.lower() != ".safetensors":
+        raise LoraTuiError("the baked checkpoint is written as .safetensors", path=target,
+                           hint="name --out *.safetensors")
+    for src in (model, lora):
+        if target.exists() and target.resolve() == src.resolve():
+            raise LoraTuiError("the output would overwrite an input", path=target, hint="choose another --out")
+    if target.exists() and not args.force:
+        raise LoraTuiError("output file exists", path=target, hint="choose another --out or pass --force")
+    dtype = factors.DTYPES[args.save_precision] if args.save_precision else None
+    merge.bake(model, lora, args.weight, target, dtype=dtype)
+    _out(f"baked {lora.name} at {args.weight:g} into {model.name}: wrote {target}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from lora_tui.train.lora_tools import convert, factors
+
+    src = Path(args.file)
+    suffix = f"{args.to}"
+    if args.to == "peft":
+        target = Path(args.out) if args.out else src.with_name(f"{src.stem}-peft")
+        if target.exists() and (target.resolve() == src.resolve() or not args.force):
+            raise LoraTuiError("output exists", path=target, hint="choose another --out or pass --force")
+    else:
+        target = factors.output_path(src, args.out, suffix, in_place=False, force=args.force)
+    dtype = factors.DTYPES[args.save_precision] if args.save_precision else None
+    source = convert.convert(src, args.to, target, dtype=dtype)
+    _out(f"converted {source} → {args.to}: wrote {target}")
+    return 0
+
+
 def add_lora_parsers(sub: Any) -> None:
     """Register `lora …` (and `grid`) on the top-level subparsers."""
     lora = sub.add_parser("lora", help="inspect, resize, merge, bake or convert LoRA files")
@@ -109,3 +165,33 @@ def add_lora_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     output_options(p)
     p.set_defaults(func=cmd_resize)
+
+    p = lsub.add_parser("merge", help="weighted sum of LoRAs, re-factored by SVD to one rank")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--ratios", help="one weight per file, e.g. 0.7,0.3 (default: equal)")
+    p.add_argument("--dim", type=int, required=True, help="rank of the merged LoRA")
+    p.add_argument("--conv-dim", type=int, help="rank of conv modules (default: --dim)")
+    p.add_argument("--clamp-quantile", type=float,
+                   help="clamp factors at this quantile like sd-scripts' svd_merge_lora (0.99); off by default")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    output_options(p)
+    p.set_defaults(func=cmd_merge)
+
+    p = lsub.add_parser("bake", help="merge a LoRA into a base model: one .safetensors checkpoint for webui")
+    p.add_argument("model", help="base model: Diffusers folder or single-file .safetensors/.ckpt")
+    p.add_argument("lora")
+    p.add_argument("--weight", type=float, default=1.0, help="LoRA strength (default 1.0)")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors")
+    p.add_argument("--force", action="store_true", help="replace an existing output file (never an input)")
+    p.add_argument("--save-precision", choices=("float", "fp16", "bf16"), help="dtype of the checkpoint")
+    p.set_defaults(func=cmd_bake)
+
+    p = lsub.add_parser("convert", help="between kohya, diffusers and peft key styles (SD1/SD2)")
+    p.add_argument("file", help="a LoRA file, or a peft folder")
+    p.add_argument("--to", required=True, choices=("kohya", "diffusers", "peft"))
+    output_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    from lora_tui.cli_grid import add_grid_parser
+
+    add_grid_parser(sub)
