@@ -112,6 +112,21 @@ def read_caption(path: Path) -> CaptionText:
     return decode_caption(data, path)
 
 
+def caption_text(path: Path) -> str | None:
+    """A caption file's text as editors show it and compare it: decoded by :func:`decode_caption` (a BOM
+    dropped, CR/CRLF line endings kept as they are), None when there is no file.
+
+    Every place that compares a caption on disk with an editor's text reads it through here, so a
+    caption saved with a BOM or Windows line endings is not mistaken for a changed one.
+    """
+    try:
+        return read_caption(path).raw
+    except CaptionError:
+        if not path.exists():
+            return None
+        raise
+
+
 def split_tags(text: str, separator: str = ",") -> list[str]:
     """Tags of one caption line, stripped, empties dropped (sd-scripts' split-and-strip)."""
     sep = separator or ","

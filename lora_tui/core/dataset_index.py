@@ -6,15 +6,17 @@ testable), never in widgets. Built from a scan in one pass; 10,000 rows filter i
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from lora_tui.core.captions import split_tags
+from lora_tui.core.captions import find_caption, split_tags
 from lora_tui.core.clip_tokens import estimate_tokens
+from lora_tui.core.images import IMAGE_EXTENSIONS
 from lora_tui.core.project import Subset
 from lora_tui.core.review import ReviewMarks
-from lora_tui.core.scan import ImageRecord, SubsetScan
+from lora_tui.core.scan import ImageRecord, SubsetScan, load_caption, scan_subset
 
 
 @dataclass
@@ -87,32 +89,115 @@ class Filter:
 ORDERS = ("project", "name", "caption", "tokens")
 
 
+@dataclass
+class Refreshed:
+    """What :meth:`DatasetIndex.refresh` changed: rows re-read, and whether the view was rebuilt."""
+
+    rows: list[Row] = field(default_factory=list)
+    view_changed: bool = False
+    tags_changed: bool = False  # a tag appeared or disappeared (completion needs rebuilding)
+    tags: set[str] = field(default_factory=set)  # tags whose count may have changed
+
+
 class DatasetIndex:
     """All rows of a project plus the current filtered view."""
 
     def __init__(self, scans: Sequence[SubsetScan], marks: ReviewMarks) -> None:
         self.marks = marks
-        self.rows = [Row(scan.subset, record, marks.key(record.path_text))
-                     for scan in scans for record in scan.records]
+        self.scans = list(scans)
+        self.rows = self._rows_of(self.scans)
         self.filter = Filter()
         self.view: list[Row] = list(self.rows)
+        self._by_path: dict[str, Row] | None = None
+        self._counts: Counter[str] | None = None  # tag counts over every row, kept current by refresh
+
+    def _rows_of(self, scans: Iterable[SubsetScan]) -> list[Row]:
+        return [Row(scan.subset, record, self.marks.key(record.path_text))
+                for scan in scans for record in scan.records]
+
+    # -- incremental updates ---------------------------------------------------------------------
+    def _paths(self) -> dict[str, Row]:
+        """Image and caption paths → row (built once, on the first refresh)."""
+        if self._by_path is None:
+            out: dict[str, Row] = {}
+            for row in self.rows:
+                r = row.record
+                out[r.path_text] = row
+                if r.caption_name is not None:
+                    out[os.path.join(r.folder, r.caption_name)] = row
+                ext = row.subset.get("caption_extension")
+                if ext and r.meta_caption is None:  # where a new sidecar would appear
+                    out.setdefault(os.path.splitext(r.path_text)[0] + ext, row)
+            self._by_path = out
+        return self._by_path
+
+    def refresh(self, paths: Iterable[os.PathLike[str] | str]) -> Refreshed:
+        """Re-read only the images and captions at ``paths`` (files written, undone or changed outside).
+
+        Captions are re-read in place; an image added to or removed from a subset folder rescans that
+        subset alone. Tag counts and the view follow: the view is rebuilt only when a changed row's
+        membership or place in it may have changed.
+        """
+        lookup = self._paths()
+        folders = {str(s.subset.image_dir): s for s in self.scans if s.subset.image_dir is not None}
+        touched: dict[int, Row] = {}
+        rescan: dict[int, SubsetScan] = {}
+        for raw in paths:
+            path = os.fspath(raw)
+            row = lookup.get(path)
+            if row is not None and (os.path.exists(row.record.path_text)):
+                touched[id(row)] = row
+                continue
+            scan = folders.get(os.path.dirname(path))
+            if scan is not None and (row is not None or os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS):
+                rescan[id(scan)] = scan  # an image came or went
+        out = Refreshed()
+        counts = self._counts
+        for row in touched.values():
+            old = set(row.tags) if counts is not None else set()
+            _reread(row)
+            out.rows.append(row)
+            if counts is not None:
+                new = set(row.tags)
+                out.tags |= old ^ new
+                counts.subtract(old - new)
+                counts.update(new - old)
+                out.tags_changed |= any(counts[t] <= 0 for t in old - new) or any(counts[t] == 1 for t in new - old)
+        if counts is not None:
+            for tag in [t for t, n in counts.items() if n <= 0]:
+                del counts[tag]
+        if rescan:
+            self._rescan_subsets(list(rescan.values()))
+            out.view_changed = out.tags_changed = True
+            return out
+        if out.rows and self._view_may_change(out.rows):
+            self.apply(self.filter)
+            out.view_changed = True
+        return out
+
+    def _rescan_subsets(self, scans: list[SubsetScan]) -> None:
+        for old in scans:
+            i = next(i for i, s in enumerate(self.scans) if s is old)
+            self.scans[i] = scan_subset(old.subset)
+        self.rows = self._rows_of(self.scans)
+        self._by_path = None
+        self._counts = None
+        self.apply(self.filter)
+
+    def _view_may_change(self, rows: list[Row]) -> bool:
+        flt = self.filter
+        if flt.order in ("caption", "tokens"):
+            return True
+        if flt.tag is None and not flt.text and flt.state != "uncaptioned":
+            return False  # subset and review filters do not depend on caption text
+        shown = {id(r) for r in self.view}
+        return any((id(r) in shown) != self._matches(r, flt) for r in rows)
 
     def apply(self, flt: Filter) -> list[Row]:
         """Set the filter and return the rows it keeps, in project order."""
         self.filter = flt
         text = flt.text.casefold()
-        out = []
-        for row in self.rows:
-            sub = row.subset
-            if flt.subset is not None and f"{sub.dataset_index}.{sub.index}" != flt.subset:
-                continue
-            if flt.tag is not None and flt.tag not in row.tags:
-                continue
-            if text and text not in row.text.casefold() and text not in row.record.name.casefold():
-                continue
-            if flt.state and not self._state_matches(row, flt.state):
-                continue
-            out.append(row)
+        out = [row for row in self.rows if self._matches(row, flt, text)]
         if flt.order == "name":
             out.sort(key=lambda r: r.record.name.casefold())
         elif flt.order == "caption":
@@ -121,6 +206,17 @@ class DatasetIndex:
             out.sort(key=lambda r: -r.tokens)
         self.view = out
         return out
+
+    def _matches(self, row: Row, flt: Filter, text: str | None = None) -> bool:
+        text = flt.text.casefold() if text is None else text
+        sub = row.subset
+        if flt.subset is not None and f"{sub.dataset_index}.{sub.index}" != flt.subset:
+            return False
+        if flt.tag is not None and flt.tag not in row.tags:
+            return False
+        if text and text not in row.text.casefold() and text not in row.record.name.casefold():
+            return False
+        return not (flt.state and not self._state_matches(row, flt.state))
 
     def _state_matches(self, row: Row, state: str) -> bool:
         if state == "unreviewed":
@@ -131,9 +227,15 @@ class DatasetIndex:
 
     def tag_counts(self, rows: Sequence[Row] | None = None) -> Counter[str]:
         """Captions per tag over ``rows`` (default: the current view)."""
+        rows = self.view if rows is None else rows
+        everything = rows is self.rows or (len(rows) == len(self.rows) and rows == self.rows)
+        if everything and self._counts is not None:
+            return Counter(self._counts)
         counts: Counter[str] = Counter()
-        for row in self.view if rows is None else rows:
+        for row in rows:
             counts.update(set(row.tags))
+        if everything and not any(r.record.caption_pending for r in rows):
+            self._counts = Counter(counts)  # kept current by refresh from now on
         return counts
 
     def progress(self, rows: Sequence[Row] | None = None) -> tuple[int, int]:
@@ -141,3 +243,19 @@ class DatasetIndex:
         rows = self.view if rows is None else rows
         reviewed = self.marks.with_mark("reviewed")
         return sum(1 for r in rows if r.key in reviewed), len(rows)
+
+
+def _reread(row: Row) -> None:
+    """Read one image's caption again from disk (it may have appeared, changed or gone)."""
+    record = row.record
+    if record.meta_caption is not None:
+        return  # fine-tuning captions live in the metadata file
+    ext = row.subset.get("caption_extension")
+    found = find_caption(record.path, ext) if ext else None
+    record.caption_name = found.name if found is not None else None
+    record.__dict__.pop("caption_path", None)  # drop the cached property
+    record.caption = None
+    record.caption_error = None
+    record.caption_pending = record.caption_name is not None
+    load_caption(record)
+    row.forget_text()

@@ -206,7 +206,9 @@ class Journal:
         self.store.finish(seq, [self._rel(p) for p, _ in left], aborted=aborted)
         self._trim()
         self.refresh()
-        return Outcome(kind, label, len(result.written), left, applied=not aborted)
+        after = {item.path: row[2] for item, row in zip(items, rows)}
+        wrote = tuple((Path(p), after.get(p)) for p in result.written)
+        return Outcome(kind, label, len(result.written), left, applied=not aborted, wrote=wrote)
 
     # -- recovery ---------------------------------------------------------------------------------
     def recover(self, wait: float | None = 0.0) -> str | None:

@@ -58,6 +58,9 @@ class Outcome:
     written: int
     left_alone: tuple[tuple[Path, str], ...] = ()
     applied: bool = True  # False: nothing was written and history did not move
+    # every file written, with the hash of what it now holds (journal_store.text_hash; None: deleted),
+    # so a program watching the folder recognises its own writes by content
+    wrote: tuple[tuple[Path, int | None], ...] = ()
 
     def report(self, root: Path | None = None, limit: int = 5) -> str | None:
         """One line naming the captions left alone, or None if every file was written."""

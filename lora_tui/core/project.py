@@ -307,6 +307,13 @@ def update(project: Project, where: tuple[str | int, ...], key: str, value: Any)
     ``where`` addresses the table: ``("training",)`` or ``("datasets", 0, "subsets", 1)``. On any
     problem a :class:`ConfigError` says why and the file is left as it was; comments survive.
     """
+    updated = with_value(project, where, key, value)
+    save(updated)
+    return updated
+
+
+def with_value(project: Project, where: tuple[str | int, ...], key: str, value: Any) -> Project:
+    """:func:`update` without the save: the project as it would be (a form previews unsaved edits)."""
     doc = tomlkit.parse(project.doc.as_string())
     table: Any = doc
     for part in where:
@@ -318,9 +325,7 @@ def update(project: Project, where: tuple[str | int, ...], key: str, value: Any)
             del table[key]
     else:
         table[key] = value
-    updated = from_document(project.root, doc)
-    save(updated)
-    return updated
+    return from_document(project.root, doc)
 
 
 def sd_scripts_dataset_config(project: Project,

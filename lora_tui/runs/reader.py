@@ -280,7 +280,7 @@ def read_run(run_dir: Path, tail: int = 1000,
 
 
 # -- history ------------------------------------------------------------------------------------
-def _step_points(lines: list[bytes]) -> list[tuple[int, float | None, float | None, float]]:
+def _step_points(lines: list[bytes]) -> list[tuple[int, float | None, float | None, float, dict[str, Any] | None]]:
     out = []
     for raw in lines:
         if b'"step"' not in raw:
@@ -288,7 +288,9 @@ def _step_points(lines: list[bytes]) -> list[tuple[int, float | None, float | No
         event = contract.parse_event(raw)
         if event is None or event.get("kind") != "step" or not isinstance(event.get("step"), int):
             continue
-        out.append((event["step"], event.get("loss"), event.get("loss_avg"), float(event.get("t") or 0)))
+        lr = event.get("lr")
+        out.append((event["step"], event.get("loss"), event.get("loss_avg"), float(event.get("t") or 0),
+                    lr if isinstance(lr, dict) else None))
     return out
 
 
@@ -297,8 +299,9 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(good) / len(good) if good else None
 
 
-def _bucket(points: list[tuple[int, float | None, float | None, float]], max_points: int) -> list[dict[str, Any]]:
-    """At most ``max_points`` points: consecutive points averaged, the step of each bucket's last."""
+def _bucket(points: list[tuple[int, float | None, float | None, float, dict[str, Any] | None]],
+            max_points: int) -> list[dict[str, Any]]:
+    """At most ``max_points`` points: consecutive points averaged, the step (and lr) of each bucket's last."""
     if not points:
         return []
     size = max(1, math.ceil(len(points) / max_points))
@@ -306,13 +309,14 @@ def _bucket(points: list[tuple[int, float | None, float | None, float]], max_poi
     for i in range(0, len(points), size):
         chunk = points[i:i + size]
         out.append({"step": chunk[-1][0], "loss": _mean([p[1] for p in chunk]),
-                    "loss_avg": _mean([p[2] for p in chunk]), "t": chunk[-1][3]})
+                    "loss_avg": _mean([p[2] for p in chunk]), "t": chunk[-1][3], "lr": chunk[-1][4]})
     return out
 
 
 def loss_history(run_dir: Path, max_points: int = 2000, *, read_whole_below: int = 4 << 20,
                  probe: int = 2048) -> list[dict[str, Any]]:
-    """Loss over the whole run in at most ``max_points`` points (``step``, ``loss``, ``loss_avg``, ``t``).
+    """Loss over the whole run in at most ``max_points`` points (``step``, ``loss``, ``loss_avg``, ``t``,
+    ``lr``: the learning rates of the bucket's last step, or None).
 
     A small file is read whole and averaged in buckets. A large one is probed at ``max_points``
     evenly spaced offsets, averaging the step events found in ``probe`` bytes at each: bounded work

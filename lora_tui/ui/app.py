@@ -8,12 +8,11 @@ import signal
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
-from lora_tui.ui.commands import CaptionCommands, ConfigCommands, DatasetCommands, ProjectCommands
+from lora_tui.ui.actions import Action, Actions, ScreenActionsProvider
 from lora_tui.ui.screens.overview import OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
@@ -21,11 +20,12 @@ from lora_tui.ui.themes import DEFAULT_THEME, load_themes
 
 class LoraTuiApp(App[int]):
     TITLE = "lora-tui"
-    COMMANDS = App.COMMANDS | {ProjectCommands, DatasetCommands, CaptionCommands, ConfigCommands}
-    BINDINGS = [
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("f1", "toggle_help", "Help", id="app.help"),
-    ]
+    COMMANDS = App.COMMANDS | {ScreenActionsProvider}
+    ACTIONS = Actions("app", "Everywhere", actions=(
+        Action("app.quit", "q", "Quit", "quit", palette=False),
+        Action("app.help", "f1", "Help", "toggle_help", title="Show or hide this help", palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
 
     def __init__(self, project: Project, settings: Settings | None = None) -> None:
         super().__init__()
@@ -35,13 +35,15 @@ class LoraTuiApp(App[int]):
         for theme in loaded.themes:
             self.register_theme(theme)
         self._problems = [*loaded.problems, *self.settings.problems]
-        wanted = self.settings.theme or DEFAULT_THEME
+        wanted = self.settings.theme or self.settings.saved_theme or DEFAULT_THEME
         if wanted in self.available_themes:
             self.theme = wanted
+        self._start_theme = self.theme  # not a pick: the startup theme is never saved
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._problems:
             self.notify("settings skipped: " + "; ".join(self._problems), severity="warning", markup=False)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -85,6 +87,24 @@ class LoraTuiApp(App[int]):
                         f"in {unsaved.folder(self.project.root)} (copy them over the captions, then delete them)",
                         severity="warning", markup=False, timeout=30)
         self.push_screen(OverviewScreen(self.project))
+        # -- runs (issue 11): a toast, the bell and a desktop notification when a run ends --
+        from lora_tui.ui.notify import RunNotifier
+
+        self.run_notifier = RunNotifier(self, self.project.root)
+        self.run_notifier.start()
+
+    def _remember_theme(self, theme) -> None:
+        """A theme picked in the palette is the next start's theme too."""
+        if not self.settings.remember_theme or theme.name in (self.settings.saved_theme, self._start_theme):
+            return
+        self._start_theme = None  # from now on every pick counts, the first theme again too
+        from lora_tui.ui.settings import save_theme
+
+        problem = save_theme(theme.name)
+        if problem:
+            self.notify(problem, severity="warning", markup=False)
+        else:
+            self.settings.saved_theme = theme.name
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -96,14 +116,16 @@ class LoraTuiApp(App[int]):
 def run_app(project: Project, theme: str | None = None, image_protocol: str | None = None) -> int:
     """Start the app; a theme or setting that cannot be used is a one-line error before the screen opens."""
     from lora_tui.ui import graphics
-    from lora_tui.ui.settings import resolve_image_protocol
+    from lora_tui.ui.settings import load_saved_theme, resolve_image_protocol
 
     try:
         protocol = graphics.prepare(resolve_image_protocol(image_protocol, detect=graphics.detect))
     except ValueError as exc:
         raise LoraTuiError(str(exc)) from None
     keymap, problems = load_keymap()
-    settings = Settings(theme=theme, image_protocol=protocol, keymap=keymap, problems=problems)
+    saved, theme_problems = load_saved_theme()
+    settings = Settings(theme=theme, image_protocol=protocol, keymap=keymap, problems=problems + theme_problems,
+                        saved_theme=saved, remember_theme=True)
     app = LoraTuiApp(project, settings)
     if theme and theme not in app.available_themes:
         raise LoraTuiError(f"unknown theme {theme!r}",

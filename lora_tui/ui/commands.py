@@ -1,71 +1,34 @@
-"""Command palette providers, one per domain ("project: …", "dataset: …", "captions: …", "config: …").
+"""Palette entries by domain ("project: …", "dataset: …", "captions: …", "config: …").
 
-Each offers the actions of the screen on top, so the palette only lists what applies now.
+The app's palette uses :class:`~lora_tui.ui.actions.ScreenActionsProvider`, which offers every action
+of the screen it was opened over; these are the same entries narrowed to one group, for callers that
+want a single domain (and the tests that check which domains a screen offers).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from lora_tui.ui.actions import ScreenActionsProvider
 
 
-class _ScreenActions(Provider):
-    """Commands are (title, action) pairs run on the current screen when it has that action."""
-
-    COMMANDS: tuple[tuple[str, str], ...] = ()
+class _GroupCommands(ScreenActionsProvider):
+    GROUP = ""
 
     def _available(self) -> list[tuple[str, str]]:
-        screen = self.app.screen
-        return [(t, a) for t, a in self.COMMANDS if hasattr(screen, f"action_{a.split('(')[0]}")]
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        screen = self.app.screen
-        for title, action in self._available():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(screen.run_action, action), help=title)
-
-    async def discover(self) -> Hits:
-        screen = self.app.screen
-        for title, action in self._available():
-            yield DiscoveryHit(title, partial(screen.run_action, action), help=title)
+        prefix = f"{self.GROUP}: "
+        return [(t, a) for t, a in super()._available() if t.startswith(prefix)]
 
 
-class ProjectCommands(_ScreenActions):
-    COMMANDS = (
-        ("project: Rescan images and captions", "rescan"),
-        ("project: Write configs for sd-scripts", "write_configs"),
-        ("project: Open the dataset screen", "dataset"),
-        ("project: Open the config screen", "config"),
-    )
+class ProjectCommands(_GroupCommands):
+    GROUP = "project"
 
 
-class DatasetCommands(_ScreenActions):
-    COMMANDS = (
-        ("dataset: Show or hide the tag panel", "toggle_tags"),
-        ("dataset: Filter by text", "filter_text"),
-        ("dataset: Next subset filter", "cycle_subset"),
-        ("dataset: Next review-state filter", "cycle_state"),
-        ("dataset: Clear the filter", "clear_filter"),
-        ("dataset: Next unreviewed image", "next_unreviewed"),
-        ("dataset: Mark reviewed", "mark('reviewed')"),
-        ("dataset: Flag", "mark('flagged')"),
-        ("dataset: Exclude from training", "mark('excluded')"),
-    )
+class DatasetCommands(_GroupCommands):
+    GROUP = "dataset"
 
 
-class CaptionCommands(_ScreenActions):
-    COMMANDS = (
-        ("captions: Rename a tag in the captions shown", "rename_tag"),
-        ("captions: Remove a tag from the captions shown", "remove_tag"),
-        ("captions: Add a tag to the captions shown", "add_tag"),
-        ("captions: Find and replace", "find_replace"),
-        ("captions: Undo the last caption edit", "undo"),
-        ("captions: Redo", "redo"),
-    )
+class CaptionCommands(_GroupCommands):
+    GROUP = "captions"
 
 
-class ConfigCommands(_ScreenActions):
-    COMMANDS = (("config: Write configs for sd-scripts", "write_configs"),)
+class ConfigCommands(_GroupCommands):
+    GROUP = "config"

@@ -1,4 +1,5 @@
-"""User settings for the app: keymap overrides and the image renderer, from files and the environment."""
+"""User settings for the app: keymap overrides, the theme last picked and the image renderer, from
+files (``$XDG_CONFIG_HOME/lora-tui/``) and the environment."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Settings:
     image_protocol: str = "auto"
     keymap: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    saved_theme: str | None = None  # picked in the palette last time (settings.toml)
+    remember_theme: bool = False  # save a theme picked now for the next start (the real app does)
 
 
 def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
@@ -42,6 +45,38 @@ def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         return {}, [f"{path}: [keys] must map binding ids to key strings"]
     return dict(keys), []
+
+
+def load_saved_theme(path: Path | None = None) -> tuple[str | None, list[str]]:
+    """The theme picked last time (``settings.toml``: ``theme = "name"``); problems are reported, not fatal."""
+    path = path or config_dir() / "settings.toml"
+    if not path.exists():
+        return None, []
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return None, [f"{path}: {exc}"]
+    theme = data.get("theme")
+    if theme is not None and not isinstance(theme, str):
+        return None, [f"{path}: theme must be a theme name in quotes"]
+    return theme, []
+
+
+def save_theme(name: str, path: Path | None = None) -> str | None:
+    """Remember ``name`` for the next start (other keys of the file are kept); a problem as one line."""
+    import tomlkit
+
+    from lora_tui.core.fsio import atomic_write_text
+
+    path = path or config_dir() / "settings.toml"
+    try:
+        doc = tomlkit.parse(path.read_text("utf-8")) if path.exists() else tomlkit.document()
+        doc["theme"] = name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, tomlkit.dumps(doc))
+    except Exception as exc:  # OSError, a broken file (tomlkit raises its own types): say so, keep going
+        return f"theme not remembered: {path}: {exc}"
+    return None
 
 
 def resolve_image_protocol(value: str | None, detect: Callable[[], str] | None = None) -> str:

@@ -30,12 +30,17 @@ class _Handler(FileSystemEventHandler):
 
 
 class FolderWatcher:
-    """Calls ``on_change(paths)`` (from a background thread) after a burst of changes settles."""
+    """Calls ``on_change(paths)`` (from a background thread) after a burst of changes settles.
+
+    ``ignore(path)`` drops a path from the burst (this program's own writes); it runs in the
+    watcher's thread once the burst has settled, so it may read the file.
+    """
 
     def __init__(self, folders: Iterable[Path], on_change: Callable[[set[Path]], None],
-                 ignore: Callable[[Path], bool] | None = None) -> None:
+                 ignore: Callable[[Path], bool] | None = None, defer: Callable[[], bool] | None = None) -> None:
         self.on_change = on_change
         self.ignore = ignore or (lambda _: False)
+        self.defer = defer or (lambda: False)  # True while this program is writing: judge the burst after
         self._pending: set[Path] = set()
         self._last = 0.0
         self._lock = threading.Lock()
@@ -56,8 +61,8 @@ class FolderWatcher:
         self.observer.stop()
 
     def touch(self, path: Path) -> None:
-        if path.name.startswith(".") or self.ignore(path):
-            return  # our own temporaries and writes
+        if path.name.startswith("."):
+            return  # our own temporaries
         with self._lock:
             self._pending.add(path)
             self._last = time.monotonic()
@@ -65,7 +70,10 @@ class FolderWatcher:
     def _flush_loop(self) -> None:
         while not self._stop.wait(0.1):
             with self._lock:
-                if not self._pending or time.monotonic() - self._last < SETTLE_SECONDS:
+                if not self._pending or time.monotonic() - self._last < SETTLE_SECONDS or self.defer():
                     continue
                 batch, self._pending = self._pending, set()
-            self.on_change(batch)
+            # once the burst has settled, so a writer has finished and said what it wrote
+            batch = {p for p in batch if not self.ignore(p)}
+            if batch:
+                self.on_change(batch)

@@ -9,6 +9,9 @@ def _landed(app) -> bool:
     screen = app.screen
     steps = screen.query("#steps")
     findings = screen.query("#findings")
+    latest = screen.query("#latest")  # the latest runs (read by a worker too)
+    if latest and not latest.first().loaded:
+        return False
     return bool(steps and findings and "scanning" not in str(steps.first(Static).render())
                 and findings.first(DataTable).row_count > 0 and "errors" in screen.title)
 

@@ -148,3 +148,29 @@ async def test_palette_offers_the_commands_of_the_screen_on_top(sample_copy: Pat
         assert CaptionCommands(app.screen)._available() == []  # not on the overview
         await _open_dataset(pilot)
         assert "captions: Find and replace" in [t for t, _ in CaptionCommands(app.screen)._available()]
+
+
+async def test_a_theme_picked_in_the_palette_is_the_next_starts_theme(sample_copy: Path) -> None:
+    from textual.command import CommandPalette
+
+    from lora_tui.ui.settings import Settings, load_saved_theme
+    from tests.ui.settle import wait_until
+
+    app = LoraTuiApp(project.load(sample_copy), Settings(remember_theme=True))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await _settled(pilot, app)
+        assert app.theme == "lora-dark"
+        await pilot.press("ctrl+p", *"theme")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette)
+                         and app.screen.query_one("CommandList").option_count > 0, "the palette")
+        await pilot.press("down", "enter")  # "Theme": the theme picker
+        await pilot.pause(0.2)
+        await pilot.press(*"lora-light")
+        await wait_until(pilot, lambda: app.screen.query_one("CommandList").option_count == 1, "the theme")
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: app.theme == "lora-light", "the theme to change")
+    saved, problems = load_saved_theme()
+    assert saved == "lora-light" and not problems
+    again = LoraTuiApp(project.load(sample_copy), Settings(saved_theme=saved))
+    async with again.run_test() as pilot:
+        assert again.theme == "lora-light"

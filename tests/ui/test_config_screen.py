@@ -59,3 +59,58 @@ async def test_an_invalid_value_is_refused_and_the_file_untouched(sample_copy: P
         await pilot.pause()
         assert any("at least 1" in str(n.message) for n in app._notifications)
     assert (sample_copy / "lora-tui.toml").read_text() == before
+
+
+async def test_the_steps_follow_typing_before_enter_and_nothing_is_saved(sample_copy: Path) -> None:
+    before = (sample_copy / "lora-tui.toml").read_text()
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50)) as pilot:
+        screen = await _open_config(pilot)
+        field = screen.query_one("#f-datasets-0-subsets-0-num_repeats", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press("5")  # no enter
+        shown = await _wait_for(pilot, screen, "173 steps/epoch")
+        assert "unsaved" in shown
+    assert (sample_copy / "lora-tui.toml").read_text() == before
+
+
+async def test_escape_with_an_unsaved_field_asks_and_can_save_it(sample_copy: Path) -> None:
+    from lora_tui.ui.screens.modals import AskUnsaved
+    from lora_tui.ui.screens.overview import OverviewScreen
+
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50)) as pilot:
+        screen = await _open_config(pilot)
+        field = screen.query_one("#f-datasets-0-subsets-0-num_repeats", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press("5", "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, AskUnsaved), "the question")
+        await pilot.press("escape")  # stay
+        await wait_until(pilot, lambda: app.screen is screen, "back on the form")
+        assert field.value == "5"
+        await pilot.press("escape", "s")  # ask again, then save
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen), "the overview")
+        assert "num_repeats = 5" in (sample_copy / "lora-tui.toml").read_text()
+        await wait_until(pilot, lambda: "173 steps/epoch" in str(app.screen.query_one("#steps", Static).render()),
+                         "the overview showing the saved project")
+
+
+async def test_the_config_screen_hands_back_what_it_saved_by_dismissing(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    results: list = []
+    async with app.run_test(size=(150, 50)) as pilot:
+        await settled(pilot)
+        original = app.project
+        await app.push_screen(ConfigScreen(original), callback=results.append)
+        screen = app.screen
+        field = screen.query_one("#f-datasets-0-batch_size", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press("2", "enter")
+        await pilot.pause()
+        assert app.project is original  # the screen does not write to the app
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: results, "the result")
+    assert results[0].datasets[0].values["batch_size"] == 2

@@ -77,3 +77,20 @@ async def test_previews_off_shows_the_name_only(sample_copy: Path) -> None:
         preview = app.screen.query_one(ImagePreview)
         await wait_until(pilot, lambda: "previews off" in str(preview.text.render()), "the notice")
         assert preview.shown is None
+
+
+@pytest.mark.parametrize("protocol", ["halfblock", "sixel"])
+async def test_an_image_that_cannot_be_decoded_says_so_in_the_preview(sample_copy: Path, protocol: str) -> None:
+    from lora_tui.ui.widgets.dataset.image_list import ImageList
+
+    image = sample_copy / "data" / "armsup" / "pose_00.png"
+    image.write_bytes(image.read_bytes()[:200])  # cut short, as by an interrupted copy
+    app = LoraTuiApp(project.load(sample_copy), Settings(theme="lora-dark", image_protocol=protocol))
+    async with app.run_test(size=(120, 40)) as pilot:
+        preview = await _open_preview(pilot)
+        image_list = app.screen.query_one(ImageList)
+        image_list.cursor = [r.record.name for r in image_list.rows].index("pose_00.png")
+        await wait_until(pilot, lambda: preview.shown == image, "pose_00's preview")
+        shown = str(preview.text.render())
+        assert "pose_00.png cannot be decoded" in shown and "re-export" in shown
+        assert preview.text.display and not preview.has_class("graphic-shown")

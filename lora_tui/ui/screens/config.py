@@ -1,7 +1,10 @@
 """Config screen: lora-tui.toml as a form, with the live steps breakdown and the launch command.
 
-Each change is validated and saved by core (``project.update``: comments kept, file untouched on a
-bad value), then the steps math runs again in a worker, so changing repeats shows its effect at once.
+Typing in a field previews its effect: after a short pause the steps math runs again in a worker on
+the project *as it would be* (``project.with_value``; nothing saved). Enter saves the field through
+core (``project.update``: validated, comments kept, file untouched on a bad value). Leaving with
+fields typed but not saved asks first. The screen dismisses with the saved project (None if nothing
+was saved), so the caller decides what to do with it.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from lora_tui.core import configs, project, schema, steps, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
+from lora_tui.ui.actions import Action, Actions, ActionScreen
+from lora_tui.ui.screens.modals import AskUnsaved
 
 # The flags people change most (the seed recipe's), in front; everything else stays in the file.
 TRAINING_FIELDS = ("network_dim", "network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "optimizer_type",
@@ -75,20 +78,19 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-class ConfigScreen(Screen):
-    BINDING_GROUP_TITLE = "Config"
-    HELP = """
-## Config
-Each field is saved to lora-tui.toml when you press enter (validated; comments kept); an empty field
-means the default. The steps breakdown and launch command follow every change.
+PREVIEW_DELAY = 0.3  # seconds of quiet typing before the steps are recomputed
 
-- **tab / shift+tab** move between fields · **enter** save the field
-- **ctrl+w** write configs/ for sd-scripts · **escape** back
-"""
-    BINDINGS = [
-        Binding("ctrl+w", "write_configs", "Write configs", id="config.write", priority=True),
-        Binding("escape", "dismiss", "Back", id="config.back"),
-    ]
+
+class ConfigScreen(ActionScreen):
+    BINDING_GROUP_TITLE = "Config"
+    ACTIONS = Actions("config", "Config", group="config", intro=(
+        "The steps breakdown and launch command follow what you type; enter saves the field to "
+        "lora-tui.toml (validated; comments kept); an empty field means the default."), actions=(
+        Action("config.write", "ctrl+w", "Write configs", "write_configs", priority=True,
+               title="Write configs for sd-scripts"),
+        Action("config.back", "escape", "Back", "back", title="Back to the project overview"),
+    ), notes=("**tab / shift+tab** move between fields · **enter** save the field",))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     ConfigScreen #form { width: 60%; padding: 0 1; }
     ConfigScreen .row { height: 3; }
@@ -102,6 +104,9 @@ means the default. The steps breakdown and launch command follow every change.
         super().__init__()
         self.project = proj
         self.fields: dict[str, Field] = {}
+        self.saved = False
+        self.drafts: dict[str, str] = {}  # widget id → text typed and not saved yet
+        self._preview_timer: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -152,9 +157,39 @@ means the default. The steps breakdown and launch command follow every change.
         except LoraTuiError as exc:
             self.notify(str(exc), severity="error", markup=False, timeout=8)
             return
-        self.app.project = self.project
+        self.saved = True
+        self.drafts.pop(widget_id or "", None)
         self.notify(f"saved {field.key}", timeout=2, markup=False)
         self.refresh_side()
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        """Keep what was typed as a draft and preview it after a pause."""
+        field = self.fields.get(event.input.id or "")
+        if field is None:
+            return
+        if event.value.strip() == _shown(self._current(field)).strip():
+            self.drafts.pop(field.widget_id, None)
+        else:
+            self.drafts[field.widget_id] = event.value
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._preview)
+
+    def _draft_project(self) -> tuple[Project, str | None]:
+        """The project with every draft applied (unsaved), and the first draft that is not valid."""
+        proj = self.project
+        for widget_id, text in self.drafts.items():
+            field = self.fields[widget_id]
+            try:
+                proj = project.with_value(proj, field.where, field.key, parse_value(field.key, text))
+            except LoraTuiError as exc:
+                return proj, str(exc)
+        return proj, None
+
+    def _preview(self) -> None:
+        proj, problem = self._draft_project()
+        self.refresh_side(proj, problem)
 
     @on(Input.Submitted)
     def _input(self, event: Input.Submitted) -> None:
@@ -186,11 +221,16 @@ means the default. The steps breakdown and launch command follow every change.
         return table.get(field.key)
 
     @work(thread=True, exclusive=True, group="steps", exit_on_error=False)
-    def refresh_side(self) -> None:
-        proj = self.project
+    def refresh_side(self, proj: Project | None = None, problem: str | None = None) -> None:
+        """Steps and launch command of ``proj`` (default: as saved); a draft's problem is said on top."""
+        proj = proj or self.project
         try:
             report = steps.compute(proj)
             text = report.breakdown() + "\n\n" + report.summary_line()
+            if proj is not self.project:
+                text = "(with unsaved edits: enter saves a field)\n\n" + text
+            if problem:
+                text = f"not previewed: {problem}\n\n" + text
             command = "launch:\n" + configs.build(proj).command
         except LoraTuiError as exc:
             text, command = str(exc), ""
@@ -199,6 +239,30 @@ means the default. The steps breakdown and launch command follow every change.
     def _show_side(self, text: str, command: str) -> None:
         self.query_one("#steps", Static).update(text)
         self.query_one("#command", Static).update(command)
+
+    def action_back(self) -> None:
+        """Leave; fields typed but not saved are not dropped without asking."""
+        if not self.drafts:
+            self.dismiss(self.project if self.saved else None)
+            return
+        names = ", ".join(self.fields[w].key for w in self.drafts)
+
+        def answered(choice: str | None) -> None:
+            if choice == "save":
+                for widget_id, text in list(self.drafts.items()):
+                    try:
+                        value = parse_value(self.fields[widget_id].key, text)
+                    except LoraTuiError as exc:
+                        self.notify(str(exc), severity="error", markup=False)
+                        return
+                    self._apply(widget_id, value)
+                    if widget_id in self.drafts:
+                        return  # refused: stay, the notification says why
+            if choice in ("save", "discard"):
+                self.drafts.clear()
+                self.dismiss(self.project if self.saved else None)
+
+        self.app.push_screen(AskUnsaved(f"Not saved yet: {names}"), answered)
 
     def action_write_configs(self) -> None:
         try:

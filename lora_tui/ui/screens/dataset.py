@@ -1,27 +1,30 @@
 """Dataset screen: image list, preview and caption editor, driven from the keyboard.
 
+The screen wires parts that each own one job: the :class:`ImageList`, :class:`ImagePreview`,
+:class:`CaptionPane` and :class:`TagPanel` widgets, and the controllers :class:`Filters`,
+:class:`BulkEdits`, :class:`JournalWriter` (undo, redo, bulk writes off the UI thread) and
+:class:`OutsideChanges` (the folder watcher and edit conflicts). They talk through messages the
+screen handles with ``@on``.
+
 Captions save automatically (leaving an image, leaving the editor, after a pause in typing, on
 exit) through the core journal, so every edit is atomic and undoable across restarts. Saves never
-overwrite a caption changed on disk meanwhile and never wait on another writer (see
-:mod:`.dataset_journal`).
+overwrite a caption changed on disk meanwhile and never wait on another writer. After any write or
+outside change only the files concerned are re-read (:meth:`DatasetScreen.refresh_files`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
-from lora_tui.core import scan
 from lora_tui.core.caption_edit import CaptionConflict, current_text, save_caption
-from lora_tui.core.captions import caption_lines
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
 from lora_tui.core.errors import BusyError, LoraTuiError
 from lora_tui.core.journal import Journal
@@ -29,65 +32,26 @@ from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
-from lora_tui.ui.screens.dataset_actions import DatasetActions
-from lora_tui.ui.screens.dataset_chips import CaptionModes
-from lora_tui.ui.screens.dataset_journal import JournalWrites
+from lora_tui.ui.actions import ActionScreen
+from lora_tui.ui.screens.dataset_actions import BulkEdits, Filters
+from lora_tui.ui.screens.dataset_journal import JournalWriter
+from lora_tui.ui.screens.dataset_load import IndexLoader
+from lora_tui.ui.screens.dataset_table import DATASET_ACTIONS
 from lora_tui.ui.screens.dataset_watch import OutsideChanges
-from lora_tui.ui.widgets.dataset.caption_editor import CaptionEditor
+from lora_tui.ui.widgets.dataset.caption_pane import CaptionPane
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 
 AUTOSAVE_SECONDS = 1.5
-CAPTION_SLICE_S = 0.004  # caption reading per UI tick while the list is already usable
 
 
-class DatasetScreen(CaptionModes, DatasetActions, OutsideChanges, JournalWrites, Screen):
+class DatasetScreen(ActionScreen):
     BINDING_GROUP_TITLE = "Dataset"
-    HELP = """
-## Dataset
-List on the left, preview and caption editor on the right. Captions save by themselves (leaving an
-image or the editor, a pause in typing, quitting) and every edit is undoable, also after a restart.
-
-- **j/k ↑/↓** move · **e/enter** edit caption · **escape** back to the list / clear the filter
-- typing a tag suggests the dataset's most used tag with that prefix: **→** or **tab** takes it
-- **c / ctrl+t** caption as tag chips: **←/→** pick · **H/L** move the tag · **d** delete · **a** add ·
-  **e** edit (with completion) · **ctrl+t** back to text
-- **ctrl+↓ / ctrl+↑** next/previous image (from the editor too)
-- **r** reviewed · **ctrl+r** reviewed and next unreviewed · **f** flag · **x** exclude · **n** next unreviewed
-- **t** tag panel (enter filters by the tag) · **/** text filter · **s** subset · **v** review state · **S** sort
-- **R** rename tag · **D** remove tag · **A** add tag · **F** find/replace — over the images shown, with a preview
-- **u** undo · **ctrl+y** redo · **o** overview
-"""
-    BINDINGS = [
-        Binding("enter,e", "edit", "Edit caption", id="dataset.edit"),
-        Binding("ctrl+down", "step(1)", "Next image", id="dataset.next", priority=True, show=False),
-        Binding("ctrl+up", "step(-1)", "Prev image", id="dataset.prev", priority=True, show=False),
-        Binding("r", "mark('reviewed')", "Reviewed", id="dataset.reviewed"),
-        Binding("ctrl+r", "review_next", "Reviewed + next", id="dataset.review_next", priority=True),
-        Binding("f", "mark('flagged')", "Flag", id="dataset.flagged", show=False),
-        Binding("x", "mark('excluded')", "Exclude", id="dataset.excluded", show=False),
-        Binding("n", "next_unreviewed", "Next unreviewed", id="dataset.next_unreviewed"),
-        Binding("u", "undo", "Undo", id="dataset.undo"),
-        Binding("ctrl+y", "redo", "Redo", id="dataset.redo", show=False),
-        Binding("o", "dismiss", "Overview", id="dataset.overview"),
-        Binding("t", "toggle_tags", "Tags", id="dataset.tags"),
-        Binding("c", "toggle_chips", "Chips", id="dataset.chips", show=False),
-        Binding("ctrl+t", "toggle_chips", "Text/chips", id="dataset.chips_anywhere", priority=True, show=False),
-        Binding("slash", "filter_text", "Filter", id="dataset.filter_text"),
-        Binding("s", "cycle_subset", "Subset", id="dataset.cycle_subset", show=False),
-        Binding("v", "cycle_state", "State", id="dataset.cycle_state", show=False),
-        Binding("S", "cycle_order", "Sort", id="dataset.cycle_order", show=False),
-        Binding("escape", "escape", "Back", id="dataset.escape", show=False),
-        Binding("R", "rename_tag", "Rename tag", id="dataset.rename_tag", show=False),
-        Binding("D", "remove_tag", "Remove tag", id="dataset.remove_tag", show=False),
-        Binding("A", "add_tag", "Add tag", id="dataset.add_tag", show=False),
-        Binding("F", "find_replace", "Find/replace", id="dataset.find_replace", show=False),
-        Binding("ctrl+o", "keep_mine", "Keep my caption", id="dataset.keep_mine", show=False, priority=True),
-        Binding("ctrl+l", "load_theirs", "Load caption from disk", id="dataset.load_theirs", show=False,
-                priority=True),
-    ]
+    ACTIONS = DATASET_ACTIONS
+    HELP_TABLES = (ImageList.ACTIONS, TagChips.ACTIONS)
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     DatasetScreen #list { width: 45%; min-width: 40; border-right: tall $panel; }
     DatasetScreen #status { height: 1; padding: 0 1; background: $panel; }
@@ -104,11 +68,19 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
         self._reverting = False
         self.captions_ready = False
         self._last_typed = 0.0
-        # held directly: saving on unmount must not depend on the DOM still being there
+        # parts, held directly: saving on unmount must not depend on the DOM still being there
         self.image_list = ImageList(self.marks, id="list")
-        self.editor = CaptionEditor(id="editor")
+        self.caption_pane = CaptionPane(id="caption")
+        self.editor = self.caption_pane.editor
+        self.chips = self.caption_pane.chips
         self.preview = ImagePreview(id="preview")
-        self.chips = TagChips(id="chips")
+        self.tag_panel = TagPanel(id="tags")
+        self.outside = OutsideChanges(self)
+        self.writer = JournalWriter(self, self.journal, expect=self.outside.expect)
+        self.filters = Filters(self)
+        self.bulk = BulkEdits(self)
+        self.loader = IndexLoader(self, self.marks)
+        self.loader.prefetch(project)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -116,66 +88,53 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             yield self.image_list
             with Vertical():
                 yield self.preview
-                yield self.editor
-                yield self.chips
-            yield TagPanel(id="tags")
+                yield self.caption_pane
+            yield self.tag_panel
         yield Static("scanning…", id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(TagPanel).display = False
-        self.chips.display = False
+        self.tag_panel.display = False
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
-        self.load_index()
+        self.loader.start()
         self.set_interval(AUTOSAVE_SECONDS / 3, self._autosave)
-        self.call_after_refresh(self.start_watching)
+        self.call_after_refresh(self.outside.start)
 
-    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def load_index(self) -> None:
-        """List first (the screen is usable at once), then read every caption behind it.
+    # -- state other parts read ----------------------------------------------------------------
+    @property
+    def writing(self) -> str | None:
+        return self.writer.writing
 
-        Until the captions are in, rows show "…", the current image's caption is read on demand,
-        and bulk edits read what they touch; then filters, counts and completion become exact.
-        """
-        scans = scan.scan_project(self.project, read_captions=False)
-        index = DatasetIndex(scans, self.marks)
-        self.app.call_from_thread(self._show_index, index)
-        self.app.call_from_thread(self._read_captions, index, scan.PendingCaptions(scans))
+    @property
+    def conflict_key(self) -> str | None:
+        return self.outside.conflict_key
 
-    def _read_captions(self, index: DatasetIndex, reader: scan.PendingCaptions) -> None:
-        """A few milliseconds of caption reads per tick on the UI thread, so keys never wait long."""
-        if index is not self.index or not self.is_mounted:
-            return  # rescanned or closed meanwhile
-        if reader.read(CAPTION_SLICE_S):
-            self._build_vocabulary(index)
-        else:
-            self.set_timer(0.001, lambda: self._read_captions(index, reader))
+    @property
+    def chip_mode(self) -> bool:
+        return self.caption_pane.chip_mode
 
-    @work(thread=True, exclusive=True, group="vocabulary", exit_on_error=False)
-    def _build_vocabulary(self, index: DatasetIndex) -> None:
-        vocabulary = TagVocabulary(index.tag_counts(index.rows))
-        self.app.call_from_thread(self._captions_loaded, index, vocabulary)
-
-    def _captions_loaded(self, index: DatasetIndex, vocabulary: TagVocabulary) -> None:
+    # -- loading (IndexLoader lists, then reads the captions) ------------------------------------
+    @on(IndexLoader.CaptionsRead)
+    def _captions_loaded(self, message: IndexLoader.CaptionsRead) -> None:
+        index = message.index
         if index is not self.index:
-            return  # rescanned meanwhile: that scan read everything itself
+            return
+        vocabulary = message.vocabulary
         self.captions_ready = True
         self.editor.vocabulary = vocabulary
         for row in index.rows:
             row.forget_text()
-        flt = index.filter
-        if flt != Filter():  # text, tag, state and caption-order filters need the captions
-            current = self.row
-            rows = index.apply(flt)
-            self.image_list.set_rows(rows, rows.index(current) if current in rows else 0)
+        if index.filter != Filter():  # text, tag, state and caption-order filters need the captions
+            self._show_view(index.apply(index.filter), self.row)
         self.image_list.refresh()
-        self._refresh_tags()
-        self._status()
+        self.filters.refresh_tags()
+        self.update_status()
 
-    def _show_index(self, index: DatasetIndex) -> None:
-        self.index = index
+    @on(IndexLoader.Listed)
+    def _show_index(self, message: IndexLoader.Listed) -> None:
+        self.index = index = message.index
         flt, cursor = Filter(), 0
         focus = self.focus_path
         if focus is not None:
@@ -187,114 +146,179 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
                     flt = Filter(subset=f"{row.subset.dataset_index}.{row.subset.index}")
                     break
         self.image_list.set_rows(index.apply(flt), cursor)
-        self._status()
+        self.update_status()
+
+    def _show_view(self, rows: list[Row], current: Row | None) -> None:
+        at = next((i for i, r in enumerate(rows) if current is not None and r.key == current.key), None)
+        self.image_list.set_rows(rows, at if at is not None else min(self.image_list.cursor, len(rows) - 1))
 
     # -- current image ---------------------------------------------------------------------
     @on(ImageList.Highlighted)
     def _highlighted(self, message: ImageList.Highlighted) -> None:
         if message.row is not None and message.row is self.row:
             return  # the same image again (cursor re-set): keep the editor, and any unsaved text, as is
-        if self.row is not None and not self._save_current():
+        if self.row is not None and not self.save_current():
             if not self._reverting and self.row in self.image_list.rows:  # keep the unsaved edit on screen
                 self._reverting = True
                 self.image_list.cursor = self.image_list.rows.index(self.row)
                 self._reverting = False
             return
         self.row = message.row
-        editor = self.editor
+        self._show_row()
+
+    def _show_row(self) -> None:
         if self.row is None:
-            editor.load_caption("", "")
+            self.caption_pane.clear()
             self.preview.show(None)
             return
         record = self.row.record
         fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
                    f"'{self.row.subset.get('class_tokens') or ''}')"
-        editor.load_caption(current_text(record), f"{record.name}{fallback}", self.separator())
-        editor.read_only = record.meta_caption is not None or record.caption_error is not None
-        if self.chip_mode and (editor.read_only or len(caption_lines(editor.text)) > 1):
-            self._chip_mode(False)  # this caption cannot be chips: back to text
-            self.notify("this caption is edited as text (several lines or read-only)", timeout=3)
-        self.sync_chips()
+        separator = self.row.subset.get("caption_separator") or ","
+        self.caption_pane.load(current_text(record), f"{record.name}{fallback}", separator,
+                               read_only=record.meta_caption is not None or record.caption_error is not None)
         rows, i = self.image_list.rows, self.image_list.cursor
         self.preview.show(record.path, tuple(rows[j].record.path for j in (i + 1, i - 1) if 0 <= j < len(rows)))
-        self.restore_pending_edit()
-        self._status()
+        self.outside.restore_pending_edit()
+        self.update_status()
 
-    def _save_current(self, wait: float | None = 0.0) -> bool:
+    def save_current(self, wait: float | None = 0.0) -> bool:
         """Save the editor's text; False (the edit stays in the editor) if it cannot be saved now.
 
         ``wait`` 0: never block the UI on another writer (autosave retries); quitting waits.
         """
-        editor = self.editor
-        if self.row is None or not editor.dirty:
+        editor, row = self.editor, self.row
+        if row is None or not editor.dirty:
             return True
-        if self.conflict_key == self.row.key:
+        if self.outside.in_conflict(row):
             self.notify("this caption changed on disk while you edited it: ctrl+o keeps yours, ctrl+l loads theirs",
                         severity="warning", markup=False)
             return False
-        self.note_own_write(caption_target(self.row.subset, self.row.record))
+        target = caption_target(row.subset, row.record)
+        self.writer.saving = True  # the watcher waits until we have said what we wrote
         try:
-            changed = save_caption(self.journal, self.row.subset, self.row.record, editor.text, wait=wait)
+            changed = save_caption(self.journal, row.subset, row.record, editor.text, wait=wait)
+            if changed:
+                self.outside.expect_text(target, current_text(row.record))
         except BusyError as exc:
-            self.save_blocked(exc)
+            self.writer.save_blocked(exc)
             return False
         except CaptionConflict:
-            self.conflict_key = self.row.key
-            self.notify(f"{self.row.record.name}: its caption was changed outside lora-tui while you edited it: "
+            self.outside.conflict_key = row.key
+            self.notify(f"{row.record.name}: its caption was changed outside lora-tui while you edited it: "
                         "ctrl+o keeps your text, ctrl+l loads the one on disk",
                         severity="error", markup=False, timeout=15)
             return False
         except LoraTuiError as exc:
             self.notify(str(exc), severity="error", markup=False, timeout=8)
             return False
-        self.save_unblocked()
+        finally:
+            self.writer.saving = False
+        self.writer.save_unblocked()
         editor.loaded_text = editor.text
         if changed:
-            self.row.forget_text()
-            self.image_list.refresh()
+            self.refresh_files([target], keep_editor=True)  # counts and completion follow
         return True
 
     def _autosave(self) -> None:
         """Save after a pause in typing, not in the middle of a word: each save is one undo step."""
         if time.monotonic() - self._last_typed >= AUTOSAVE_SECONDS:
-            self._save_current()
+            self.save_current()
 
     @on(TextArea.Changed)
     def _typed(self) -> None:
         self._last_typed = time.monotonic()
-        self._status()
+        self.update_status()
 
-    def _status(self) -> None:
+    @on(JournalWriter.BusyChanged)
+    def update_status(self) -> None:
         if self.index is None:
             return
         reviewed, total = self.index.progress()
-        dirty = " · unsaved" if self.editor.dirty and not self.save_waiting else ""
-        dirty += self.busy_label()
+        dirty = " · unsaved" if self.editor.dirty and not self.writer.save_waiting else ""
+        dirty += self.writer.busy_label()
         if not self.captions_ready:
             dirty += " · reading captions…"
         cursor = self.image_list.cursor + 1 if self.index.view else 0
         self.query_one("#status", Static).update(
-            f"{cursor}/{total} · {reviewed}/{total} reviewed{self.filter_label()}{dirty}")
+            f"{cursor}/{total} · {reviewed}/{total} reviewed{self.filters.label()}{dirty}")
 
-    # -- actions ----------------------------------------------------------------------------
+    # -- incremental refresh -------------------------------------------------------------------
+    def refresh_files(self, paths: Iterable[Path], *, keep_editor: bool = False, force: bool = False) -> None:
+        """Re-read only ``paths`` and re-render what shows them: rows, tag counts, completion, editor.
+
+        The current image's caption is shown again when it changed on disk, keeping an unsaved edit
+        (``keep_editor``: the editor's text stays and the disk text becomes its base; ``force``: the
+        disk text replaces it).
+        """
+        if self.index is None:
+            return
+        current = self.row
+        done = self.index.refresh(paths)
+        self._update_vocabulary(done.tags, rebuild=done.tags_changed)
+        reread = current is not None and any(r is current for r in done.rows)
+        gone = current is not None and done.view_changed and not any(r is current for r in self.index.rows)
+        if keep_editor and reread and not gone:
+            self.editor.loaded_text = current_text(current.record)
+        elif reread or gone or (done.view_changed and current is not None):
+            if current is not None and self.editor.dirty and not force and self.outside.pending_edit is None:
+                self.outside.pending_edit = (current.key, self.editor.text)
+            self.row = None  # show it again from disk (the pending edit goes back on top)
+            self._show_view(self.index.view, current)
+        elif done.view_changed:
+            self._show_view(self.index.view, None)
+        self.image_list.refresh()
+        if done.rows:
+            self.filters.refresh_tags()
+        self.update_status()
+
+    def _update_vocabulary(self, tags: set[str], *, rebuild: bool) -> None:
+        if not self.captions_ready or self.index is None or not (tags or rebuild):
+            return
+        counts = self.index.tag_counts(self.index.rows)
+        if rebuild:
+            self.editor.vocabulary = TagVocabulary(counts)
+        else:
+            for tag in tags:
+                self.editor.vocabulary.counts[tag] = counts[tag]
+
+    @on(JournalWriter.Written)
+    def _written(self, message: JournalWriter.Written) -> None:
+        outcome = message.outcome
+        if outcome is not None:
+            self.refresh_files([p for p, _ in outcome.wrote] + [p for p, _ in outcome.left_alone])
+        if message.then is not None:
+            message.then(outcome)
+        else:
+            self._tell_move(message.doing, outcome)
+
+    @on(OutsideChanges.FilesChanged)
+    def _files_changed(self, message: OutsideChanges.FilesChanged) -> None:
+        self.outside.check_conflict(message.paths)
+        self.refresh_files(message.paths)
+
+    @on(TagPanel.Picked)
+    def _tag_picked(self, message: TagPanel.Picked) -> None:
+        self.filters.tag(message.tag)
+
+    # -- actions (the table in dataset_table.py binds them) -------------------------------------
     def action_edit(self) -> None:
-        (self.chips if self.chip_mode else self.editor).focus()
+        self.caption_pane.focus_editing()
 
     def action_escape(self) -> None:
         """Leave the editor (saving), or else clear the filter."""
-        if self.editor.has_focus or self.chips.has_focus:
-            self._save_current()
+        if self.caption_pane.editing:
+            self.save_current()
             self.image_list.focus()
-        elif self.query_one(TagPanel).has_focus:
+        elif self.tag_panel.has_focus:
             self.image_list.focus()
         else:
-            self.action_clear_filter()
-
+            self.filters.clear_filter()
 
     def action_step(self, delta: int) -> None:
-        if self.row is None and self._pending_edit is not None:
+        if self.row is None and self.outside.pending_edit is not None:
             return  # refreshing from disk with an unsaved edit: stay on its image
-        if self._save_current():
+        if self.save_current():
             self.image_list.action_move(delta)
 
     def action_mark(self, mark: str) -> None:
@@ -302,12 +326,12 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             return
         on_ = self.marks.toggle(self.row.key, mark)
         self.image_list.refresh()
-        self._status()
+        self.update_status()
         self.notify(f"{self.row.record.name}: {mark}" if on_ else f"{self.row.record.name}: not {mark}",
                     markup=False, timeout=2)
 
     def action_review_next(self) -> None:
-        if self.row is None or not self._save_current():
+        if self.row is None or not self.save_current():
             return
         if not self.marks.has(self.row.key, "reviewed"):
             self.marks.set([self.row.key], "reviewed", True)
@@ -322,33 +346,38 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
                 image_list.cursor = i
                 return
         image_list.refresh()
-        self._status()
+        self.update_status()
         self.notify("every image here is reviewed", timeout=3)
 
-    def _reload(self, cursor: int) -> None:
-        """Rescan after files changed on disk, keeping the filter and the cursor."""
-        if self.row is not None and self.editor.dirty and self._pending_edit is None:
-            self._pending_edit = (self.row.key, self.editor.text)
-        self.row = None
-        self._rescan(cursor, self.index.filter if self.index else Filter())
+    def action_undo(self) -> None:
+        self.save_current()
+        self.writer.undo()
 
-    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def _rescan(self, cursor: int, flt: Filter) -> None:
-        index = DatasetIndex(scan.scan_project(self.project), self.marks)
-        vocabulary = TagVocabulary(index.tag_counts(index.rows))
-        self.app.call_from_thread(self._reshow, index, cursor, flt, vocabulary)
+    def action_redo(self) -> None:
+        self.save_current()
+        self.writer.redo()
 
-    def _reshow(self, index: DatasetIndex, cursor: int, flt: Filter, vocabulary: TagVocabulary) -> None:
-        self.index = index
-        self.captions_ready = True
-        self.editor.vocabulary = vocabulary
-        self.image_list.set_rows(index.apply(flt), cursor)
-        self._refresh_tags()
-        self._status()
+    def _tell_move(self, doing: str, outcome) -> None:
+        word = doing.removesuffix("ing…")
+        if outcome is None:
+            self.notify(f"nothing to {word}", timeout=2)
+            return
+        verb = "undid" if word == "undo" else "redid"
+        text = f"{verb}: {outcome.label} ({outcome.written} files)" if outcome.applied else \
+            f"{word} not done: {outcome.label}"
+        self.writer.tell(text, outcome, self.project.root)
+
+    def action_toggle_chips(self) -> None:
+        self.caption_pane.toggle(self.row is not None)
+
+    # -- leaving ---------------------------------------------------------------------------------
+    def action_overview(self) -> None:
+        """Back to the overview, handing it the scans (current, refreshed file by file) when complete."""
+        self.dismiss(self.index.scans if self.index is not None and self.captions_ready else None)
 
     def on_unmount(self) -> None:
         self._save_on_exit()
-        self.stop_watching()
+        self.outside.stop()
 
     def _save_on_exit(self) -> None:
         """Quitting never loses an edit in progress: it waits for another writer, and what still cannot
@@ -359,9 +388,9 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
             return
         target = caption_target(row.subset, row.record)
         why = "it changed on disk while you edited it"
-        if self.conflict_key != row.key:
+        if not self.outside.in_conflict(row):
             try:
-                self.note_own_write(target)
+                self.outside.expect_text(target, editor.text)
                 save_caption(self.journal, row.subset, row.record, editor.text, wait=None)
                 return
             except (LoraTuiError, OSError) as exc:  # BusyError, CaptionConflict, a read-only file…
@@ -370,4 +399,3 @@ image or the editor, a pause in typing, quitting) and every edit is undoable, al
 
         with contextlib.suppress(LoraTuiError, OSError):
             unsaved.stash(self.project.root, target, editor.text, why)
-

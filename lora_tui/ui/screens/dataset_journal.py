@@ -3,27 +3,56 @@
 Every caption write holds the project's write lock (core). The editor's saves only *try* it: if a
 bulk edit, an undo or another program holds it, the text stays in the editor, the status bar says
 who is writing, and the save is retried on the next autosave tick. Undo, redo and bulk edits run in
-a worker thread that waits for the lock the usual few seconds, with the status bar saying so.
+a worker thread that waits for the lock the usual few seconds, with the status bar saying so; when
+one finishes, :class:`JournalWriter.Written` is posted to the screen with the files it wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from textual import work
+from textual.message import Message
 
 from lora_tui.core.errors import BusyError, LoraTuiError
-from lora_tui.core.journal import Outcome
+from lora_tui.core.journal import Journal, Outcome
 
 WriteFn = Callable[[float | None], "Outcome | None"]
 
 
-class JournalWrites:
-    """Mixed into DatasetScreen (expects journal, project, image_list, notify, _status, _reload,
-    _save_current)."""
+class JournalWriter:
+    """Runs undo, redo and bulk edits off the UI thread and keeps the status bar's "busy" words.
 
-    writing: str | None = None  # an undo/redo/bulk edit in progress (status bar)
-    save_waiting: str | None = None  # why the editor's text is not saved yet (status bar)
+    ``host`` is the screen: it runs the worker, shows notifications and receives the messages.
+    """
+
+    @dataclass
+    class Written(Message):
+        """A journal operation finished (``outcome`` None: there was nothing to do)."""
+
+        doing: str
+        outcome: Outcome | None
+        then: Callable[[Outcome | None], None] | None = None
+
+    @dataclass
+    class BusyChanged(Message):
+        """The status bar's busy words changed."""
+
+    def __init__(self, host: Any, journal: Journal,
+                 expect: Callable[[Iterable[tuple[Path, int | None]]], None] | None = None) -> None:
+        self.host = host
+        self.journal = journal
+        self.expect = expect  # told what was written as soon as it is, from the worker (the watcher)
+        self.writing: str | None = None  # an undo/redo/bulk edit in progress (status bar)
+        self.save_waiting: str | None = None  # why the editor's text is not saved yet (status bar)
+        self.saving = False  # the editor's text is being written (on the UI thread)
+
+    @property
+    def busy(self) -> bool:
+        """A write of ours is under way: the folder watcher holds its verdict until it is done."""
+        return self.saving or self.writing is not None
 
     def busy_label(self) -> str:
         parts = []
@@ -38,76 +67,57 @@ class JournalWrites:
         first = self.save_waiting is None
         self.save_waiting = exc.message
         if first:
-            self.notify(f"{exc.message}; your edit is kept and saves as soon as it has finished",
-                        severity="warning", markup=False, timeout=6)
-        self._status()
+            self.host.notify(f"{exc.message}; your edit is kept and saves as soon as it has finished",
+                             severity="warning", markup=False, timeout=6)
+        self.host.post_message(self.BusyChanged())
 
     def save_unblocked(self) -> None:
         if self.save_waiting is not None:
             self.save_waiting = None
-            self._status()
+            self.host.post_message(self.BusyChanged())
 
-    # -- undo / redo / bulk edits in a worker -------------------------------------------------------
-    def action_undo(self) -> None:
-        self._journal_move(undo=True)
+    def undo(self) -> None:
+        self.run("undoing…", lambda wait: self.journal.undo(wait=wait))
 
-    def action_redo(self) -> None:
-        self._journal_move(undo=False)
+    def redo(self) -> None:
+        self.run("redoing…", lambda wait: self.journal.redo(wait=wait))
 
-    def _journal_move(self, *, undo: bool) -> None:
-        self._save_current()
-        word = "undo" if undo else "redo"
+    def run(self, doing: str, fn: WriteFn, then: Callable[[Outcome | None], None] | None = None) -> None:
+        """Run ``fn(wait)`` in a worker; :class:`Written` comes back to the screen."""
+        self._set_writing(doing)
+        self.host.run_worker(lambda: self._work(doing, fn, then), thread=True, group="journal",
+                             exit_on_error=False)
 
-        def move(wait: float | None) -> Outcome | None:
-            return self.journal.undo(wait=wait) if undo else self.journal.redo(wait=wait)
-
-        def done(outcome: Outcome | None) -> None:
-            if outcome is None:
-                self.notify(f"nothing to {word}", timeout=2)
-                return
-            verb = "undid" if undo else "redid"
-            text = f"{verb}: {outcome.label} ({outcome.written} files)" if outcome.applied else \
-                f"{word} not done: {outcome.label}"
-            self.tell(text, outcome)
-            self._reload(self.image_list.cursor)
-
-        self.run_write(f"{word}ing…", move, done)
-
-    def tell(self, text: str, outcome: Outcome) -> None:
-        """Notify what an operation did, and name every caption it left alone."""
-        note = outcome.report(self.project.root)
-        if note:
-            self.notify(f"{text}; {note}", severity="warning", markup=False, timeout=15)
-        else:
-            self.notify(text, markup=False)
-
-    def run_write(self, doing: str, fn: WriteFn, done: Callable[[Outcome | None], None]) -> None:
-        """Run ``fn(wait)`` in a worker; ``done(outcome)`` back on the UI thread."""
-        self.writing = doing
-        self._status()
-        self._write_worker(doing, fn, done)
-
-    @work(thread=True, group="journal", exit_on_error=False)
-    def _write_worker(self, doing: str, fn: WriteFn, done: Callable[[Outcome | None], None]) -> None:
+    def _work(self, doing: str, fn: WriteFn, then: Callable[[Outcome | None], None] | None) -> None:
         try:
             try:
                 outcome = fn(0.0)
             except BusyError as exc:
-                self.app.call_from_thread(self._writing, f"{doing} waiting: {exc.message}")
+                self.host.app.call_from_thread(self._set_writing, f"{doing} waiting: {exc.message}")
                 outcome = fn(None)
         except LoraTuiError as exc:
-            self.app.call_from_thread(self._write_failed, exc)
+            self.host.app.call_from_thread(self._failed, exc)
             return
-        self.app.call_from_thread(self._write_done, outcome, done)
+        if outcome is not None and self.expect is not None:
+            self.expect(outcome.wrote)
+        self.host.app.call_from_thread(self._finished, doing, outcome, then)
 
-    def _writing(self, text: str | None) -> None:
+    def _set_writing(self, text: str | None) -> None:
         self.writing = text
-        self._status()
+        self.host.post_message(self.BusyChanged())
 
-    def _write_done(self, outcome: Outcome | None, done: Callable[[Outcome | None], None]) -> None:
-        self._writing(None)
-        done(outcome)
+    def _finished(self, doing: str, outcome: Outcome | None, then: Callable[[Outcome | None], None] | None) -> None:
+        self._set_writing(None)
+        self.host.post_message(self.Written(doing, outcome, then))
 
-    def _write_failed(self, exc: LoraTuiError) -> None:
-        self._writing(None)
-        self.notify(str(exc), severity="error", markup=False, timeout=10)
+    def _failed(self, exc: LoraTuiError) -> None:
+        self._set_writing(None)
+        self.host.notify(str(exc), severity="error", markup=False, timeout=10)
+
+    def tell(self, text: str, outcome: Outcome, root: Any) -> None:
+        """Notify what an operation did, and name every caption it left alone."""
+        note = outcome.report(root)
+        if note:
+            self.host.notify(f"{text}; {note}", severity="warning", markup=False, timeout=15)
+        else:
+            self.host.notify(text, markup=False)

@@ -1,5 +1,9 @@
 """Outside changes on the dataset screen: refresh what others changed, never overwrite silently.
 
+The folder watcher reports files that changed; the ones whose content is what this screen itself
+last wrote there (the journal's after-hash) are dropped, whatever the timing. What is left is posted
+to the screen as :class:`OutsideChanges.FilesChanged`, and the screen re-reads only those files.
+
 When a caption changes on disk while the user has unsaved edits to it, that image is in conflict:
 autosave stops for it and the user chooses: ctrl+o keeps their text (overwriting, journaled and
 undoable), ctrl+l loads the text on disk (their edit is dropped).
@@ -7,101 +11,135 @@ undoable), ctrl+l loads the text on disk (their edit is dropped).
 
 from __future__ import annotations
 
-import time
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lora_tui.core.caption_edit import current_text
+from textual.message import Message
+
+from lora_tui.core.captions import caption_text
+from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.journal_store import text_hash
 from lora_tui.core.scan import caption_target
 from lora_tui.ui.watch import FolderWatcher
 
-OWN_WRITE_SECONDS = 2.0
-
 
 class OutsideChanges:
-    """Mixed into DatasetScreen (expects row, editor, image_list, project, _reload, _save_current)."""
+    """Owns the watcher, this screen's own writes, and the conflict between an edit and the disk.
 
-    conflict_key: str | None = None
-    _pending_edit: tuple[str, str] | None = None
-    _watcher: FolderWatcher | None = None
+    ``host`` is the dataset screen (``row``, ``editor``, ``project``; it handles :class:`FilesChanged`).
+    """
 
-    def start_watching(self) -> None:
-        self._own_writes: dict[str, float] = {}
-        folders = [s.image_dir for s in self.project.subsets if s.image_dir is not None]
-        self._watcher = FolderWatcher(folders, lambda paths: self.app.call_from_thread(self.files_changed, paths),
-                                      ignore=self._is_own_write)
+    @dataclass
+    class FilesChanged(Message):
+        """Files in the image folders changed, not by this screen."""
+
+        paths: set[Path]
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.conflict_key: str | None = None
+        self.pending_edit: tuple[str, str] | None = None  # (row key, unsaved text) kept over a refresh
+        self._own: dict[str, int | None] = {}  # path → hash of what we last wrote there (None: deleted)
+        self._lock = threading.Lock()
+        self._watcher: FolderWatcher | None = None
+
+    # -- watching -------------------------------------------------------------------------------
+    def start(self) -> None:
+        folders = [s.image_dir for s in self.host.project.subsets if s.image_dir is not None]
+        self._watcher = FolderWatcher(folders, lambda paths: self.host.post_message(self.FilesChanged(paths)),
+                                      ignore=self.is_own_write, defer=lambda: self.host.writer.busy)
         try:
             self._watcher.start()
         except OSError as exc:  # e.g. inotify watch limit reached: keep working without live refresh
             self._watcher = None
-            self.notify(f"not watching for outside changes: {exc}", severity="warning", markup=False)
+            self.host.notify(f"not watching for outside changes: {exc}", severity="warning", markup=False)
 
-    def stop_watching(self) -> None:
+    def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
 
-    def note_own_write(self, path: Path) -> None:
-        self._own_writes[str(path)] = time.monotonic()
+    def expect(self, wrote: Iterable[tuple[Path, int | None]]) -> None:
+        """Remember what this screen wrote (path, content hash): those files are not outside changes."""
+        with self._lock:
+            for path, digest in wrote:
+                self._own[str(path)] = digest
 
-    def _is_own_write(self, path: Path) -> bool:
-        t = self._own_writes.get(str(path))
-        return t is not None and time.monotonic() - t < OWN_WRITE_SECONDS
+    def expect_text(self, path: Path, text: str | None) -> None:
+        self.expect([(path, None if text is None else text_hash(text.encode("utf-8")))])
 
-    def files_changed(self, paths: set[Path]) -> None:
-        """Rescan; an unsaved edit survives the rescan, and becomes a conflict if its file changed."""
+    def is_own_write(self, path: Path) -> bool:
+        """True if ``path`` holds exactly what we last wrote there (called from the watcher's thread)."""
+        key = str(path)
+        with self._lock:
+            if key not in self._own:
+                return False
+            expected = self._own[key]
+        try:
+            data: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        except OSError:
+            return False
+        if (None if data is None else text_hash(data)) == expected:
+            return True
+        with self._lock:  # changed since: from now on it is someone else's
+            if self._own.get(key) == expected:
+                del self._own[key]
+        return False
 
-        row = self.row
-        if row is not None and self.editor.dirty:
-            target = caption_target(row.subset, row.record)
-            if target in paths:
-                try:
-                    disk = target.read_text("utf-8") if target.exists() else ""
-                except (OSError, UnicodeDecodeError):
-                    disk = None
-                if disk != self.editor.loaded_text:
-                    self.conflict_key = row.key
-                    self.notify(f"{target.name} was changed outside lora-tui while you edit it: "
-                                "ctrl+o keeps your text, ctrl+l loads the one on disk",
-                                severity="error", markup=False, timeout=15)
-            self._pending_edit = (row.key, self.editor.text)
-        self._reload(self.image_list.cursor)
+    # -- conflicts ------------------------------------------------------------------------------
+    def check_conflict(self, paths: set[Path]) -> None:
+        """Before a refresh: an unsaved edit whose caption changed on disk becomes a conflict."""
+        host = self.host
+        row, editor = host.row, host.editor
+        if row is None or not editor.dirty:
+            return
+        target = caption_target(row.subset, row.record)
+        if target not in paths:
+            return
+        try:
+            disk = caption_text(target) or ""  # decoded as the editor's text was (BOM, CRLF kept apart)
+        except LoraTuiError:
+            disk = None
+        if disk != editor.loaded_text:
+            self.conflict_key = row.key
+            host.notify(f"{target.name} was changed outside lora-tui while you edit it: "
+                        "ctrl+o keeps your text, ctrl+l loads the one on disk",
+                        severity="error", markup=False, timeout=15)
+
+    def in_conflict(self, row: Any) -> bool:
+        return row is not None and self.conflict_key == row.key
 
     def restore_pending_edit(self) -> None:
-        """After a rescan: put the unsaved text back into the editor for the same image."""
-        if self._pending_edit and self.row is not None and self.row.key == self._pending_edit[0]:
-            text = self._pending_edit[1]
-            if text != self.editor.text:
-                self.editor.load_text(text)  # loaded_text stays the disk version: still unsaved
-            self._pending_edit = None
+        """After a refresh: put the unsaved text back into the editor for the same image."""
+        host = self.host
+        if self.pending_edit and host.row is not None and host.row.key == self.pending_edit[0]:
+            text = self.pending_edit[1]
+            if text != host.editor.text:
+                host.editor.load_text(text)  # loaded_text stays the disk version: still unsaved
+            self.pending_edit = None
 
-    def action_keep_mine(self) -> None:
-        if self.row is None and self.conflict_key is not None:
-            self.notify("still refreshing from disk; press ctrl+o again in a moment", timeout=3)
-            return
-        if self.row is not None and self.conflict_key == self.row.key:
-            self.conflict_key = None
-            self._reload_record_then_save()
-
-    def _reload_record_then_save(self) -> None:
+    def keep_mine(self) -> None:
         """Save the editor text over what is on disk now (the journal keeps theirs for undo)."""
-        from lora_tui.core.captions import read_caption
-
-        row = self.row
-        target = caption_target(row.subset, row.record)
-        try:
-            row.record.caption = read_caption(target) if target.exists() else None
-        except Exception as exc:  # unreadable now: report, keep the edit
-            self.notify(str(exc), severity="error", markup=False)
+        host = self.host
+        if host.row is None and self.conflict_key is not None:
+            host.notify("still refreshing from disk; press ctrl+o again in a moment", timeout=3)
             return
-        if row.record.caption is not None and row.record.caption_name is None:
-            row.record.caption_name = target.name
-            row.record.__dict__.pop("caption_path", None)
-        self.editor.loaded_text = current_text(row.record)
-        self._save_current()
-        self._status()
+        if not self.in_conflict(host.row):
+            return
+        self.conflict_key = None
+        row = host.row
+        host.refresh_files({caption_target(row.subset, row.record)}, keep_editor=True)  # theirs is the base
+        host.save_current()
 
-    def action_load_theirs(self) -> None:
-        if self.row is not None and self.conflict_key == self.row.key:
+    def load_theirs(self) -> None:
+        host = self.host
+        if self.in_conflict(host.row):
             self.conflict_key = None
-            self._pending_edit = None
-            self.editor.loaded_text = self.editor.text  # drop the edit, then reload from disk
-            self._reload(self.image_list.cursor)
+            self.pending_edit = None
+            host.editor.loaded_text = host.editor.text  # drop the edit, then reload from disk
+            row = host.row
+            host.refresh_files({caption_target(row.subset, row.record)}, force=True)

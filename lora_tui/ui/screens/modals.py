@@ -90,3 +90,23 @@ class AskReplace(ModalScreen[ReplaceRequest | None]):
             return
         self.dismiss(ReplaceRequest(self.query_one("#find", Input).value, event.value,
                                     self.query_one("#regex", Checkbox).value))
+
+
+class AskUnsaved(ModalScreen[str | None]):
+    """Edits not saved yet: save them, discard them, or stay (escape)."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="AskUnsaved")
+    BINDINGS = [
+        Binding("s,enter", "dismiss('save')", "Save", id="modal.save"),
+        Binding("d", "dismiss('discard')", "Discard", id="modal.discard"),
+        Binding("escape", "dismiss(None)", "Stay", id="modal.cancel"),
+    ]
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.what, classes="title", markup=False)
+            yield Label("s / enter: save them · d: discard them · escape: stay", classes="hint")

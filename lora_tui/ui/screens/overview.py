@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -16,33 +16,38 @@ from lora_tui.core import configs, lint, scan, steps
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.messages import ProjectAnalysed
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
+from lora_tui.ui.widgets.run.latest import LatestRuns
+from lora_tui.ui.widgets.run.table import RunsTable
 
 STARTUP_DELAY = 0.4  # seconds before the first analysis
 
 
-class OverviewScreen(Screen):
+class OverviewScreen(ActionScreen):
     """Everything `lora-tui check` and `lora-tui steps` say, kept fresh by a background worker."""
 
     BINDING_GROUP_TITLE = "Project"
-    HELP = """
-## Project overview
-The subsets sd-scripts will see, the exact steps math and every lint finding.
-
-- **d** dataset screen: browse images, edit captions, review marks, tags
-- **p** config screen: edit the project file as a form
-- **c** write `configs/` for sd-scripts · **r** rescan
-- **ctrl+p** command palette · **f1** this help · **q** quit
-"""
-    BINDINGS = [
-        Binding("r", "rescan", "Rescan", id="project.rescan", tooltip="Scan images and captions again"),
-        Binding("c", "write_configs", "Write configs", id="project.write_configs",
-                tooltip="Write configs/ for sd-scripts"),
-        Binding("d", "dataset", "Dataset", id="project.dataset", tooltip="Browse images and edit captions"),
-        Binding("p", "config", "Config", id="project.config", tooltip="Edit the project settings"),
-    ]
+    ACTIONS = Actions("project", "Project overview", group="project", intro=(
+        "The subsets sd-scripts will see, the exact steps math and every lint finding."), actions=(
+        Action("project.rescan", "r", "Rescan", "rescan", title="Rescan images and captions",
+               tooltip="Scan images and captions again"),
+        Action("project.write_configs", "c", "Write configs", "write_configs",
+               title="Write configs for sd-scripts", tooltip="Write configs/ for sd-scripts"),
+        Action("project.dataset", "d", "Dataset", "dataset", title="Open the dataset screen",
+               tooltip="Browse images and edit captions"),
+        Action("project.config", "p", "Config", "config", title="Open the config screen",
+               tooltip="Edit the project settings"),
+        # -- runs (issue 11): the train screen, the runs list; the latest runs are shown on this screen --
+        Action("project.train", "t", "Train", "train", title="Open the train screen (launch a run)",
+               tooltip="Check, then launch or queue a training run"),
+        Action("project.runs", "l", "Runs", "runs", title="Open the runs list and the queue",
+               tooltip="Every run with its live state; the queue"),
+    ), notes=("**enter** on one of the latest runs opens its monitor",
+              "**ctrl+p** command palette · **f1** this help · **q** quit"))
+    BINDINGS = ACTIONS.bindings()
     DEFAULT_CSS = """
     OverviewScreen Vertical { padding: 0 1; }
     OverviewScreen .section { color: $primary; text-style: bold; margin-top: 1; }
@@ -57,6 +62,8 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
+            yield Static("Latest runs", classes="section")
+            yield LatestRuns(self.project.root, id="latest")
             yield Static("Subsets", classes="section")
             yield SubsetTable(id="subsets")
             yield Static("Steps", classes="section")
@@ -76,10 +83,12 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         self.analyse()
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
-    def analyse(self) -> None:
+    def analyse(self, scans: list[scan.SubsetScan] | None = None) -> None:
+        """Steps and lint from ``scans`` (the dataset screen's, kept current file by file) or a new scan."""
         worker = get_current_worker()
         try:
-            scans = scan.scan_project(self.project)
+            if scans is None:
+                scans = scan.scan_project(self.project)
             if worker.is_cancelled:
                 return
             report = steps.compute(self.project, scans)
@@ -95,6 +104,14 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         """Leave the CPU to the screen on top (lint of 10,000 images is not free)."""
         self._first_scan.stop()
         self.workers.cancel_group(self, "analyse")
+        self.query_one(LatestRuns).pause()
+
+    def on_screen_resume(self) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one(LatestRuns).resume()
+        saved = getattr(self.app, "project", None)
+        if saved is not None and saved is not self.project:  # the train screen saved the project file
+            self._project_changed(saved)
 
     @on(ProjectAnalysed)
     def show_analysis(self, message: ProjectAnalysed) -> None:
@@ -125,17 +142,42 @@ The subsets sd-scripts will see, the exact steps math and every lint finding.
         except LoraTuiError as exc:  # e.g. a caption journal that cannot be read
             self.notify(str(exc), severity="error", markup=False, timeout=10)
             return
-        self.app.push_screen(screen, callback=lambda _: self.action_rescan())
+        self.app.push_screen(screen, callback=self._dataset_closed)
+
+    def _dataset_closed(self, scans: list[scan.SubsetScan] | None) -> None:
+        """The dataset screen hands back its scans when they are complete: no second full scan."""
+        self.query_one("#steps", Static).update("scanning…")
+        self.analyse(scans)
 
     def action_config(self) -> None:
         from lora_tui.ui.screens.config import ConfigScreen
 
-        self.app.push_screen(ConfigScreen(self.project), callback=lambda _: self._project_changed())
+        self.app.push_screen(ConfigScreen(self.project), callback=self._project_changed)
 
-    def _project_changed(self) -> None:
-        """The config screen saved a new project: show it."""
-        self.project = getattr(self.app, "project", self.project)
+    def _project_changed(self, saved: Project | None) -> None:
+        """The config screen dismisses with the project it saved (None: nothing saved)."""
+        if saved is None:
+            return
+        self.project = saved
+        self.app.project = saved  # screens opened from now on start from it
         self.action_rescan()
+
+    # -- runs (issue 11) ------------------------------------------------------------------------
+    def action_train(self) -> None:
+        from lora_tui.ui.screens.train import TrainScreen
+
+        self.app.push_screen(TrainScreen(self.project))
+
+    def action_runs(self) -> None:
+        from lora_tui.ui.screens.runs import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.project))
+
+    @on(RunsTable.Open)
+    def _open_run(self, message: RunsTable.Open) -> None:
+        from lora_tui.ui.screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(message.info.dir))
 
     def action_write_configs(self) -> None:
         try:

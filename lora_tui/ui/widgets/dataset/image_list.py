@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -15,9 +14,8 @@ from textual.strip import Strip
 
 from lora_tui.core.dataset_index import Row
 from lora_tui.core.review import ReviewMarks
+from lora_tui.ui.actions import Action, Actions
 
-STATE_STYLE = {"ok": "green", "class": "cyan", "missing": "yellow", "empty": "red", "error": "bold red",
-               "pending": "bright_black"}
 STATE_LABEL = {"ok": "caption", "class": "class tk", "missing": "none", "empty": "empty", "error": "error",
                "pending": "…"}
 
@@ -25,17 +23,38 @@ STATE_LABEL = {"ok": "caption", "class": "class tk", "missing": "none", "empty":
 class ImageList(ScrollView, can_focus=True):
     """Rows come from the index (a model); the widget only draws them and reports the cursor."""
 
-    BINDINGS = [
-        Binding("down,j", "move(1)", "Next", show=False, id="list.down"),
-        Binding("up,k", "move(-1)", "Previous", show=False, id="list.up"),
-        Binding("pagedown", "page(1)", show=False, id="list.pagedown"),
-        Binding("pageup", "page(-1)", show=False, id="list.pageup"),
-        Binding("home,g", "jump(0)", show=False, id="list.home"),
-        Binding("end,G", "jump(-1)", show=False, id="list.end"),
-    ]
+    ACTIONS = Actions("list", "Image list", actions=(
+        Action("list.down", "down,j", "Next", "move(1)", show=False, palette=False),
+        Action("list.up", "up,k", "Previous", "move(-1)", show=False, palette=False),
+        Action("list.pagedown", "pagedown", "Page down", "page(1)", show=False, palette=False),
+        Action("list.pageup", "pageup", "Page up", "page(-1)", show=False, palette=False),
+        Action("list.home", "home,g", "First image", "jump(0)", show=False, palette=False),
+        Action("list.end", "end,G", "Last image", "jump(-1)", show=False, palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
+    # Every colour comes from the theme through these component classes (a theme file, or the user's
+    # CSS, can restyle them): the mark column, each caption state, the token count, the cursor row.
+    COMPONENT_CLASSES = {
+        "image-list--reviewed", "image-list--flagged", "image-list--caption", "image-list--tokens",
+        "image-list--tokens-over", "image-list--cursor", "image-list--cursor-blurred",
+        *(f"image-list--state-{state}" for state in STATE_LABEL),
+    }
     DEFAULT_CSS = """
     ImageList { background: $surface; }
     ImageList:focus { background-tint: $primary 5%; }
+    ImageList > .image-list--reviewed { color: $success; }
+    ImageList > .image-list--flagged { color: $secondary; }
+    ImageList > .image-list--caption { text-style: dim; }
+    ImageList > .image-list--tokens { text-style: dim; }
+    ImageList > .image-list--tokens-over { color: $error; }
+    ImageList > .image-list--cursor { text-style: reverse; }
+    ImageList > .image-list--cursor-blurred { text-style: bold underline; }
+    ImageList > .image-list--state-ok { color: $success; }
+    ImageList > .image-list--state-class { color: $primary; }
+    ImageList > .image-list--state-missing { color: $warning; }
+    ImageList > .image-list--state-empty { color: $error; }
+    ImageList > .image-list--state-error { color: $error; text-style: bold; }
+    ImageList > .image-list--state-pending { color: $text-muted; }
     """
     cursor: reactive[int] = reactive(0, always_update=True)
 
@@ -95,16 +114,19 @@ class ImageList(ScrollView, can_focus=True):
         marks = self.marks.get(row.key)
         mark = "✗" if "excluded" in marks else "!" if "flagged" in marks else "✓" if "reviewed" in marks else " "
         state = row.caption_state
-        base = Style(reverse=True) if index == self.cursor and self.has_focus else \
-            Style(bold=True, underline=True) if index == self.cursor else Style()
+        style = self.get_component_rich_style
+        base = style("image-list--cursor" if self.has_focus else "image-list--cursor-blurred", partial=True) \
+            if index == self.cursor else Style()
         name = row.record.name
         preview = row.text.replace("\n", " ⏎ ")
+        over = row.tokens > 75
         segments = [
-            Segment(f"{mark} ", base + Style(color="magenta" if mark in "!✗" else "green")),
+            Segment(f"{mark} ", base + style("image-list--flagged" if mark in "!✗" else "image-list--reviewed",
+                                             partial=True)),
             Segment(f"{name[:28]:<28} ", base),
-            Segment(f"{STATE_LABEL[state]:<8} ", base + Style(color=STATE_STYLE[state])),
+            Segment(f"{STATE_LABEL[state]:<8} ", base + style(f"image-list--state-{state}", partial=True)),
             Segment("   … " if state == "pending" else f"{row.tokens:>3}t ",
-                    base + Style(color="red" if row.tokens > 75 else None, dim=row.tokens <= 75)),
-            Segment(preview, base + Style(dim=True)),
+                    base + style("image-list--tokens-over" if over else "image-list--tokens", partial=True)),
+            Segment(preview, base + style("image-list--caption", partial=True)),
         ]
         return Strip(segments).crop_extend(0, width, base)

@@ -23,6 +23,13 @@ from lora_tui.ui.graphics import GRAPHIC_PROTOCOLS, cell_pixels, graphic_widget
 from lora_tui.ui.image_view import HalfBlock, load_thumbnail, load_thumbnail_pixels
 
 
+def undecodable(path: Path, exc: BaseException) -> str:
+    """What the pane says instead of a picture: never a blank pane for a file that cannot be shown."""
+    why = str(exc).replace(str(path), path.name) or type(exc).__name__
+    return (f"⚠ {path.name} cannot be decoded\n{why}\n\n"
+            "sd-scripts cannot read it either: re-export it, or move it out of the folder")
+
+
 class ImagePreview(Container):
     DEFAULT_CSS = """
     ImagePreview { height: 1fr; }
@@ -93,7 +100,7 @@ class ImagePreview(Container):
         try:
             image = decode(path)
         except Exception as exc:  # Pillow raises many types for broken files
-            self.post_message(self.Loaded(path, None, f"cannot show {path.name}: {exc}"))
+            self.post_message(self.Loaded(path, None, undecodable(path, exc)))
         else:
             self.post_message(self.Loaded(path, image))
         for other in neighbours:  # prefetch into the LRU; a newer request cancels this
@@ -107,7 +114,7 @@ class ImagePreview(Container):
         if message.path != self.path:
             return  # a newer image was asked for meanwhile
         if message.image is None:
-            self._show_text(message.error or "")
+            self._show_text(message.error or f"⚠ {message.path.name} cannot be shown")
         elif self.graphic is not None:
             self.graphic.image = message.image
             self.set_class(True, "graphic-shown")

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
+
+from lora_tui.ui.actions import Action, Actions
 
 
 class TagChips(Widget, can_focus=True):
@@ -21,17 +22,18 @@ class TagChips(Widget, can_focus=True):
     TagChips { height: 8; border: round $primary-darken-2; padding: 0 1; }
     TagChips:focus { border: round $primary; }
     """
-    BINDINGS = [
-        Binding("left,h", "move(-1)", "Prev tag", id="chips.prev", show=False),
-        Binding("right,l", "move(1)", "Next tag", id="chips.next", show=False),
-        Binding("home", "jump(0)", "First tag", id="chips.first", show=False),
-        Binding("end", "jump(-1)", "Last tag", id="chips.last", show=False),
-        Binding("shift+left,H", "shift(-1)", "Move tag left", id="chips.shift_left"),
-        Binding("shift+right,L", "shift(1)", "Move tag right", id="chips.shift_right"),
-        Binding("delete,backspace,d", "delete", "Delete tag", id="chips.delete"),
-        Binding("a,insert", "add", "Add tag", id="chips.add"),
-        Binding("enter,e", "rename", "Edit tag", id="chips.edit"),
-    ]
+    ACTIONS = Actions("chips", "Tag chips", intro="The caption as its tags (c or ctrl+t switches).", actions=(
+        Action("chips.prev", "left,h", "Prev tag", "move(-1)", show=False, palette=False),
+        Action("chips.next", "right,l", "Next tag", "move(1)", show=False, palette=False),
+        Action("chips.first", "home", "First tag", "jump(0)", show=False, palette=False),
+        Action("chips.last", "end", "Last tag", "jump(-1)", show=False, palette=False),
+        Action("chips.shift_left", "shift+left,H", "Move tag left", "shift(-1)", palette=False),
+        Action("chips.shift_right", "shift+right,L", "Move tag right", "shift(1)", palette=False),
+        Action("chips.delete", "delete,backspace,d", "Delete tag", "delete", palette=False),
+        Action("chips.add", "a,insert", "Add tag", "add", palette=False),
+        Action("chips.edit", "enter,e", "Edit tag", "rename", title="Edit tag (with completion)", palette=False),
+    ))
+    BINDINGS = ACTIONS.bindings()
 
     @dataclass
     class Changed(Message):
