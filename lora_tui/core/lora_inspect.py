@@ -42,6 +42,9 @@ def read_header(path: str | Path) -> Header:
     path = Path(path)
     if not path.is_file():
         raise LoraFileError("file not found", path=path, hint="check the path")
+    if path.suffix.lower() in (".ckpt", ".pt", ".pth"):
+        raise LoraFileError("inspect reads .safetensors headers; a pickle has none", path=path,
+                            hint=f"convert it first: lora-tui lora convert {path} --to kohya")
     try:
         with open(path, "rb") as f:
             head = f.read(8)

@@ -92,3 +92,15 @@ def test_convert_of_a_lycoris_file_is_one_line_error(tmp_path: Path, capsys) -> 
     assert main(["lora", "convert", str(path), "--to", "diffusers"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not supported" in err
+
+
+def test_a_pickled_lora_converts_to_safetensors_and_then_inspects(lora_file: Path, tmp_path: Path, capsys) -> None:
+    pt = tmp_path / "old.pt"
+    torch.save(load_lora(lora_file)[0], pt)
+    assert main(["lora", "inspect", str(pt)]) == 2
+    assert "lora convert" in capsys.readouterr().err
+    out = tmp_path / "old.safetensors"
+    assert main(["lora", "convert", str(pt), "--to", "kohya", "--out", str(out)]) == 0
+    assert "converted kohya → kohya" in capsys.readouterr().out
+    assert main(["lora", "inspect", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ranks"]["rank"] == 8

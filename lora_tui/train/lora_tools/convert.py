@@ -203,8 +203,13 @@ def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = Non
     """Write `src` in style `to` at `target`; returns the source style."""
     if to not in STYLES:
         raise LoraToolError(f"unknown style {to!r}", hint="use kohya, diffusers or peft")
-    source_style = "peft" if src.is_dir() else key_style(list(read_header(src).tensors))
     state_dict, meta = load_as_kohya(src)
+    if src.is_dir():
+        source_style = "peft"
+    elif src.suffix.lower() == ".safetensors":
+        source_style = key_style(list(read_header(src).tensors))
+    else:  # a .ckpt/.pt (read with weights_only by load_lora)
+        source_style = key_style(list(load_lora(src)[0]))
     if to == "kohya":
         save_lora(target, state_dict, meta, dtype=dtype)
         return source_style

@@ -9,7 +9,10 @@ alpha is scale·new_rank, so alpha/rank (the strength the file applies) is uncha
 words (ss_training_comment, ss_network_dim/alpha, "Dynamic" for dynamic methods).
 
 Unlike sd-scripts the SVD goes through thin QR factors (factors.factored_svd): exact where
-sd-scripts switches to a randomized svd_lowrank on big matrices, and much faster.
+sd-scripts switches to a randomized svd_lowrank on big matrices, and much faster. It yields only the
+r non-trivial singular values, not sd-scripts' min(out, in) with zeros after r; the rank choices
+are the same except at a target of exactly 1.0 (sv_cumulative/sv_fro), where float rounding can
+make sd-scripts pick one zero direction more (capped by --dim either way).
 """
 
 from __future__ import annotations
