@@ -75,3 +75,25 @@ def test_grid_bad_options_are_one_line_errors(tiny_run: Path, capsys, option: li
 def test_grid_without_prompts_says_how_to_give_them(tiny_run: Path, capsys) -> None:
     assert main(["grid", str(tiny_run)]) == 2
     assert "--prompts FILE" in capsys.readouterr().err
+
+
+async def test_the_rendered_grid_opens_in_the_tui_and_b_marks_the_best(tiny_run: Path) -> None:
+    """End to end: `lora-tui grid` on a tiny run, then the app's grid screen on what it wrote."""
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from lora_tui.ui.screens.grid import GridScreen
+
+    prompts = tiny_run.parent.parent / "prompts.txt"
+    assert main(["grid", str(tiny_run), "--prompts", str(prompts), "--weights", "0.5,1", "--size", "64x64",
+                 "--steps", "2", "--device", "cpu", "--checkpoints", "last:2", "--quiet"]) == 0
+    app = App()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = GridScreen(tiny_run)
+        app.push_screen(screen)
+        await pilot.pause()
+        table = screen.query_one("#cells", DataTable)
+        assert table.row_count == 2 and len(table.columns) == 3
+        await pilot.press("down", "b")
+    best = [e for e in contract.iter_all_events(tiny_run) if e["kind"] == "best"][-1]
+    assert best["step"] == 6 and best["path"].endswith("tiny-step00000006.safetensors")
