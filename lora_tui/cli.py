@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_parsers(sub)
 
+    from lora_tui.cli_lora import add_lora_parsers
+
+    add_lora_parsers(sub)
+
     p = sub.add_parser("make-tiny-model", help="write a tiny random SD-style model to try training on a CPU")
     p.add_argument("dir")
     p.add_argument("--v2", action="store_true", help="SD2 topology (OpenCLIP-style text encoder)")

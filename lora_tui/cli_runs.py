@@ -65,6 +65,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         peak = fmt_mb(info.peak_vram_mb) if info.peak_vram_mb else ""
         took = fmt_duration(info.duration_s) if info.duration_s is not None else ""
         output = Path(info.output).name if info.output else ""
+        if info.best:
+            output += f"  ★ best: {Path(info.best['path']).name}"
         _out(f"{info.id:<34} {info.state:<9} {step:>11} {info.epoch or '':>3} {loss:>7} {avg:>7} "
              f"{fmt_rate(info.steps_per_s) if info.active else '':>10} {eta:>7} {peak:>8} {took:>7}  {output}")
         if info.state in ("failed", "crashed", "stopped", "unknown") and info.reason:

@@ -56,6 +56,7 @@ class RunInfo:
     output: str | None = None
     saves: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # the checkpoint the user marked in the grid (`best` event)
 
     @property
     def active(self) -> bool:
@@ -76,7 +77,7 @@ class RunInfo:
             "lr": self.lr, "samples_per_s": self.samples_per_s, "steps_per_s": self.steps_per_s,
             "eta_s": self.eta_s, "peak_vram_mb": self.peak_vram_mb, "started_at": self.started_at,
             "ended_at": self.ended_at, "duration_s": self.duration_s, "exit_code": self.exit_code,
-            "output": self.output, "pid": self.status.get("pid"), "notes": self.notes})
+            "output": self.output, "pid": self.status.get("pid"), "notes": self.notes, "best": self.best})
 
 
 # -- the state ----------------------------------------------------------------------------------
@@ -227,6 +228,9 @@ class FigureTracker:
                 used = gpu["proc_used_mb"]
                 if used is not None and (info.peak_vram_mb is None or used > info.peak_vram_mb):
                     info.peak_vram_mb = used
+        elif kind == "best" and _text(event.get("path")):
+            info.best = {"path": event["path"], "label": _text(event.get("label")) or Path(event["path"]).name,
+                         "step": whole(event.get("step"))}
         elif kind == "save":
             info.saves.append(event)
             del info.saves[:-50]

@@ -65,6 +65,8 @@ class MonitorScreen(ActionScreen):
                when=_ended),
         Action("monitor.open", "o", "Open output", "open_output", title="Show (or open) the output folder"),
         Action("monitor.copy", "y", "Copy path", "copy_output", title="Copy the output folder path (OSC 52)"),
+        Action("monitor.grid", "g", "Grid", "grid", show=False,  # F1 and the palette; the footer is full
+               title="Open the checkpoint grid (lora-tui grid RUN)"),
         Action("monitor.sample_newer", "left_square_bracket", "Newer sample", "sample(-1)", show=False,
                title="Show the newer sample image"),
         Action("monitor.sample_older", "right_square_bracket", "Older sample", "sample(1)", show=False,
@@ -342,3 +344,8 @@ class MonitorScreen(ActionScreen):
         folder = self._output_dir()
         self.app.copy_to_clipboard(str(folder))  # OSC 52: reaches the local clipboard over SSH
         self.notify(f"copied {folder}", markup=False)
+
+    def action_grid(self) -> None:
+        from lora_tui.ui.screens.grid import GridScreen
+
+        self.app.push_screen(GridScreen(self.run_dir))

@@ -34,7 +34,10 @@ def row_of(info: RunInfo, full: bool, now: float) -> list[Any]:
     step = f"{info.step}/{info.total_steps}" if info.total_steps else (str(info.step) if info.step else "")
     loss = f"{info.loss:.4f}" if info.loss is not None else (f"{info.loss_avg:.4f}" if info.loss_avg is not None
                                                                else "")
-    row: list[Any] = [Text(info.id), state_text(info.state), progress_bar(info), step, loss]
+    run = Text(info.id)
+    if info.best:  # the checkpoint picked in the grid
+        run.append(f"  ★ {info.best['label']}", style="bold")
+    row: list[Any] = [run, state_text(info.state), progress_bar(info), step, loss]
     if full:
         if info.started_at is not None:
             end = info.ended_at if (info.ended_at is not None and not info.active) else now

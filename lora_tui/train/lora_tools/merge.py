@@ -1,0 +1,103 @@
+"""`lora-tui lora merge` and `lora-tui lora bake`.
+
+merge: the weighted sum of the LoRAs' deltas (ratioᵢ · scaleᵢ · upᵢ·downᵢ per module, a module
+missing from a file counting as zero), re-factored by SVD to rank --dim, as sd-scripts'
+networks/svd_merge_lora.py does; alpha = the new rank, so up = U·S carries the strength. The sum of
+products is itself one product of stacked factors, so the SVD runs on r₁+r₂+… columns
+(factors.factored_svd), not on the full matrix. sd-scripts also clamps U and Vh at their 0.99
+quantile; that is lossy and off by default here (--clamp-quantile 0.99 to match it).
+
+bake: the LoRA merged into the base model's weights at --weight and the whole model written as one
+original-layout .safetensors checkpoint (what webui loads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from lora_tui.train.lora_tools.factors import Factors, LoraToolError, factored_svd, split_modules, to_factors
+
+
+def merge(loras: list[Mapping[str, torch.Tensor]], ratios: list[float], *, dim: int, conv_dim: int | None = None,
+          clamp_quantile: float | None = None, device: str | None = None,
+          paths: list[Path] | None = None) -> dict[str, Factors]:
+    if len(loras) != len(ratios):
+        raise LoraToolError(f"{len(loras)} files but {len(ratios)} ratios", hint="give one ratio per file")
+    if dim < 1:
+        raise LoraToolError("--dim must be at least 1")
+    dev = torch.device(device or "cpu")
+    split = [split_modules(sd, (paths or [None] * len(loras))[i]) for i, sd in enumerate(loras)]
+    names = list(dict.fromkeys(n for modules in split for n in modules))
+    out: dict[str, Factors] = {}
+    with torch.no_grad():
+        for name in names:
+            present = [(modules[name], ratio) for modules, ratio in zip(split, ratios) if name in modules]
+            first = present[0][0]
+            shapes = {(tuple(f.up.shape[:1]), tuple(f.down.shape[1:])) for f, _ in present}
+            if len(shapes) > 1:
+                raise LoraToolError(f"{name} has different shapes in the files",
+                                    hint="merge LoRAs made for the same base model architecture")
+            ups, downs = [], []
+            for f, ratio in present:
+                up, down = f.matrices()
+                ups.append(up * (ratio * f.scale))
+                downs.append(down)
+            u, s, vh = factored_svd(torch.cat(ups, 1).to(dev), torch.cat(downs, 0).to(dev))
+            rank = min((conv_dim or dim) if first.conv else dim, len(s))
+            if clamp_quantile:
+                u_r, vh_r = u[:, :rank] * s[:rank], vh[:rank]
+                dist = torch.cat([u_r.flatten(), vh_r.flatten()])
+                hi = torch.quantile(dist.abs() if dist.numel() < 2**24 else dist[: 2**24].abs(), clamp_quantile)
+                u_r, vh_r = u_r.clamp(-hi, hi), vh_r.clamp(-hi, hi)
+                up_m = u_r.reshape(u_r.shape[0], rank, 1, 1) if first.conv else u_r
+                down_m = vh_r.reshape(rank, *first.down.shape[1:]) if first.conv else vh_r
+                out[name] = Factors(name, down_m.cpu().contiguous(), up_m.cpu().contiguous(), float(rank))
+            else:
+                out[name] = to_factors(name, u.cpu(), s.cpu(), vh.cpu(), rank, float(rank), first)
+    return out
+
+
+def merge_metadata(paths: list[Path], ratios: list[float], dim: int, metas: list[Mapping[str, str]]) -> dict[str, str]:
+    """Keep the first file's facts (base model, v2) and say what was merged."""
+    meta = {k: v for k, v in (metas[0] if metas else {}).items() if k.startswith(("ss_", "modelspec."))}
+    sources = ", ".join(f"{p.name}×{r:g}" for p, r in zip(paths, ratios))
+    meta["ss_training_comment"] = f"merged by lora-tui from {sources} at rank {dim}"
+    meta["ss_network_dim"] = str(dim)
+    meta["ss_network_alpha"] = str(float(dim))
+    meta.pop("sshs_model_hash", None)
+    meta.pop("sshs_legacy_hash", None)
+    return meta
+
+
+def bake(model: Path, lora: Path, weight: float, target: Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Merge `lora` at `weight` into `model` and write a single-file checkpoint at `target`.
+
+    The module configs travel in the header (`lora_tui.configs`, as make-tiny-model writes them), so
+    our own loader rebuilds even a non-standard model from the file; webui ignores the key.
+    """
+    import json
+
+    from safetensors.torch import save as save_bytes
+
+    from lora_tui.train.lora_tools.convert import load_as_kohya
+    from lora_tui.train.model.load import CONFIGS_METADATA_KEY, load_base_model
+    from lora_tui.train.model.tiny import _configs_of, ldm_state_dict
+    from lora_tui.train.network.file import _write_atomically
+    from lora_tui.train.network.lora import LoRANetwork
+
+    base = load_base_model(model)
+    state_dict, _ = load_as_kohya(lora)
+    network = LoRANetwork.from_weights(state_dict, base.text_encoder, base.unet, multiplier=weight)
+    network.merge_into_base()
+    modules = {"unet": base.unet, "vae": base.vae, "text_encoder": base.text_encoder}
+    state = ldm_state_dict(base.unet, base.vae, base.text_encoder, v2=base.v2)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    meta = {"format": "pt", "lora_tui.baked": f"{lora.name} at {weight:g} into {base.source.name}",
+            CONFIGS_METADATA_KEY: json.dumps(_configs_of(modules))}
+    blob = save_bytes(state, meta)
+    _write_atomically(target, lambda f: f.write(blob))
+    return target
