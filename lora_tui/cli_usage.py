@@ -83,10 +83,27 @@ def unknown_command(word: str, rest: Sequence[str], commands: Iterable[str],
 def unknown_long_option(parser: argparse.ArgumentParser, argv: Sequence[str]) -> UsageError | None:
     """The first ``--option`` the (sub)command does not take, found before argparse parses: argparse
     would first complain about a missing argument (``check --stirct``), hiding the typo."""
+    nested = _subcommand(parser, argv)
+    if nested is not None:  # `lora-tui lora inspect --json`: each level's options by its own parser
+        before, child, rest = nested
+        return unknown_long_option(parser, before) or unknown_long_option(child, rest)
     known = set(option_strings(parser))
     for token in argv:
         if token == "--":
             break
         if token.startswith("--") and token.split("=", 1)[0] not in known:
             return unknown_arguments(parser, [token])
+    return None
+
+
+def _subcommand(parser: argparse.ArgumentParser,
+                argv: Sequence[str]) -> tuple[Sequence[str], argparse.ArgumentParser, Sequence[str]] | None:
+    """(the tokens before it, its parser, the tokens after it) for a sub-subcommand in ``argv``."""
+    for action in parser._actions:  # argparse has no public API for its subparsers either
+        if isinstance(action, argparse._SubParsersAction):
+            for i, token in enumerate(argv):
+                if token == "--":
+                    return None
+                if token in action.choices:
+                    return argv[:i], action.choices[token], argv[i + 1:]
     return None

@@ -64,3 +64,10 @@ def test_a_missing_argument_is_one_line(capsys) -> None:
 def test_a_missing_path_is_left_to_open_even_when_it_resembles_a_command(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert cli.parse(["./chekc"]).func is cli.cmd_open
+
+
+def test_options_of_a_sub_subcommand_are_known_and_its_typos_named(capsys, tmp_path: Path) -> None:
+    args = cli.parse(["lora", "inspect", str(tmp_path / "x.safetensors"), "--json"])
+    assert args.json is True
+    line = _usage_error(capsys, ["lora", "inspect", str(tmp_path / "x.safetensors"), "--jsn"])
+    assert "unknown option '--jsn'" in line and "did you mean '--json'" in line

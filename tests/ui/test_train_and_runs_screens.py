@@ -26,7 +26,9 @@ async def _train_screen(pilot) -> TrainScreen:
 
 
 async def test_lint_errors_block_the_launch_and_say_why(sample_copy: Path) -> None:
-    app = LoraTuiApp(project.load(sample_copy))  # the sample project has no base model set
+    toml = sample_copy / "lora-tui.toml"  # the sample without its base model: a lint error
+    toml.write_text(toml.read_text().replace('"lora-tui:tiny-sd15"', '""', 1))
+    app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await _train_screen(pilot)
         assert screen.preflight.blocked
