@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from lora_tui.core.images import IMAGE_EXTENSIONS
 from lora_tui.core.project import Subset
 from lora_tui.core.scan import ImageRecord, SubsetScan
 
@@ -93,3 +95,16 @@ def missing_key_problem(records: list[ImageRecord]) -> str | None:
     return (f"{len(missing)} fine-tuning metadata {why}: sd-scripts opens {first.path_text} for key "
             f"{first.meta_key!r} and stops with FileNotFoundError (it trains them only from latents cached to "
             "disk beforehand)")
+
+
+def file_for_key(record: ImageRecord) -> Path | None:
+    """The image a key that names no file most likely means: ``<key><ext>`` for an image extension
+    sd-scripts loads (the bare stems of merge_captions_to_metadata.py), else None."""
+    if not names_no_file(record):
+        return None
+    base = Path(record.path_text)
+    for ext in sorted(IMAGE_EXTENSIONS):
+        candidate = base.with_name(base.name + ext)
+        if candidate.is_file():
+            return candidate
+    return None
