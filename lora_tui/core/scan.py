@@ -243,5 +243,8 @@ def fill_sizes(records: Iterable[ImageRecord]) -> None:
 
 
 def caption_target(subset: Subset, record: ImageRecord) -> Path:
-    """The file an edit of ``record``'s caption writes: the existing sidecar or a new one."""
+    """The file an edit of ``record``'s caption writes: the existing sidecar or a new one (a
+    fine-tuning entry: its metadata file)."""
+    if record.meta_key is not None and (meta := subset.path("metadata_file")) is not None:
+        return meta
     return record.caption_path or sidecar_path(record.path, subset.get("caption_extension"))

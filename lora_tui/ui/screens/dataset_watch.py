@@ -70,6 +70,14 @@ class OutsideChanges:
     def expect_text(self, path: Path, text: str | None) -> None:
         self.expect([(path, None if text is None else text_hash(text.encode("utf-8")))])
 
+    def expect_file(self, path: Path) -> None:
+        """Remember a file as just written (a metadata file: its whole text, not one caption)."""
+        try:
+            data: bytes | None = path.read_bytes()
+        except OSError:
+            data = None
+        self.expect([(path, None if data is None else text_hash(data))])
+
     def is_own_write(self, path: Path) -> bool:
         """True if ``path`` holds exactly what we last wrote there (called from the watcher's thread)."""
         key = str(path)
