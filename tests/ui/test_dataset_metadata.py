@@ -1,0 +1,39 @@
+"""The dataset screen on a fine-tuning (metadata_file) subset: captions reviewed, edited and undone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lora_tui.core import project
+from lora_tui.ui.app import LoraTuiApp
+from tests.helpers import write_images, write_project
+from tests.ui.settle import wait_until
+from tests.ui.test_dataset_screen import _open_at
+
+
+def _finetune_project(root: Path) -> Path:
+    write_images(root / "imgs", [(64, 64)] * 2, prefix="f")
+    meta = root / "meta.json"
+    meta.write_text(json.dumps({"f0000.png": {"caption": "a dog", "tags": "grass"},
+                                "f0001.png": {"caption": "a cat"}}, indent=2) + "\n")
+    write_project(root, [{"resolution": 64, "subsets": [{"image_dir": "imgs", "metadata_file": "meta.json"}]}])
+    return meta
+
+
+async def test_a_metadata_caption_is_edited_in_the_screen_and_undone_with_u(tmp_path: Path) -> None:
+    meta = _finetune_project(tmp_path)
+    before = meta.read_bytes()
+    app = LoraTuiApp(project.load(tmp_path))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_at(pilot, "f0000.png")
+        assert screen.editor.text == "a dog,grass" and not screen.editor.read_only
+        assert "meta.json" in (screen.editor.border_title or "")
+        await pilot.press("e", "end", "comma", "space", "w", "e", "t", "escape")
+        await wait_until(pilot, lambda: json.loads(meta.read_text())["f0000.png"].get("tags") is None,
+                         "the save into meta.json")
+        assert json.loads(meta.read_text())["f0000.png"] == {"caption": "a dog,grass, wet"}
+        assert json.loads(meta.read_text())["f0001.png"] == {"caption": "a cat"}
+        await pilot.press("u")
+        await wait_until(pilot, lambda: meta.read_bytes() == before, "the undo")
+        await wait_until(pilot, lambda: screen.editor.text == "a dog,grass", "the editor to show the undone text")
