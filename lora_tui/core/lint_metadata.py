@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from lora_tui.core.findings import ERROR
-from lora_tui.core.metadata_keys import file_for_key, names_no_file, replacements
+from lora_tui.core.findings import ERROR, WARNING
+from lora_tui.core.metadata_keys import cached_latents, file_for_key, names_no_file, replacements
 from lora_tui.core.project import Project
 from lora_tui.core.scan import SubsetScan
 
@@ -26,24 +26,35 @@ def check_keys(project: Project, scan: SubsetScan, add: Callable[..., None]) -> 
     missing = [r for r in scan.records if names_no_file(r)]
     if not missing:
         return scan
+    gone = {id(r) for r in missing}
     meta = str(sub.path("metadata_file") or project.file)
-    cached = ("it trains them only from latents cached to disk beforehand (cache_latents_to_disk with the "
-              ".npz files already there, and image_size in each entry)")
+    only_cache = ("it trains them only from latents cached to disk beforehand (cache_latents_to_disk with the "
+                  ".npz files already there, and image_size in each entry)")
+    cached = [r for r in missing if r.size is not None and cached_latents(r) is not None]
+    if cached:
+        add(WARNING, "metadata-key-cached", f"{sub.label}: {len(cached)} metadata keys name no image file "
+            f"({_some([r.meta_key or '' for r in cached])}) but their latents are cached to disk "
+            f"({cached_latents(cached[0]).name}); sd-scripts trains them from that cache with "  # type: ignore[union-attr]
+            "cache_latents_to_disk, and stops with FileNotFoundError whenever the cache has to be rebuilt", meta,
+            f"run: lora-tui metadata {project.root} fix-keys")
+        done = {id(r) for r in cached}
+        missing = [r for r in missing if id(r) not in done]
     fixable = [r for r in missing if file_for_key(r) is not None]
     if fixable:
         first = fixable[0]
         add(ERROR, "metadata-key-extension", f"{sub.label}: {len(fixable)} metadata keys have no file extension "
             f"({_some([r.meta_key or '' for r in fixable])}), as merge_captions_to_metadata.py writes them; "
-            f"sd-scripts opens {first.path_text} and stops with FileNotFoundError; {cached}", meta,
+            f"sd-scripts opens {first.path_text} and stops with FileNotFoundError; {only_cache}", meta,
             f"run: lora-tui metadata {project.root} fix-keys")
-    lost = [r for r in missing if r not in fixable]
+    fixed = {id(r) for r in fixable}
+    lost = [r for r in missing if id(r) not in fixed]
     if lost:
         first = lost[0]
         add(ERROR, "metadata-key-missing", f"{sub.label}: {len(lost)} metadata keys name no file "
             f"({_some([r.meta_key or '' for r in lost])}; first looked for at {first.path_text}); sd-scripts "
-            f"stops with FileNotFoundError; {cached}", meta,
+            f"stops with FileNotFoundError; {only_cache}", meta,
             "fix the keys or the subset's image_dir, or remove those entries")
-    return replace(scan, records=[r for r in scan.records if not names_no_file(r)])
+    return replace(scan, records=[r for r in scan.records if id(r) not in gone])
 
 
 def check_replaced(project: Project, scans: list[SubsetScan], add: Callable[..., None]) -> None:

@@ -108,3 +108,14 @@ def file_for_key(record: ImageRecord) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def cached_latents(record: ImageRecord) -> Path | None:
+    """The latent cache sd-scripts would load for this entry instead of the image, if it exists:
+    ``<key path>_WWWWxHHHH_sd.npz`` (or ``_sdxl``) from the entry's image_size, or a legacy ``.npz``."""
+    stem = os.path.splitext(record.path_text)[0]
+    names = [stem + ".npz"]
+    if record.size is not None:
+        w, h = record.size
+        names += [f"{stem}_{w:04d}x{h:04d}_sd.npz", f"{stem}_{w:04d}x{h:04d}_sdxl.npz"]
+    return next((Path(n) for n in names if os.path.isfile(n)), None)
