@@ -37,3 +37,21 @@ async def test_a_metadata_caption_is_edited_in_the_screen_and_undone_with_u(tmp_
         await pilot.press("u")
         await wait_until(pilot, lambda: meta.read_bytes() == before, "the undo")
         await wait_until(pilot, lambda: screen.editor.text == "a dog,grass", "the editor to show the undone text")
+
+
+async def test_the_overview_says_which_images_a_later_subset_replaces(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from tests.ui.settle import settled
+
+    for name, n in (("a", 3), ("b", 2)):
+        write_images(tmp_path / name, [(64, 64)] * n, prefix="f", seed=len(name) + n)
+        (tmp_path / f"{name}.json").write_text(json.dumps({f"f{i:04d}.png": {"caption": name} for i in range(n)}))
+    write_project(tmp_path, [{"resolution": 64, "batch_size": 1, "enable_bucket": False, "subsets": [
+        {"image_dir": "a", "metadata_file": "a.json"}, {"image_dir": "b", "metadata_file": "b.json"}]}])
+    app = LoraTuiApp(project.load(tmp_path))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settled(pilot)
+        text = str(app.screen.query_one("#steps", Static).render())
+        assert "2 images of subset a are replaced by b's entries with the same names and will not train" in text
+        assert "3 steps/epoch" in text
