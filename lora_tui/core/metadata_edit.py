@@ -14,10 +14,13 @@ the entry checked against what the editor loaded (a change made elsewhere raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lora_tui.core.caption_edit import CaptionConflict
-from lora_tui.core.errors import CaptionError
+from lora_tui.core.captions import map_caption_lines
+from lora_tui.core.errors import CaptionError, LoraTuiError
 from lora_tui.core.journal import Change, Journal
 from lora_tui.core.metadata_doc import MetaDoc
 from lora_tui.core.project import Subset
@@ -87,3 +90,45 @@ def save_meta_caption(journal: Journal, subset: Subset, record: ImageRecord, tex
     caption, tags = caption or "", tags or ""
     record.meta_caption = caption + sep + tags if caption and tags else caption or tags
     return True
+
+
+class MetaEdits:
+    """A bulk edit's changes to fine-tuning entries, gathered per metadata file (core.bulk).
+
+    Each file is read once; an entry that no longer holds what the scan read is skipped (named),
+    and every file with edits becomes one whole-file :class:`Change` the journal swaps in.
+    """
+
+    def __init__(self, skipped: list[str]) -> None:
+        self.skipped = skipped
+        self.docs: dict[Path, MetaDoc | None] = {}
+        self.entries: list[tuple[str, str, str]] = []
+
+    def add(self, subset: Subset, record: ImageRecord, change: Callable[[str], str], wildcard: bool) -> None:
+        meta = subset.path("metadata_file")
+        if meta is None or record.meta_key is None:
+            return
+        if meta not in self.docs:
+            try:
+                self.docs[meta] = MetaDoc.read(meta)
+            except LoraTuiError as exc:
+                self.docs[meta] = None
+                self.skipped.append(str(exc))
+        doc = self.docs[meta]
+        if doc is None:
+            return
+        before = editable_text(subset, record)
+        after = map_caption_lines(before, wildcard, change)
+        if after == before:
+            return
+        loaded = record.meta_raw or (record.meta_caption, None)
+        row = doc.entries.get(record.meta_key)
+        if row is None or _raw(row) != loaded:
+            self.skipped.append(f"{record.path}: its entry in {meta.name} changed since it was read")
+            return
+        doc.set_fields(record.meta_key, split_edit(subset, loaded, after))
+        self.entries.append((record.path_text, before, after))
+
+    def changes(self) -> list[Change]:
+        return [Change(path, doc.text, doc.dumps()) for path, doc in self.docs.items()
+                if doc is not None and doc.changed]

@@ -113,3 +113,17 @@ def test_two_writers_on_one_metadata_file_at_once_both_land(tmp_path: Path) -> N
         data = json.loads(meta.read_text())
         assert [data[f"f{i:04d}.png"]["caption"] for i in range(4)] == [f"edit {round_} {i}" for i in range(4)]
     assert len(Journal.for_project(project.load(tmp_path)).history()) == 12
+
+
+def test_bulk_add_tag_edits_metadata_entries_and_undo_restores(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    meta = _project(tmp_path, {"f0000.png": {"caption": "a dog", "tags": "grass"}, "f0001.png": {"tags": "sky"}})
+    before = meta.read_bytes()
+    assert main(["captions", str(tmp_path), "add", "wet"]) == 0
+    assert "2 captions in 1 metadata files" in capsys.readouterr().out and meta.read_bytes() == before
+    assert main(["captions", str(tmp_path), "add", "wet", "--yes"]) == 0
+    # the tag operations re-join tags with ", ", as they do in caption files
+    assert _trained(tmp_path, "f0000.png") == "a dog, grass, wet" and _trained(tmp_path, "f0001.png") == "sky, wet"
+    assert json.loads(meta.read_text())["f0001.png"] == {"tags": "sky, wet"}
+    assert main(["captions", str(tmp_path), "undo"]) == 0
+    assert meta.read_bytes() == before
