@@ -15,6 +15,7 @@ the entry checked against what the editor loaded (a change made elsewhere raises
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,21 @@ def split_edit(subset: Subset, raw: tuple[str | None, str | None], text: str) ->
     if text.endswith(sep + tags):
         return {"caption": text[: -len(sep + tags)]}
     return {"caption": text, "tags": None}
+
+
+def text_on_disk(subset: Subset, record: ImageRecord) -> str | None:
+    """The entry's editor text as the metadata file holds it now (None: gone or unreadable), so a
+    change to another entry of the same file is not taken for a conflict with this one."""
+    meta = subset.path("metadata_file")
+    if meta is None or record.meta_key is None:
+        return None
+    try:
+        row = MetaDoc.read(meta).entries.get(record.meta_key)
+    except LoraTuiError:
+        return None
+    if row is None:
+        return None
+    return editable_text(subset, replace(record, meta_raw=_raw(row)))
 
 
 def save_meta_caption(journal: Journal, subset: Subset, record: ImageRecord, text: str, *,

@@ -55,3 +55,26 @@ async def test_the_overview_says_which_images_a_later_subset_replaces(tmp_path: 
         text = str(app.screen.query_one("#steps", Static).render())
         assert "2 images of subset a are replaced by b's entries with the same names and will not train" in text
         assert "3 steps/epoch" in text
+
+
+async def test_another_entry_changed_outside_while_editing_is_no_conflict_and_both_land(
+        tmp_path: Path, monkeypatch) -> None:
+    from lora_tui.ui.screens import dataset as dataset_screen
+
+    monkeypatch.setattr(dataset_screen, "AUTOSAVE_SECONDS", 60)
+    meta = _finetune_project(tmp_path)
+    app = LoraTuiApp(project.load(tmp_path))
+    async with app.run_test(size=(140, 45), notifications=True) as pilot:
+        screen = await _open_at(pilot, "f0000.png")
+        await pilot.press("e", "end", "comma", "space", "w", "e", "t")
+        data = json.loads(meta.read_text())
+        data["f0001.png"]["caption"] = "a cat, outside"
+        meta.write_text(json.dumps(data, indent=2) + "\n")
+        await wait_until(pilot, lambda: any(r.record.name == "f0001.png" and r.record.meta_caption == "a cat, outside"
+                                            for r in (screen.index.rows if screen.index else [])),
+                         "the outside change to be read")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: json.loads(meta.read_text())["f0000.png"] == {"caption": "a dog,grass, wet"},
+                         "the save")
+        assert json.loads(meta.read_text())["f0001.png"] == {"caption": "a cat, outside"}
+        assert not any("changed outside" in str(n.message) for n in app._notifications)
