@@ -127,3 +127,12 @@ def test_bulk_add_tag_edits_metadata_entries_and_undo_restores(tmp_path: Path,
     assert json.loads(meta.read_text())["f0001.png"] == {"tags": "sky, wet"}
     assert main(["captions", str(tmp_path), "undo"]) == 0
     assert meta.read_bytes() == before
+
+
+def test_an_unsaved_metadata_edit_is_kept_under_the_image_name_and_listed(tmp_path: Path) -> None:
+    from lora_tui.core import unsaved
+
+    kept = unsaved.stash(tmp_path, tmp_path / "meta.json", "a dog, wet", "busy", entry="sub/f0000.png")
+    assert unsaved.stashed(tmp_path) == [kept] and kept.name.endswith("-f0000.png.txt")
+    note = json.loads(kept.with_name(kept.name + ".json").read_text())
+    assert (note["caption"], note["entry"]) == (str(tmp_path / "meta.json"), "sub/f0000.png")

@@ -395,4 +395,4 @@ class DatasetScreen(ActionScreen):
         from lora_tui.core import unsaved
 
         with contextlib.suppress(LoraTuiError, OSError):
-            unsaved.stash(self.project.root, target, editor.text, why)
+            unsaved.stash(self.project.root, target, editor.text, why, entry=row.record.meta_key)
