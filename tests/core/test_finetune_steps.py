@@ -115,3 +115,14 @@ def test_extensionless_keys_are_the_blocking_problem_not_nothing_to_train(tmp_pa
     write_project(tmp_path, [{"resolution": 64, "subsets": [{"image_dir": "a", "metadata_file": "a.json"}]}])
     problem = steps.compute(project.load(tmp_path)).blocking_problem() or ""
     assert "FileNotFoundError" in problem and "fix-keys" in problem and "nothing to train" not in problem
+
+
+def test_a_jsonl_image_path_listed_twice_counts_once(tmp_path: Path) -> None:
+    write_images(tmp_path / "a", [(64, 64)] * 2, prefix="f")
+    rows = [{"image_path": "f0000.png", "caption": "x"}, {"image_path": "f0001.png", "caption": "y"},
+            {"image_path": "f0000.png", "caption": "z"}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_project(tmp_path, [{"resolution": 64, "batch_size": 1, "enable_bucket": False,
+                              "subsets": [{"image_dir": "a", "metadata_file": "a.jsonl"}]}])
+    report = steps.compute(project.load(tmp_path))
+    assert (report.datasets[0].subsets[0].images, report.batches_per_epoch) == (2, 2)
