@@ -188,6 +188,7 @@ def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str]
                         "written": outcome.written if outcome else 0,
                         "changes": [{"path": str(c.path), "before": c.before, "after": c.after}
                                     for c in preview.changes], "skipped": list(preview.skipped),
+                        "metadata_entries": [{"image": i, "before": b, "after": a} for i, b, a in preview.entries],
                         "left_alone": [{"path": str(p), "reason": why} for p, why in left]},
                        ensure_ascii=False, indent=2) + "\n")
         return EXIT_LEFT_ALONE if left else 0
@@ -198,7 +199,8 @@ def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str]
         out("preview only: add --yes to apply\n")
         return 0
     if outcome.applied:
-        out(f"applied to {outcome.written} of {len(preview.changes)} caption files; "
+        what = f" (with {len(preview.entries)} captions in metadata files)" if preview.entries else ""
+        out(f"applied to {outcome.written} of {len(preview.changes)} caption files{what}; "
             f"undo with: lora-tui captions {args.project} undo\n")
     else:
         out("nothing applied\n")
