@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lora_tui.core.images import IMAGE_EXTENSIONS
 from lora_tui.core.project import Subset
@@ -119,3 +120,26 @@ def cached_latents(record: ImageRecord) -> Path | None:
         w, h = record.size
         names += [f"{stem}_{w:04d}x{h:04d}_sd.npz", f"{stem}_{w:04d}x{h:04d}_sdxl.npz"]
     return next((Path(n) for n in names if os.path.isfile(n)), None)
+
+
+def drop_replaced(registered: list[tuple[ImageRecord, Subset, int]], entries: dict[int, Any],
+                   num_train: int) -> tuple[list[tuple[ImageRecord, Subset, int]], int]:
+    """Fine-tuning: sd-scripts keys a dataset's images by metadata key, so a key a later subset lists
+    again replaces the earlier entry. Keep the last of each key and charge the others
+    to their subsets (``entries``: subset index → core.steps.SubsetSteps), so the counts and the
+    breakdown say what really trains."""
+    last = {_key(r): i for i, (r, _, _) in enumerate(registered)}
+    kept = []
+    for i, item in enumerate(registered):
+        record, sub, repeats = item
+        winner = last[_key(record)]
+        if winner == i:
+            kept.append(item)
+            continue
+        entry, by = entries[sub.index], registered[winner][1].name
+        entry.replaced_by[by] = entry.replaced_by.get(by, 0) + 1
+        entry.images -= 1
+        entry.samples -= repeats
+        entry.used_samples -= repeats
+        num_train -= repeats
+    return kept, num_train

@@ -19,7 +19,7 @@ from typing import Any
 
 from lora_tui.core.buckets import Assignment, BucketPlan
 from lora_tui.core.dataset_toml import parse_resolution
-from lora_tui.core.metadata_keys import missing_key_problem, registered_scans, replaced_sentence
+from lora_tui.core.metadata_keys import drop_replaced, missing_key_problem, registered_scans, replaced_sentence
 from lora_tui.core.project import Dataset, Project, Subset
 from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.staging import excluded_paths
@@ -281,7 +281,7 @@ def register_dataset(dataset: Dataset, scans: list[SubsetScan], excluded: set[Pa
             registered.extend((r, sub, repeats) for r in usable)
     if dataset.style == "finetune":
         entries = {scan.subset.index: entry for scan, entry in zip(scans, result.subsets)}
-        registered, num_train = _drop_replaced(registered, entries, num_train)
+        registered, num_train = drop_replaced(registered, entries, num_train)
         result.missing_keys = missing_key_problem([r for s in registered_scans(scans) for r in s.records
                                                    if r.size is None and (not excluded or r.path not in excluded)])
     registered.extend(_balance_reg(reg, num_train))
@@ -302,32 +302,6 @@ def register_dataset(dataset: Dataset, scans: list[SubsetScan], excluded: set[Pa
     if result.batch_size > 0:
         result.batches = sum(math.ceil(c / result.batch_size) for c in result.buckets.values())
     return result, out
-
-
-def _drop_replaced(registered: list[tuple[ImageRecord, Subset, int]], entries: dict[int, SubsetSteps],
-                   num_train: int) -> tuple[list[tuple[ImageRecord, Subset, int]], int]:
-    """Fine-tuning: sd-scripts keys a dataset's images by metadata key, so a key a later subset lists
-    again replaces the earlier entry (metadata_keys). Keep the last of each key and charge the others
-    to their subsets, so the counts and the breakdown say what really trains."""
-    last = {_meta_key(r): i for i, (r, _, _) in enumerate(registered)}
-    kept = []
-    for i, item in enumerate(registered):
-        record, sub, repeats = item
-        winner = last[_meta_key(record)]
-        if winner == i:
-            kept.append(item)
-            continue
-        entry, by = entries[sub.index], registered[winner][1].name
-        entry.replaced_by[by] = entry.replaced_by.get(by, 0) + 1
-        entry.images -= 1
-        entry.samples -= repeats
-        entry.used_samples -= repeats
-        num_train -= repeats
-    return kept, num_train
-
-
-def _meta_key(record: ImageRecord) -> str:
-    return record.meta_key if record.meta_key is not None else record.path_text
 
 
 def _balance_reg(reg: list[tuple[ImageRecord, SubsetSteps, int, Subset]],
