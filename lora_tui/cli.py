@@ -238,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_caption_parser(sub)
 
+    from lora_tui.cli_metadata import add_metadata_parser
+
+    add_metadata_parser(sub)
+
     p = sub.add_parser("open", help="open the terminal app on a project (same as `lora-tui PROJECT`)")
     p.add_argument("project")
     p.add_argument("--theme", help="lora-dark, lora-light, lora-ansi (16 colours), a Textual theme, or your own")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-OPS = ("stats", "add", "remove", "rename", "replace", "trigger", "dedupe", "sort",
+OPS = ("stats", "show", "set", "add", "remove", "rename", "replace", "trigger", "dedupe", "sort",
        "undo", "redo", "history", "forget", "clean")
 EXIT_LEFT_ALONE = 3
 
@@ -23,7 +24,9 @@ EXIT_LEFT_ALONE = 3
 def add_captions_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "captions", help="bulk caption edits (preview first, --yes applies), undo/redo, tag stats",
-        description="Operations: stats; add TAG [--front]; remove TAG; rename OLD NEW; replace FIND REPL "
+        description="Operations: stats; show (every image's caption as sd-scripts reads it, caption files and "
+                    "fine-tuning metadata alike); set IMAGE TEXT (one image's caption; in a metadata file for "
+                    "fine-tuning subsets); add TAG [--front]; remove TAG; rename OLD NEW; replace FIND REPL "
                     "[--regex] [--ignore-case]; trigger WORD; dedupe; sort; undo; redo; history; forget; clean "
                     "(remove temporary files interrupted writes left behind). Exit 0 done, 3 some captions "
                     "were left alone (listed), 75 another process is writing captions, 2 error.")
@@ -127,6 +130,9 @@ def run_captions(args: argparse.Namespace) -> int:
         removed = sum(fsio.remove_leftover_tmps(folder) for folder in sorted(folders))
         out(f"removed {removed} temporary files left by interrupted writes\n")
         return 0
+    if args.op == "set":
+        with journal.lock.hold() if args.yes else contextlib.nullcontext():
+            return _set_one(args, proj, journal, out)
     # a write holds the lock from reading the captions to the last rename, so a second writer
     # waits and then edits what the first one wrote (or gives up, naming who holds it)
     with journal.lock.hold() if args.yes and args.op != "stats" else contextlib.nullcontext():
@@ -147,6 +153,8 @@ def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str]
         sys.stderr.write(f"left out: {len(names)} file(s) that are not readable images ("
                          + ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
                          + f"); lora-tui check {args.project} says why\n")
+    if args.op == "show":
+        return _show(args, targets, out)
     if args.op == "stats":
         counts = bulk.tag_counts(targets)
         if args.json:
@@ -180,6 +188,7 @@ def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str]
                         "written": outcome.written if outcome else 0,
                         "changes": [{"path": str(c.path), "before": c.before, "after": c.after}
                                     for c in preview.changes], "skipped": list(preview.skipped),
+                        "metadata_entries": [{"image": i, "before": b, "after": a} for i, b, a in preview.entries],
                         "left_alone": [{"path": str(p), "reason": why} for p, why in left]},
                        ensure_ascii=False, indent=2) + "\n")
         return EXIT_LEFT_ALONE if left else 0
@@ -190,8 +199,56 @@ def _bulk(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str]
         out("preview only: add --yes to apply\n")
         return 0
     if outcome.applied:
-        out(f"applied to {outcome.written} of {len(preview.changes)} caption files; "
+        what = f" (with {len(preview.entries)} captions in metadata files)" if preview.entries else ""
+        out(f"applied to {outcome.written} of {len(preview.changes)} caption files{what}; "
             f"undo with: lora-tui captions {args.project} undo\n")
     else:
         out("nothing applied\n")
     return _finish(outcome, proj.root, out)
+
+
+def _show(args: argparse.Namespace, targets: list[Any], out: Callable[[str], Any]) -> int:
+    """Every image's caption for review: ``path<TAB>text`` (newlines as \\n), or JSON."""
+    from lora_tui.core.caption_edit import current_text
+
+    rows = []
+    for subset, record in targets:
+        meta = subset.path("metadata_file") if record.meta_key is not None else None
+        rows.append({"image": record.path_text, "caption": current_text(record, subset),
+                     "source": str(meta or record.caption_path or "")})
+    if args.json:
+        out(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+    else:
+        for row in rows:
+            out(f"{row['image']}\t{row['caption'].replace(chr(10), chr(92) + 'n')}\n")
+    return 0
+
+
+def _set_one(args: argparse.Namespace, proj: Any, journal: Any, out: Callable[[str], Any]) -> int:
+    """``set IMAGE TEXT``: one image's caption, previewed unless --yes; undo like any edit."""
+    from lora_tui.core import bulk, scan
+    from lora_tui.core.caption_edit import current_text, save_caption
+    from lora_tui.core.errors import LoraTuiError
+
+    image, text = _need(args, 2, "IMAGE TEXT")
+    targets = bulk.select_targets(scan.scan_project(proj), args.subset, include_reg=True)
+    wanted = str(Path(image).expanduser().resolve()) if os.sep in image else None
+    found = [(s, r) for s, r in targets if (r.path_text == wanted if wanted else r.name == image)]
+    if not found:
+        raise LoraTuiError(f"no image {image!r} in the project", path=proj.file,
+                           hint="use its file name or path as lora-tui captions PROJECT show lists it")
+    if len(found) > 1:
+        raise LoraTuiError(f"{len(found)} images are named {image!r}", path=proj.file,
+                           hint="give its path, or --subset NAME")
+    subset, record = found[0]
+    before = current_text(record, subset)
+    where = scan.caption_target(subset, record)
+    out(f"{where}\n    - {before.splitlines()[0] if before.strip() else '(empty)'}\n    + {text}\n")
+    if not args.yes:
+        out("preview only: add --yes to apply\n")
+        return 0
+    if not save_caption(journal, subset, record, text):
+        out("unchanged\n")
+        return 0
+    out(f"saved; undo with: lora-tui captions {args.project} undo\n")
+    return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from lora_tui.core.captions import join_tags, map_caption_lines, split_tags
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Change, Journal, Outcome
+from lora_tui.core.metadata_edit import MetaEdits
 from lora_tui.core.project import Subset
 from lora_tui.core.scan import ImageRecord, caption_target, fill_sizes, load_caption
 
@@ -32,6 +33,9 @@ class Preview:
     label: str
     changes: tuple[Change, ...]
     skipped: tuple[str, ...] = ()
+    # fine-tuning entries (image, before, after): their metadata files are whole-file changes above
+    entries: tuple[tuple[str, str, str], ...] = ()
+    meta_files: frozenset[Path] = frozenset()
 
     def __len__(self) -> int:
         return len(self.changes)
@@ -42,13 +46,16 @@ class Preview:
 
     def render(self, limit: int = 20) -> str:
         """Human-readable diff: path, then - before / + after for the first ``limit`` files."""
-        lines = [f"{self.label}: {len(self.changes)} caption files change"]
-        for change in self.changes[:limit]:
-            lines.append(f"  {change.path}")
-            lines.append(f"    - {_first_line(change.before, '(no file)')}")
-            lines.append(f"    + {_first_line(change.after, '(deleted)')}")
-        if len(self.changes) > limit:
-            lines.append(f"  … and {len(self.changes) - limit} more")
+        files = [c for c in self.changes if c.path not in self.meta_files]
+        lines = [f"{self.label}: {len(files)} caption files change"]
+        if self.entries:
+            lines[0] += f", {len(self.entries)} captions in {len(self.meta_files)} metadata files"
+        shown = [(str(c.path), _first_line(c.before, "(no file)"), _first_line(c.after, "(deleted)")) for c in files]
+        shown += [(image, _first_line(b, ""), _first_line(a, "")) for image, b, a in self.entries]
+        for where, before, after in shown[:limit]:
+            lines += [f"  {where}", f"    - {before}", f"    + {after}"]
+        if len(shown) > limit:
+            lines.append(f"  … and {len(shown) - limit} more")
         for why in self.skipped[:limit]:
             lines.append(f"  skipped {why}")
         return "\n".join(lines)
@@ -69,14 +76,16 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
     """
     changes: list[Change] = []
     skipped: list[str] = []
+    meta = MetaEdits(skipped)
     seen: set[str] = set()
     wildcards: dict[int, bool] = {}  # per subset: resolving a setting costs more than editing a caption
     folders: dict[str, Path] = {}
     for subset, record in targets:
         if record.caption_pending:  # listed but not read yet: an edit must start from the real text
             load_caption(record)
-        if record.meta_caption is not None:
-            skipped.append(f"{record.path}: caption lives in a metadata file")
+        if record.meta_key is not None:
+            wildcard = bool(subset.get("enable_wildcard"))
+            meta.add(subset, record, lambda line, s=subset: line_fn(line, s), wildcard)
             continue
         if record.caption_error:
             skipped.append(record.caption_error)
@@ -117,7 +126,8 @@ def _preview(label: str, targets: Iterable[Target], line_fn: LineFn, *, create_m
                 after = None  # type: ignore[assignment]
         seen.add(key)
         changes.append(Change(target, before, after))
-    return Preview(label, tuple(changes), tuple(skipped))
+    changes += meta.changes()
+    return Preview(label, tuple(changes), tuple(skipped), tuple(meta.entries), frozenset(meta.docs))
 
 
 def _on_tags(fn: TagFn) -> LineFn:

@@ -14,8 +14,13 @@ class CaptionConflict(CaptionError):
     """The caption file changed on disk since the editor loaded it; nothing was overwritten."""
 
 
-def current_text(record: ImageRecord) -> str:
-    """The caption file's text as the editor shows it ("" when there is no file)."""
+def current_text(record: ImageRecord, subset: Subset | None = None) -> str:
+    """The caption file's text as the editor shows it ("" when there is no file); for a fine-tuning
+    entry (given its subset), the text core.metadata_edit shows and saves back."""
+    if record.meta_key is not None and subset is not None:
+        from lora_tui.core.metadata_edit import editable_text
+
+        return editable_text(subset, record)
     if record.caption_pending:
         load_caption(record)
     return record.caption.raw if record.caption is not None else ""
@@ -29,7 +34,12 @@ def save_caption(journal: Journal, subset: Subset, record: ImageRecord, text: st
     back to class_tokens. The record is updated to what is now on disk. If the file no longer holds
     what the record says (someone else saved it), :class:`CaptionConflict` is raised and nothing is
     written; :class:`~lora_tui.core.errors.BusyError` if another writer holds the lock past ``wait``.
+    A fine-tuning entry is saved into its metadata file instead (core.metadata_edit).
     """
+    if record.meta_key is not None:
+        from lora_tui.core.metadata_edit import save_meta_caption
+
+        return save_meta_caption(journal, subset, record, text, wait=wait)
     if record.caption_pending:
         load_caption(record)
     if record.caption_error:

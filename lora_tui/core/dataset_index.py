@@ -140,10 +140,14 @@ class DatasetIndex:
         """
         lookup = self._paths()
         folders = {str(s.subset.image_dir): s for s in self.scans if s.subset.image_dir is not None}
+        metas = {str(m): s for s in self.scans if (m := s.subset.path("metadata_file")) is not None}
         touched: dict[int, Row] = {}
         rescan: dict[int, SubsetScan] = {}
         for raw in paths:
             path = os.fspath(raw)
+            if path in metas:  # a fine-tuning caption edit (or undo) rewrote its metadata file
+                rescan[id(metas[path])] = metas[path]
+                continue
             row = lookup.get(path)
             if row is not None and (os.path.exists(row.record.path_text)):
                 touched[id(row)] = row

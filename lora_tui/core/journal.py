@@ -79,8 +79,9 @@ class Journal:
     @classmethod
     def for_project(cls, project, command: str | None = None) -> Journal:
         """The journal of a loaded :class:`~lora_tui.core.project.Project`, with its folders and limits."""
-        return cls(project.root, [s.image_dir for s in project.subsets if s.image_dir],
-                   limits=JournalLimits.from_project(project), command=command)
+        folders = [s.image_dir for s in project.subsets if s.image_dir]
+        folders += [meta.parent for s in project.subsets if (meta := s.path("metadata_file")) is not None]
+        return cls(project.root, folders, limits=JournalLimits.from_project(project), command=command)
 
     # -- paths ------------------------------------------------------------------------------
     def _rel(self, path: Path | str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from lora_tui.core import builtin_models, clip_tokens, images, unsaved
 from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
+from lora_tui.core.lint_metadata import check_keys, check_replaced
 from lora_tui.core.model_path import model_problem
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
@@ -88,6 +89,7 @@ def check_project(project: Project, *, deep: bool = False, scans: list[SubsetSca
         _check_subset(project, scan, add, tokenizer, deep, stop)
         all_records.extend(scan.records)
     _check_duplicates(all_records, add, stop)
+    check_replaced(project, scans, add)
     if not any(not s.subset.is_reg and s.records and not s.error and int(s.subset.get("num_repeats")) >= 1
                for s in scans):
         add(ERROR, "nothing-to-train", "no training images: every training subset is empty, unreadable or has "
@@ -211,6 +213,8 @@ def _check_subset(project: Project, scan: SubsetScan, add: Callable[..., None],
     if others:
         add(WARNING, "unsupported-format", f"{sub.label}: {len(others)} files in a format sd-scripts skips "
             f"({', '.join(sorted(others)[:3])})", where, "convert them to PNG or JPEG")
+    if sub.values.get("metadata_file"):
+        scan = check_keys(project, scan, add)
     _check_images(sub, scan, add, deep, stop)
     if sub.values.get("metadata_file"):
         _check_caption_lengths(project, sub, scan, add, tokenizer)

@@ -38,6 +38,7 @@ class ImageRecord:
     size_error: str | None = None
     meta_caption: str | None = None  # fine-tuning subsets: caption from the metadata file
     meta_raw: tuple[str | None, str | None] | None = None  # fine-tuning: (caption, tags) as written
+    meta_key: str | None = None  # fine-tuning: the entry's key in the metadata file, as written
     caption_pending: bool = False  # a sidecar exists but was not read yet (see load_caption)
     damage: str | None = None  # the header reads but the file is cut short (see fill_sizes)
     checked: bool = False  # fill_sizes has looked at the file
@@ -181,7 +182,8 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
         text = meta.read_text("utf-8-sig")
         if meta.suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            items = [(r.get("image_path", ""), r) for r in rows]
+            # sd-scripts builds a dict keyed by image_path: a repeated path keeps its last line
+            items = list({r.get("image_path", ""): r for r in rows}.items())
         else:
             data = json.loads(text)
             items = list(data.items())
@@ -202,7 +204,7 @@ def _scan_metadata(result: SubsetScan, meta: Path) -> SubsetScan:
             raw = (row.get("caption"), row.get("tags"))
             caption, tags = str(raw[0] or ""), str(raw[1] or "")
             text_ = caption + sep + tags if caption and tags else caption or tags
-            record = ImageRecord.at(path, meta_caption=text_,
+            record = ImageRecord.at(path, meta_caption=text_, meta_key=str(key),
                                     meta_raw=(None if raw[0] is None else caption, None if raw[1] is None else tags))
             size = row.get("image_size")
             if isinstance(size, list) and len(size) == 2:
@@ -241,5 +243,8 @@ def fill_sizes(records: Iterable[ImageRecord]) -> None:
 
 
 def caption_target(subset: Subset, record: ImageRecord) -> Path:
-    """The file an edit of ``record``'s caption writes: the existing sidecar or a new one."""
+    """The file an edit of ``record``'s caption writes: the existing sidecar or a new one (a
+    fine-tuning entry: its metadata file)."""
+    if record.meta_key is not None and (meta := subset.path("metadata_file")) is not None:
+        return meta
     return record.caption_path or sidecar_path(record.path, subset.get("caption_extension"))

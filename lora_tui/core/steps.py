@@ -19,6 +19,7 @@ from typing import Any
 
 from lora_tui.core.buckets import Assignment, BucketPlan
 from lora_tui.core.dataset_toml import parse_resolution
+from lora_tui.core.metadata_keys import drop_replaced, missing_key_problem, registered_scans, replaced_sentence
 from lora_tui.core.project import Dataset, Project, Subset
 from lora_tui.core.scan import ImageRecord, SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.staging import excluded_paths
@@ -34,6 +35,8 @@ class SubsetSteps:
     samples: int  # images × repeats, before reg balancing
     used_samples: int  # after balancing (equal to samples for training subsets)
     skipped: str | None = None  # why sd-scripts ignores this subset
+    # fine-tuning: images of this subset a later subset's same metadata key replaces (subset → count)
+    replaced_by: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class DatasetSteps:
     held_out: int = 0  # images kept for validation (validation_split)
     excluded: int = 0  # images marked excluded in review (left out of the generated config)
     mean_ar_error: float = 0.0
+    missing_keys: str | None = None  # fine-tuning keys naming no file: why sd-scripts stops (metadata_keys)
 
     @property
     def samples(self) -> int:
@@ -81,6 +85,9 @@ class StepsReport:
 
     def blocking_problem(self) -> str | None:
         """Why sd-scripts could not build these datasets at all, or None."""
+        missing = next((d.missing_keys for d in self.datasets if d.missing_keys), None)
+        if missing:
+            return missing + "; fix with: lora-tui metadata PROJECT fix-keys"
         if not any(d.train_samples for d in self.datasets):
             return ("nothing to train on: every training subset is empty, unreadable or has num_repeats < 1 "
                     "(sd-scripts stops with 'No data found')")
@@ -130,7 +137,10 @@ class StepsReport:
                 if s.is_reg and s.used_samples != s.samples:
                     line += f" → balanced to {_n(s.used_samples)}"
                 out.append(line)
-            if d.unsized:
+                out.extend(f"  ({replaced_sentence(s.name, winner, n)})" for winner, n in s.replaced_by.items())
+            if d.missing_keys:
+                out.append(f"  ({d.missing_keys}; fix with: lora-tui metadata PROJECT fix-keys)")
+            elif d.unsized:
                 out.append(f"  ({d.unsized} unreadable images left out; see lora-tui check)")
             if d.excluded:
                 out.append(f"  ({d.excluded} images marked excluded are left out)")
@@ -269,6 +279,11 @@ def register_dataset(dataset: Dataset, scans: list[SubsetScan], excluded: set[Pa
             num_train += entry.samples
             entry.used_samples = entry.samples
             registered.extend((r, sub, repeats) for r in usable)
+    if dataset.style == "finetune":
+        entries = {scan.subset.index: entry for scan, entry in zip(scans, result.subsets)}
+        registered, num_train = drop_replaced(registered, entries, num_train)
+        result.missing_keys = missing_key_problem([r for s in registered_scans(scans) for r in s.records
+                                                   if r.size is None and (not excluded or r.path not in excluded)])
     registered.extend(_balance_reg(reg, num_train))
     if plan is None:
         return result, []

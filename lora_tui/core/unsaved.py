@@ -20,19 +20,24 @@ def folder(root: Path) -> Path:
     return Path(root) / ".lora-tui" / FOLDER
 
 
-def stash(root: Path, caption: Path, text: str, why: str) -> Path:
-    """Keep ``text`` meant for ``caption``; returns the file it went to."""
+def stash(root: Path, caption: Path, text: str, why: str, *, entry: str | None = None) -> Path:
+    """Keep ``text`` meant for ``caption``; returns the file it went to. ``entry``: the key of a
+    fine-tuning entry in the metadata file ``caption`` (the note names both; the kept file is named
+    after the image, never ``….json``, which would read as a note)."""
     target = folder(root)
     target.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = target / f"{stamp}-{caption.name}"
+    name = caption.name if entry is None else Path(entry).name + ".txt"
+    path = target / f"{stamp}-{name}"
     n = 2
     while path.exists():
-        path = target / f"{stamp}-{n}-{caption.name}"
+        path = target / f"{stamp}-{n}-{name}"
         n += 1
     atomic_write_text(path, text)
-    atomic_write_text(path.with_name(path.name + ".json"),
-                      json.dumps({"caption": str(caption), "why": why, "t": time.time()}) + "\n")
+    note: dict[str, object] = {"caption": str(caption), "why": why, "t": time.time()}
+    if entry is not None:
+        note["entry"] = entry
+    atomic_write_text(path.with_name(path.name + ".json"), json.dumps(note) + "\n")
     return path
 
 

@@ -174,11 +174,15 @@ class DatasetScreen(ActionScreen):
             self.preview.show(None)
             return
         record = self.row.record
-        fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
-                   f"'{self.row.subset.get('class_tokens') or ''}')"
-        separator = self.row.subset.get("caption_separator") or ","
-        self.caption_pane.load(current_text(record), f"{record.name}{fallback}", separator,
-                               read_only=record.meta_caption is not None or record.caption_error is not None)
+        subset = self.row.subset
+        if record.meta_key is not None:
+            fallback = f"  (in {subset.path('metadata_file').name})"  # type: ignore[union-attr]
+        else:
+            fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
+                       f"'{subset.get('class_tokens') or ''}')"
+        separator = subset.get("caption_separator") or ","
+        self.caption_pane.load(current_text(record, subset), f"{record.name}{fallback}", separator,
+                               read_only=record.caption_error is not None)
         rows, i = self.image_list.rows, self.image_list.cursor
         self.preview.show(record.path, tuple(rows[j].record.path for j in (i + 1, i - 1) if 0 <= j < len(rows)))
         self.outside.restore_pending_edit()
@@ -201,7 +205,8 @@ class DatasetScreen(ActionScreen):
         try:
             changed = save_caption(self.journal, row.subset, row.record, editor.text, wait=wait)
             if changed:
-                self.outside.expect_text(target, current_text(row.record))
+                self.outside.expect_file(target) if row.record.meta_key is not None \
+                    else self.outside.expect_text(target, current_text(row.record))
         except BusyError as exc:
             self.writer.save_blocked(exc)
             return False
@@ -261,7 +266,7 @@ class DatasetScreen(ActionScreen):
         reread = current is not None and any(r is current for r in done.rows)
         gone = current is not None and done.view_changed and not any(r is current for r in self.index.rows)
         if keep_editor and reread and not gone:
-            self.editor.loaded_text = current_text(current.record)
+            self.editor.loaded_text = current_text(current.record, current.subset)
         elif reread or gone or (done.view_changed and current is not None):
             if current is not None and self.editor.dirty and not force and self.outside.pending_edit is None:
                 self.outside.pending_edit = (current.key, self.editor.text)
@@ -390,4 +395,4 @@ class DatasetScreen(ActionScreen):
         from lora_tui.core import unsaved
 
         with contextlib.suppress(LoraTuiError, OSError):
-            unsaved.stash(self.project.root, target, editor.text, why)
+            unsaved.stash(self.project.root, target, editor.text, why, entry=row.record.meta_key)

@@ -22,6 +22,7 @@ from textual.message import Message
 from lora_tui.core.captions import caption_text
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal_store import text_hash
+from lora_tui.core.metadata_edit import text_on_disk
 from lora_tui.core.scan import caption_target
 from lora_tui.ui.watch import FolderWatcher
 
@@ -48,7 +49,9 @@ class OutsideChanges:
 
     # -- watching -------------------------------------------------------------------------------
     def start(self) -> None:
-        folders = [s.image_dir for s in self.host.project.subsets if s.image_dir is not None]
+        subsets = self.host.project.subsets
+        folders = [s.image_dir for s in subsets if s.image_dir is not None]
+        folders += [meta.parent for s in subsets if (meta := s.path("metadata_file")) is not None]
         self._watcher = FolderWatcher(folders, lambda paths: self.host.post_message(self.FilesChanged(paths)),
                                       ignore=self.is_own_write, defer=lambda: self.host.writer.busy)
         try:
@@ -69,6 +72,14 @@ class OutsideChanges:
 
     def expect_text(self, path: Path, text: str | None) -> None:
         self.expect([(path, None if text is None else text_hash(text.encode("utf-8")))])
+
+    def expect_file(self, path: Path) -> None:
+        """Remember a file as just written (a metadata file: its whole text, not one caption)."""
+        try:
+            data: bytes | None = path.read_bytes()
+        except OSError:
+            data = None
+        self.expect([(path, None if data is None else text_hash(data))])
 
     def is_own_write(self, path: Path) -> bool:
         """True if ``path`` holds exactly what we last wrote there (called from the watcher's thread)."""
@@ -100,10 +111,13 @@ class OutsideChanges:
         target = caption_target(row.subset, row.record)
         if target not in paths:
             return
-        try:
-            disk = caption_text(target) or ""  # decoded as the editor's text was (BOM, CRLF kept apart)
-        except LoraTuiError:
-            disk = None
+        if row.record.meta_key is not None:  # one entry of a metadata file: only its own text counts
+            disk = text_on_disk(row.subset, row.record)
+        else:
+            try:
+                disk = caption_text(target) or ""  # decoded as the editor's text was (BOM, CRLF kept apart)
+            except LoraTuiError:
+                disk = None
         if disk != editor.loaded_text:
             self.conflict_key = row.key
             host.notify(f"{target.name} was changed outside lora-tui while you edit it: "
