@@ -180,9 +180,21 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     if (dest.exists() and not dest.is_dir()) or (dest.is_dir() and any(dest.iterdir())):
         raise LoraTuiError("destination exists and is not an empty folder", path=dest,
                            hint="pick a new folder name")
-    written = make_tiny_model(dest, v2=args.v2, single_file=args.single_file, seed=args.seed,
-                              v_parameterization=args.v_parameterization)
-    _out(f"wrote a tiny {'SD2' if args.v2 else 'SD1'}-style model: {written}")
+    if args.sdxl:
+        if args.v2 or args.v_parameterization:
+            raise LoraTuiError("--sdxl cannot be combined with --v2 or --v-parameterization",
+                               hint="pick one family: --sdxl, or --v2 [--v-parameterization]")
+        if dest.suffix in (".ckpt", ".pt", ".pth"):
+            raise LoraTuiError("a tiny SDXL single file is written as .safetensors", path=dest,
+                               hint="name it *.safetensors, or give a folder")
+        from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+        written = make_tiny_sdxl(dest, single_file=args.single_file, seed=args.seed)
+    else:
+        written = make_tiny_model(dest, v2=args.v2, single_file=args.single_file, seed=args.seed,
+                                  v_parameterization=args.v_parameterization)
+    family = "SDXL" if args.sdxl else "SD2" if args.v2 else "SD1"
+    _out(f"wrote a tiny {family}-style model: {written}")
     _out(f"train on it: lora-tui train PROJECT --model {written}")
     return 0
 
@@ -257,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--v2", action="store_true", help="SD2 topology (OpenCLIP-style text encoder)")
     p.add_argument("--v-parameterization", action="store_true", help="v-prediction scheduler (with --v2)")
+    p.add_argument("--sdxl", action="store_true", help="SDXL topology (two text encoders, size conditioning)")
     p.add_argument("--single-file", action="store_true", help="one .safetensors (original layout) + tokenizer/")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)

@@ -1,0 +1,166 @@
+"""SDXL base models: `make-tiny-model --sdxl`, family detection from headers, offline loading, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from lora_tui.cli import main
+from lora_tui.core import model_family
+from lora_tui.core.errors import ModelError
+from lora_tui.train.model import ldm_convert as lc
+from lora_tui.train.model.sdxl_load import SDXL_CONFIG_DIR, find_sdxl_tokenizer, load_sdxl_model
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test: loading must be offline."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same tiny SDXL model (seed 0) made through the CLI as a Diffusers folder and as one file."""
+    root = tmp_path_factory.mktemp("tiny-sdxl")
+    assert main(["make-tiny-model", str(root / "folder"), "--sdxl"]) == 0
+    assert main(["make-tiny-model", str(root / "single" / "xl.safetensors"), "--sdxl", "--single-file"]) == 0
+    return root / "folder", root / "single" / "xl.safetensors"
+
+
+def test_make_tiny_model_sdxl_writes_both_forms_with_two_tokenizers(tiny_sdxl: tuple[Path, Path]) -> None:
+    folder, single = tiny_sdxl
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"):
+        assert (folder / part).is_dir(), part
+    assert single.is_file()
+    assert (single.parent / "xl.tokenizer" / "vocab.json").is_file()
+    assert (single.parent / "xl.tokenizer_2" / "vocab.json").is_file()
+
+
+def test_family_is_read_from_headers_without_torch_weights(tiny_sdxl: tuple[Path, Path], tiny_model_dir: Path,
+                                                          tiny_single_file: Path) -> None:
+    folder, single = tiny_sdxl
+    assert model_family.detect_family(folder) == model_family.SDXL
+    assert model_family.detect_family(single) == model_family.SDXL
+    assert model_family.detect_family(tiny_model_dir) == model_family.SD1
+    assert model_family.detect_family(tiny_single_file) == model_family.SD1
+
+
+def test_sd2_v_is_told_by_the_scheduler_or_the_modelspec(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from lora_tui.train.model.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "v", v2=True, v_parameterization=True)
+    assert model_family.detect_family(folder) == model_family.SD2_V
+    tensors = {"cond_stage_model.model.ln_final.weight": torch.zeros(2)}
+    save_file(tensors, str(tmp_path / "base.safetensors"))
+    save_file(tensors, str(tmp_path / "v.safetensors"), metadata={"modelspec.prediction_type": "v"})
+    assert model_family.detect_family(tmp_path / "base.safetensors") == model_family.SD2
+    assert model_family.detect_family(tmp_path / "v.safetensors") == model_family.SD2_V
+
+
+def test_a_broken_header_is_a_family_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    with pytest.raises(model_family.FamilyError, match="not plausible"):
+        model_family.detect_family(bad)
+    assert model_family.family_or_none(bad) is None
+
+
+def test_single_file_loads_through_diffusers_equal_to_the_folder(tiny_sdxl: tuple[Path, Path]) -> None:
+    folder, single = tiny_sdxl
+    a, b = load_sdxl_model(folder), load_sdxl_model(single)
+    assert (a.kind, b.kind) == ("diffusers", "safetensors")
+    pairs = [(a.unet, b.unet), (a.vae, b.vae), (a.text_encoders[0], b.text_encoders[0]),
+             (a.text_encoders[1], b.text_encoders[1])]
+    for x, y in pairs:
+        sx, sy = x.state_dict(), y.state_dict()
+        assert sx.keys() == sy.keys()
+        assert all(torch.equal(sx[k], sy[k]) for k in sx)
+    assert b.tokenizers[1].pad_token_id == 0  # sd-scripts pads the second tokenizer like OpenCLIP
+    assert b.base_model_version == "sdxl_base_v1-0"
+
+
+def test_a_missing_second_tokenizer_is_one_line_naming_it(tmp_path: Path, tiny_sdxl: tuple[Path, Path]) -> None:
+    _, single = tiny_sdxl
+    copy = tmp_path / "xl.safetensors"
+    shutil.copy(single, copy)
+    shutil.copytree(single.parent / "xl.tokenizer", tmp_path / "xl.tokenizer")
+    with pytest.raises(ModelError) as info:
+        load_sdxl_model(copy)
+    text = str(info.value)
+    assert "tokenizer_2" in text and "\n" not in text and "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k" in text
+
+
+def test_tokenizers_are_found_in_sd_scripts_tokenizer_cache_dir(tmp_path: Path, tiny_sdxl: tuple[Path, Path]) -> None:
+    _, single = tiny_sdxl
+    copy = tmp_path / "model" / "xl.safetensors"
+    copy.parent.mkdir()
+    shutil.copy(single, copy)
+    cache = tmp_path / "cache"
+    shutil.copytree(single.parent / "xl.tokenizer", cache / "openai_clip-vit-large-patch14")
+    shutil.copytree(single.parent / "xl.tokenizer_2", cache / "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k")
+    assert find_sdxl_tokenizer(copy, 1, cache) == cache / "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
+    assert load_sdxl_model(copy, tokenizer_cache_dir=cache).kind == "safetensors"
+
+
+def test_shipped_sdxl_configs_are_sdxl_1_0_base_and_map_to_its_checkpoint_layout() -> None:
+    """Parameter counts of SDXL 1.0 base (meta device), and every U-Net key has an original-layout name."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    def config(name: str) -> dict:
+        return json.loads((SDXL_CONFIG_DIR / name / "config.json").read_text())
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config("unet"))
+        vae = AutoencoderKL.from_config(config("vae"))
+        te1 = CLIPTextModel(CLIPTextConfig(**config("text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("text_encoder_2")))
+    counts = [sum(p.numel() for p in m.parameters()) for m in (unet, vae, te1, te2)]
+    assert counts == [2_567_463_684, 83_653_863, 123_060_480, 694_659_840]
+    unet_map = lc.unet_key_map(unet.config, unet.state_dict())
+    assert len({s.key for s in unet_map.values()}) == 1680  # SDXL base's model.diffusion_model tensors
+    assert unet_map["add_embedding.linear_1.weight"].key == "model.diffusion_model.label_emb.0.0.weight"
+    te2_map = lc.sdxl_text_encoder_key_map(te2.state_dict(), second=True)
+    assert te2_map["text_projection.weight"].key == "conditioner.embedders.1.model.text_projection"
+    assert (SDXL_CONFIG_DIR / "tokenizer_2" / "tokenizer_config.json").is_file()
+
+
+def test_the_sd_loader_refuses_sdxl_with_the_sd_scripts_line(tiny_sdxl: tuple[Path, Path]) -> None:
+    from lora_tui.train.model.load import load_base_model
+
+    for path in tiny_sdxl:
+        with pytest.raises(ModelError, match='SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"'):
+            load_base_model(path)
+
+
+def test_make_tiny_model_sdxl_refuses_v2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["make-tiny-model", str(tmp_path / "m"), "--sdxl", "--v2"]) != 0
+    err = capsys.readouterr().err
+    assert "--sdxl" in err and err.count("\n") == 1
+
+
+def test_built_in_train_on_sdxl_fails_early_in_one_line(tmp_path: Path, tiny_sdxl: tuple[Path, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    project = tmp_path / "sample"
+    shutil.copytree(root / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
+    assert main(["train", str(project), "--model", str(tiny_sdxl[1]), "--max-train-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert 'SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"' in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (project / "runs").exists() or not any((project / "runs").iterdir())  # no run folder left
