@@ -118,7 +118,7 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
     elif project.model_path is not None:
         check_model_path(project.model_path, hint="fix [model] pretrained_model_name_or_path in lora-tui.toml "
                          "(a .safetensors/.ckpt file or a Diffusers folder), or pass --model")
-    chosen.check_model(Path(model).expanduser() if model else project.model_path)
+    chosen.check_model(project, Path(model).expanduser() if model else project.model_path)
     return chosen
 
 

@@ -164,3 +164,11 @@ def test_built_in_train_on_sdxl_fails_early_in_one_line(tmp_path: Path, tiny_sdx
     assert 'SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"' in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (project / "runs").exists() or not any((project / "runs").iterdir())  # no run folder left
+
+
+def test_the_built_in_trainer_refuses_sdxl_only_options() -> None:
+    from lora_tui.core.errors import TrainError
+    from lora_tui.train.loop.args import parse_args
+
+    with pytest.raises(TrainError, match="cache_text_encoder_outputs"):
+        parse_args(["--cache_text_encoder_outputs"])

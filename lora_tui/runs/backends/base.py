@@ -39,7 +39,7 @@ class Backend:
     def follower(self) -> Follower | None:
         return None
 
-    def check_model(self, model: Path | None) -> None:
+    def check_model(self, project: Project, model: Path | None) -> None:
         """Refuse a base model this backend cannot train (the run's effective model), in one line."""
 
     def check(self, project: Project) -> None:

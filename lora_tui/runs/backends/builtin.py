@@ -16,7 +16,7 @@ class BuiltinBackend(Backend):
     name = "builtin"
     progress = "events"
 
-    def check_model(self, model: Path | None) -> None:
+    def check_model(self, project: Project, model: Path | None) -> None:
         """SDXL is refused here, before a run folder exists: the built-in trainer trains SD1/SD2 only."""
         if model_family.is_sdxl(model):
             raise LoraTuiError(model_family.SDXL_BUILTIN_REFUSAL, path=model,
