@@ -172,3 +172,46 @@ def test_the_built_in_trainer_refuses_sdxl_only_options() -> None:
 
     with pytest.raises(TrainError, match="cache_text_encoder_outputs"):
         parse_args(["--cache_text_encoder_outputs"])
+
+
+def test_doctor_shows_sdxl_and_the_family_mismatch(tmp_path: Path, tiny_sdxl: tuple[Path, Path]) -> None:
+    from lora_tui.core import project as project_mod
+    from lora_tui.train.diagnostics import project as dp
+    from tests.helpers import write_images, write_project
+
+    write_images(tmp_path / "data" / "a", [(64, 64)] * 2)
+    write_project(tmp_path, [{"resolution": 1024, "subsets": [{"image_dir": "data/a"}]}],
+                  model={"pretrained_model_name_or_path": str(tiny_sdxl[1]), "v2": True})
+    findings, family = dp.check_model(project_mod.load(tmp_path))
+    assert family == "sdxl" and findings[0].severity == "ok" and "(SDXL)" in findings[0].message
+    messages = [f.message for f in findings if f.severity == "error"]
+    assert any("v2 = true" in m for m in messages) and any("sd-scripts backend" in m for m in messages)
+    tok = dp.check_tokenizer(project_mod.load(tmp_path), family, {})
+    assert [f.severity for f in tok] == ["ok", "ok"] and tok[1].message.endswith("xl.tokenizer_2")
+
+
+def test_sdxl_lora_size_table_matches_sd_scripts_module_counts() -> None:
+    """264 text-encoder and 722 U-Net modules (sd-scripts' SDXL counts), recounted on the meta device."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from lora_tui.train.diagnostics.project import LORA_PARAMS_PER_RANK
+    from lora_tui.train.network.lora import LoRANetwork
+
+    def config(name: str) -> dict:
+        return json.loads((SDXL_CONFIG_DIR / name / "config.json").read_text())
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config("unet"))
+        te1 = CLIPTextModel(CLIPTextConfig(**config("text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("text_encoder_2")))
+        first, second = LoRANetwork(te1, unet, dim=1, alpha=1), LoRANetwork(te2, unet, dim=1, alpha=1)
+
+    def tally(loras: list) -> tuple[int, int]:
+        return sum(m.lora_down.weight.numel() + m.lora_up.weight.numel() for m in loras), len(loras)
+
+    (p1, n1), (p2, n2) = tally(first.text_encoder_loras), tally(second.text_encoder_loras)
+    table = LORA_PARAMS_PER_RANK["sdxl"]
+    assert (p1 + p2, n1 + n2) == table["text_encoder"] and n1 + n2 == 264
+    assert tally(first.unet_loras) == table["unet"] and table["unet"][1] == 722

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from lora_tui.core.errors import ModelError
-from lora_tui.train.model import load as _models  # noqa: F401  (quiets the libraries' progress bars)
 from lora_tui.train.model.tokenizer import _first_line, _has_tokenizer_files, _hf_cached_tokenizer, _tokenizer_from
 
 SDXL_CONFIG_DIR = Path(__file__).with_name("model_configs") / "sdxl"
@@ -121,6 +120,8 @@ def load_sdxl_model(path: str | Path, *, tokenizer_cache_dir: str | Path | None 
     Tokenizers are resolved first, so a missing one fails before seconds of weight loading.
     """
     from diffusers import StableDiffusionXLPipeline
+
+    from lora_tui.train.model import load as _models  # noqa: F401  (quiets the libraries' progress bars)
 
     source = Path(path).expanduser()
     if not source.exists():
