@@ -34,12 +34,19 @@ def cmd_new(args: argparse.Namespace) -> int:
     from lora_tui.core import scaffold
 
     plan = scaffold.new_project(Path(args.dir), args.name, Path(args.from_images) if args.from_images else None)
+    if args.model:
+        scaffold.use_model(plan, Path(args.model))
     file = scaffold.write_project(plan)
     _out(f"created {file}")
     for ds in plan.datasets:
         for sub in ds["subsets"]:
             _out(f"  subset {sub['name']}: {sub['image_dir']} × {sub['num_repeats']} repeats")
-    _out(f"next: set [model] pretrained_model_name_or_path in {file}, then: lora-tui check {args.dir}")
+    for note in plan.notes:
+        _out(f"  note: {note}")
+    if args.model:
+        _out(f"next: lora-tui check {args.dir}")
+    else:
+        _out(f"next: set [model] pretrained_model_name_or_path in {file}, then: lora-tui check {args.dir}")
     return 0
 
 
@@ -211,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="project folder to create")
     p.add_argument("--from-images", metavar="SRC", help="use the images in SRC (or its subfolders) in place")
     p.add_argument("--name", help="project name (default: the folder name)")
+    p.add_argument("--model", metavar="PATH", help="base model (file or Diffusers folder); its family (SD1/SD2/SDXL) "
+                   "sets resolution, buckets and backend")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("import", help="make a project from an sd-scripts dataset TOML or legacy folders")
