@@ -127,3 +127,16 @@ def test_new_project_for_an_sd2_model_sets_v2(tmp_path: Path) -> None:
     loaded = project.load(tmp_path / "p")
     assert loaded.model["v2"] is True and loaded.backend == "builtin"
     assert loaded.datasets[0].get("resolution") == 512
+
+
+def test_sdxl_defaults_give_1024_class_aspect_buckets() -> None:
+    """With sd-scripts' max_bucket_reso 1024 a 3:2 photo at 1024 is squeezed into 1024×704; the SDXL
+    default (2048) gives sd-scripts' 1216×832 bucket, the same ≈1 MP area SDXL was trained at."""
+    from lora_tui.core.buckets import BucketPlan
+    from lora_tui.core.scaffold import DEFAULT_GENERAL, FAMILY_DEFAULTS
+
+    keys = ("min_bucket_reso", "max_bucket_reso", "bucket_reso_steps")
+    sd_default = BucketPlan((1024, 1024), **{k: DEFAULT_GENERAL[k] for k in keys})
+    sdxl = BucketPlan((1024, 1024), **{k: {**DEFAULT_GENERAL, **FAMILY_DEFAULTS["sdxl"]["general"]}[k] for k in keys})
+    assert sd_default.select(1536, 1024).bucket == (1024, 704)
+    assert sdxl.select(1536, 1024).bucket == (1216, 832)
