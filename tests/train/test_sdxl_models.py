@@ -215,3 +215,42 @@ def test_sdxl_lora_size_table_matches_sd_scripts_module_counts() -> None:
     table = LORA_PARAMS_PER_RANK["sdxl"]
     assert (p1 + p2, n1 + n2) == table["text_encoder"] and n1 + n2 == 264
     assert tally(first.unet_loras) == table["unet"] and table["unet"][1] == 722
+
+
+def test_sdxl_text_conditioning_equals_diffusers_sdxl_pipeline(tiny_sdxl: tuple[Path, Path]) -> None:
+    """Penultimate states of both encoders and bigG's pooled projection, as StableDiffusionXLPipeline has them."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from lora_tui.train.model.sdxl_text import encode_sdxl
+
+    folder, _ = tiny_sdxl
+    model = load_sdxl_model(folder)
+    pipe = StableDiffusionXLPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                     text_encoder_2=model.text_encoders[1], tokenizer=model.tokenizers[0],
+                                     tokenizer_2=model.tokenizers[1], unet=model.unet, scheduler=_scheduler())
+    captions = ["a photo of sks dog", "mira woman, [arms up]"]
+    with torch.no_grad():
+        hidden, pooled = encode_sdxl(model.tokenizers, model.text_encoders, captions)
+        ref_hidden, _, ref_pooled, _ = pipe.encode_prompt(captions, device="cpu", do_classifier_free_guidance=False)
+    assert hidden.shape == (2, 77, 16 + 32) and pooled.shape == (2, 32)
+    assert torch.allclose(hidden, ref_hidden) and torch.allclose(pooled, ref_pooled)
+
+
+def test_sdxl_size_embedding_equals_the_unets_own(tiny_sdxl: tuple[Path, Path]) -> None:
+    """sd-scripts embeds (original, crop, target) itself; diffusers' U-Net from time_ids: the same vector."""
+    from lora_tui.train.model.sdxl_text import added_conditions, size_embedding, time_ids
+
+    unet = load_sdxl_model(tiny_sdxl[0]).unet
+    ids = time_ids([(1024, 1536), (832, 1216)], [(0, 160), (0, 0)], [(832, 1216), (832, 1216)])
+    dim = unet.config.addition_time_embed_dim
+    assert torch.allclose(size_embedding(ids, dim), unet.add_time_proj(ids.flatten()).reshape(2, -1), atol=1e-6)
+    latents, pooled = torch.randn(2, 4, 8, 8), torch.randn(2, 32)
+    with torch.no_grad():
+        out = unet(latents, 10, torch.randn(2, 77, 48), added_cond_kwargs=added_conditions(pooled, ids)).sample
+    assert out.shape == latents.shape
+
+
+def _scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
