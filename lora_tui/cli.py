@@ -34,12 +34,19 @@ def cmd_new(args: argparse.Namespace) -> int:
     from lora_tui.core import scaffold
 
     plan = scaffold.new_project(Path(args.dir), args.name, Path(args.from_images) if args.from_images else None)
+    if args.model:
+        scaffold.use_model(plan, Path(args.model))
     file = scaffold.write_project(plan)
     _out(f"created {file}")
     for ds in plan.datasets:
         for sub in ds["subsets"]:
             _out(f"  subset {sub['name']}: {sub['image_dir']} × {sub['num_repeats']} repeats")
-    _out(f"next: set [model] pretrained_model_name_or_path in {file}, then: lora-tui check {args.dir}")
+    for note in plan.notes:
+        _out(f"  note: {note}")
+    if args.model:
+        _out(f"next: lora-tui check {args.dir}")
+    else:
+        _out(f"next: set [model] pretrained_model_name_or_path in {file}, then: lora-tui check {args.dir}")
     return 0
 
 
@@ -183,9 +190,21 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     if (dest.exists() and not dest.is_dir()) or (dest.is_dir() and any(dest.iterdir())):
         raise LoraTuiError("destination exists and is not an empty folder", path=dest,
                            hint="pick a new folder name")
-    written = make_tiny_model(dest, v2=args.v2, single_file=args.single_file, seed=args.seed,
-                              v_parameterization=args.v_parameterization)
-    _out(f"wrote a tiny {'SD2' if args.v2 else 'SD1'}-style model: {written}")
+    if args.sdxl:
+        if args.v2 or args.v_parameterization:
+            raise LoraTuiError("--sdxl cannot be combined with --v2 or --v-parameterization",
+                               hint="pick one family: --sdxl, or --v2 [--v-parameterization]")
+        if dest.suffix in (".ckpt", ".pt", ".pth"):
+            raise LoraTuiError("a tiny SDXL single file is written as .safetensors", path=dest,
+                               hint="name it *.safetensors, or give a folder")
+        from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+        written = make_tiny_sdxl(dest, single_file=args.single_file, seed=args.seed)
+    else:
+        written = make_tiny_model(dest, v2=args.v2, single_file=args.single_file, seed=args.seed,
+                                  v_parameterization=args.v_parameterization)
+    family = "SDXL" if args.sdxl else "SD2" if args.v2 else "SD1"
+    _out(f"wrote a tiny {family}-style model: {written}")
     _out(f"train on it: lora-tui train PROJECT --model {written}")
     return 0
 
@@ -202,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="project folder to create")
     p.add_argument("--from-images", metavar="SRC", help="use the images in SRC (or its subfolders) in place")
     p.add_argument("--name", help="project name (default: the folder name)")
+    p.add_argument("--model", metavar="PATH", help="base model (file or Diffusers folder); its family (SD1/SD2/SDXL) "
+                   "sets resolution, buckets and backend")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("import", help="make a project from an sd-scripts dataset TOML or legacy folders")
@@ -268,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--v2", action="store_true", help="SD2 topology (OpenCLIP-style text encoder)")
     p.add_argument("--v-parameterization", action="store_true", help="v-prediction scheduler (with --v2)")
+    p.add_argument("--sdxl", action="store_true", help="SDXL topology (two text encoders, size conditioning)")
     p.add_argument("--single-file", action="store_true", help="one .safetensors (original layout) + tokenizer/")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)

@@ -15,7 +15,9 @@ from typing import Any
 from lora_tui import __version__
 from lora_tui.core import dataset_toml, staging, train_args
 from lora_tui.core.errors import ConfigError
+from lora_tui.core.family_checks import bucket_step_multiple
 from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.model_family import family_or_none
 from lora_tui.core.project import Project, resolve_path, sd_scripts_dataset_config
 from lora_tui.core.steps import StepsReport
 
@@ -90,7 +92,10 @@ def build(project: Project, configs_dir: Path | None = None,
     left = left_out if left_out is not None else staging.left_out(project)
     staged = staging.staged_subsets(project, left.paths, staging_root)
     config = sd_scripts_dataset_config(project, staged)
-    problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")))
+    model_raw = (overrides or {}).get("pretrained_model_name_or_path")
+    family = family_or_none(Path(model_raw) if model_raw else project.model_path)
+    problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")),
+                                     bucket_step_multiple=bucket_step_multiple(family))
     if problems:
         raise ConfigError(f"generated dataset config would be refused: {problems[0]}", path=project.file)
     header = (RUN_HEADER if run else HEADER).format(version=__version__, source=project.file, run=run)
@@ -113,7 +118,8 @@ def build(project: Project, configs_dir: Path | None = None,
     _check_outputs_inside(project, training)
     sections = {"model": model, "dataset": {"dataset_config": str(dataset_path)}, "training": training}
     args_text = train_args.render_args_toml(sections, header=header)
-    script = (project.sd_scripts_dir / "train_network.py") if project.sd_scripts_dir else Path("train_network.py")
+    script_name = train_args.training_script(family)
+    script = (project.sd_scripts_dir / script_name) if project.sd_scripts_dir else Path(script_name)
     argv = train_args.launch_command(script, args_path, project.launch)
     return GeneratedConfigs(dataset_path, args_path, dataset_text, args_text, argv, left)
 

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_tui.core import builtin_models, clip_tokens, images, unsaved
+from lora_tui.core import builtin_models, clip_tokens, family_checks, images, model_family, unsaved
+from lora_tui.core.dataset_toml import parse_resolution
 from lora_tui.core.findings import ERROR, INFO, WARNING, Finding
 from lora_tui.core.fsio import leftover_tmps, pid_alive, tmp_owner
 from lora_tui.core.lint_metadata import check_keys, check_replaced
 from lora_tui.core.model_path import model_problem
 from lora_tui.core.project import Project, Subset
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_project
+from lora_tui.core.train_args import SDXL_SCRIPT
 from lora_tui.core.train_settings import SETTINGS, effective
 
 LEGACY_DIR = re.compile(r"^(\d+)_(.*)$")
@@ -132,6 +134,8 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
     elif problem := model_problem(model):
         add(ERROR, "model-invalid", f"base model {model}: {problem}", file,
             "point [model] pretrained_model_name_or_path at a .safetensors/.ckpt file or a Diffusers folder")
+    else:
+        _check_family(project, model, add)
     if not args.get("network_module"):
         add(ERROR, "network-module", "network_module is not set (sd-scripts requires it)", file,
             'set [training] network_module = "networks.lora"')
@@ -166,6 +170,28 @@ def _check_settings(project: Project, add: Callable[..., None]) -> None:
             add(ERROR, "sd-scripts-missing", "backend is sd-scripts but train_network.py was not found "
                 f"in {project.sd_scripts_dir or '(unset)'}", file,
                 "set [project] sd_scripts_dir to your kohya-ss/sd-scripts checkout")
+
+
+def _check_family(project: Project, model: Path, add: Callable[..., None]) -> None:
+    """Settings against the base model's family, read from its header (core.family_checks)."""
+    file = str(project.file)
+    family = model_family.family_or_none(model)  # an unreadable header is doctor's finding, not a setting's
+    subsets = [{"label": sub.label, **{k: sub.get(k) for k in family_checks.TE_CACHE_CONFLICTS}}
+               for sub in project.subsets]
+    args = dict(project.args)
+    if args.get("mixed_precision") is None:  # accelerate's [launch] setting applies when [training] has none
+        args["mixed_precision"] = project.launch.get("mixed_precision")
+    found = family_checks.family_problems(family, args, backend=project.backend, subsets=subsets)
+    resolutions = [(f"datasets[{ds.index}]", reso) for ds in project.datasets
+                   if (reso := parse_resolution(ds.get("resolution"))) is not None]
+    found += family_checks.resolution_problems(family, resolutions)
+    for problem in found:
+        add(problem.severity, problem.code, problem.message, file, problem.fix)
+    checkout = project.sd_scripts_dir
+    if family == model_family.SDXL and project.backend == "sd-scripts" and checkout is not None \
+            and (checkout / "train_network.py").is_file() and not (checkout / SDXL_SCRIPT).is_file():
+        add(ERROR, "sd-scripts-missing", f"the base model is SDXL but {checkout} has no {SDXL_SCRIPT}", file,
+            "update the kohya-ss/sd-scripts checkout (git pull)")
 
 
 def _check_leftovers(project: Project, folder: Path | None, names: list[str], what: str,

@@ -261,7 +261,7 @@ def from_document(root: Path, doc: tomlkit.TOMLDocument) -> Project:
         raise ConfigError("datasets must be [[datasets]] tables", path=file, line=locate_key(text, "datasets"))
     for problem in dataset_toml.validate(_strip_project_keys(general, raw_datasets),
                                          masked_loss=bool(training.get("masked_loss")),
-                                         bucket_step_multiple=64):
+                                         bucket_step_multiple=_bucket_step_multiple(root, model)):
         raise ConfigError(str(problem), path=file, line=locate_key(text, problem.path))
     for di, ds in enumerate(raw_datasets):
         for si, sub in enumerate(ds.get("subsets", [])):
@@ -280,6 +280,17 @@ def from_document(root: Path, doc: tomlkit.TOMLDocument) -> Project:
     return Project(root=root, doc=doc, name=str(meta.get("name") or root.name), backend=backend,
                    general=general, datasets=datasets, model=model, training=training, launch=launch,
                    sd_scripts_dir=resolve_path(root, sd_dir) if sd_dir else None)
+
+
+def _bucket_step_multiple(root: Path, model: Mapping[str, Any]) -> int:
+    """32 for an SDXL base model (sdxl_train_network.py), else 64; read from the model's header."""
+    from lora_tui.core.family_checks import bucket_step_multiple
+    from lora_tui.core.model_family import family_or_none
+
+    raw = model.get("pretrained_model_name_or_path")
+    if not raw or not isinstance(raw, str) or is_hub_id(root, raw):
+        return 64
+    return bucket_step_multiple(family_or_none(resolve_path(root, raw)))
 
 
 def _strip_project_keys(general: Mapping[str, Any], datasets: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -61,7 +61,8 @@ COMMENTS = {
     "class_tokens": "caption for images that have no caption file",
     "trigger_word": "lora-tui: lint checks every caption contains it",
     "num_repeats": "images × repeats = samples per epoch",
-    "resolution": "512 for SD 1.x, 768 for SD 2.x 768-v; or [width, height]",
+    "resolution": "512 for SD 1.x, 768 for SD 2.x 768-v, 1024 for SDXL; or [width, height]",
+    "no_half_vae": "SDXL's VAE overflows in fp16",
     "mixed_precision": "bf16 on Ampere or newer; fp16 on older GPUs",
 }
 
@@ -76,6 +77,48 @@ class NewProject:
     model: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)  # project-relative folders to create
+    backend: str = "builtin"
+
+
+# What a new project changes for a base model of each family (told from its header): SDXL trains at
+# 1024-class sizes with buckets up to 2048 on the long side (sd-scripts' max_bucket_reso default of
+# 1024 would allow only buckets within 1024×1024), keeps its VAE in fp32, and needs the sd-scripts
+# backend until the built-in trainer supports it; SD2 needs v2, SD2-v also v_parameterization at 768.
+FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "sdxl": {"dataset": {"resolution": 1024, "batch_size": 1}, "general": {"max_bucket_reso": 2048},
+             "training": {"no_half_vae": True, "gradient_checkpointing": True}, "model": {}},
+    "sd_v2": {"dataset": {}, "general": {}, "training": {}, "model": {"v2": True}},
+    "sd_v2_v": {"dataset": {"resolution": 768}, "general": {}, "training": {},
+                "model": {"v2": True, "v_parameterization": True}},
+}
+
+
+def use_model(plan: NewProject, model: Path) -> NewProject:
+    """Point a planned project at `model` and apply its family's defaults (FAMILY_DEFAULTS)."""
+    from lora_tui.core.model_family import LABELS, SDXL, FamilyError, detect_family
+
+    model = Path(model).expanduser().absolute()
+    if not model.exists():
+        raise ProjectError("base model not found", path=model, hint="give a .safetensors file or a Diffusers folder")
+    try:
+        family = detect_family(model)
+    except FamilyError as exc:
+        raise ProjectError(f"cannot read the base model: {exc}", path=model,
+                           hint="the file is truncated or not a checkpoint") from None
+    plan.model["pretrained_model_name_or_path"] = _rel_or_abs(plan.root, model)
+    changes = FAMILY_DEFAULTS.get(family or "", {})
+    plan.model.update(changes.get("model", {}))
+    plan.general.update(changes.get("general", {}))
+    plan.training.update(changes.get("training", {}))
+    for ds in plan.datasets:
+        ds.update(changes.get("dataset", {}))
+    if family == SDXL:
+        plan.backend = "sd-scripts"
+        plan.notes.append("SDXL base model: backend is sd-scripts (the built-in trainer does not train SDXL yet); "
+                          "set [project] sd_scripts_dir")
+    if family in LABELS:
+        plan.notes.append(f"base model family: {LABELS[family]}")
+    return plan
 
 
 def _value(value: Any) -> str:
@@ -98,7 +141,7 @@ def render_project(p: NewProject) -> str:
         "",
         "[project]",
         _kv("name", p.name),
-        'backend = "builtin"                     # "builtin" (lora-tui\'s trainer) or "sd-scripts"',
+        f'{_kv("backend", p.backend):<40}# "builtin" (lora-tui\'s trainer) or "sd-scripts"',
         '# sd_scripts_dir = "~/sd-scripts"       # your kohya-ss/sd-scripts checkout (backend = "sd-scripts")',
         "",
         "[model]",

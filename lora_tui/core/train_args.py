@@ -1,7 +1,8 @@
-"""sd-scripts ``train_network.py`` arguments: validate ``[training]``, render ``--config_file`` TOML
-and the launch command.
+"""sd-scripts ``train_network.py`` / ``sdxl_train_network.py`` arguments: validate ``[training]``,
+render ``--config_file`` TOML and the launch command.
 
-The list of options is data (``data/train_network_args.json``), read off sd-scripts' own parser, so
+The list of options is data (``data/train_network_args.json`` plus the SDXL script's additions in
+``data/sdxl_train_network_args.json``), read off sd-scripts' own parsers, so
 every key we write exists there. sd-scripts keeps unknown keys of a config file silently, which
 turns typos into settings that never apply; we refuse them instead.
 """
@@ -42,12 +43,31 @@ class ArgProblem:
         return f"{self.path}: {self.message}"
 
 
+SD_SCRIPT, SDXL_SCRIPT = "train_network.py", "sdxl_train_network.py"
+
+
+def _read_args(name: str) -> dict[str, dict[str, Any]]:
+    data = json.loads(resources.files("lora_tui.core").joinpath(f"data/{name}").read_text("utf-8"))
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+@cache
+def sdxl_only_args() -> dict[str, dict[str, Any]]:
+    """The options sdxl_train_network.py's parser adds to train_network.py's (read off its source)."""
+    return _read_args("sdxl_train_network_args.json")
+
+
 @cache
 def known_args() -> dict[str, dict[str, Any]]:
-    """Every option of sd-scripts' train_network.py parser: name → kind, default, choices."""
-    text = resources.files("lora_tui.core").joinpath("data/train_network_args.json").read_text("utf-8")
-    data = json.loads(text)
-    return {k: v for k, v in data.items() if not k.startswith("_")}
+    """Every option of sd-scripts' train_network.py and sdxl_train_network.py parsers: name → kind,
+    default, choices. An SDXL-only option on an SD1/SD2 model is a lint error (core.family_checks),
+    since train_network.py would keep it without a word."""
+    return {**_read_args("train_network_args.json"), **sdxl_only_args()}
+
+
+def training_script(family: str | None) -> str:
+    """The sd-scripts script that trains a LoRA for a base model of this family."""
+    return SDXL_SCRIPT if family == "sdxl" else SD_SCRIPT
 
 
 def _is_int(v: Any) -> bool:

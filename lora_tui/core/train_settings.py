@@ -36,6 +36,7 @@ class Setting:
     help: str
     lo: float | None = None
     hi: float | None = None
+    sdxl_only: bool = False  # sdxl_train_network.py's own option; the built-in trainer refuses it for now
 
     @property
     def kind(self) -> str:
@@ -54,6 +55,10 @@ class Setting:
 
 def _s(name: str, default: Any, text: str, lo: float | None = None, hi: float | None = None) -> Setting:
     return Setting(name, default, text, lo, hi)
+
+
+def _xl(name: str, default: Any, text: str) -> Setting:
+    return Setting(name, default, text, sdxl_only=True)
 
 
 _ROWS = (
@@ -96,9 +101,15 @@ _ROWS = (
     _s("xformers", False, "sd-scripts' xformers attention (the built-in trainer uses torch SDPA)"),
     _s("sdpa", False, "torch scaled-dot-product attention"),
     _s("mem_eff_attn", False, "sd-scripts' memory-efficient attention (built-in: torch SDPA)"),
-    _s("no_half_vae", False, "run the VAE in float32"),
+    _s("no_half_vae", False, "run the VAE in float32 (SDXL's VAE overflows in fp16: on for SDXL)"),
     _s("clip_skip", None, "use the text encoder's N-th layer from the end", 1),
     _s("max_token_length", None, "caption length in CLIP tokens: 75 (unset), 150 or 225"),
+    # SDXL only (sdxl_train_network.py; sd-scripts backend)
+    _xl("cache_text_encoder_outputs", False, "SDXL: encode each caption once with both text encoders (needs "
+        "network_train_unet_only; no caption shuffle/dropout)"),
+    _xl("cache_text_encoder_outputs_to_disk", False, "SDXL: keep the text-encoder outputs in .npz files beside "
+        "the images (turns cache_text_encoder_outputs on)"),
+    _xl("disable_mmap_load_safetensors", False, "SDXL: read the model file without mmap (faster under WSL)"),
     _s("torch_compile", False, "compile the U-Net with torch.compile"),
     _s("dynamo_backend", "inductor", "torch.compile backend"),
     # network

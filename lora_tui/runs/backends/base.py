@@ -39,5 +39,8 @@ class Backend:
     def follower(self) -> Follower | None:
         return None
 
+    def check_model(self, project: Project, model: Path | None) -> None:
+        """Refuse a base model this backend cannot train (the run's effective model), in one line."""
+
     def check(self, project: Project) -> None:
         """Refuse a run this backend cannot start, with a one-line error."""

@@ -1,4 +1,5 @@
-"""The user's kohya-ss/sd-scripts checkout: ``accelerate launch train_network.py --config_file …``.
+"""The user's kohya-ss/sd-scripts checkout: ``accelerate launch train_network.py --config_file …``
+(``sdxl_train_network.py`` when the run's base model is SDXL, told from its header).
 
 sd-scripts writes no events, so the supervisor follows its output (see ``runs.sdscripts_log``). It
 has no stop handler: SIGINT ends it with a KeyboardInterrupt after whatever it saved last.
@@ -10,7 +11,7 @@ import os
 import signal
 from pathlib import Path
 
-from lora_tui.core import train_args
+from lora_tui.core import model_family, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.runs.backends.base import Backend, Follower
@@ -43,11 +44,19 @@ class SdScriptsBackend(Backend):
             raise LoraTuiError("no train_network.py in the sd-scripts folder", path=project.sd_scripts_dir,
                                hint="set [project] sd_scripts_dir to a kohya-ss/sd-scripts checkout")
 
+    def check_model(self, project: Project, model: Path | None) -> None:
+        """An SDXL model needs the checkout's sdxl_train_network.py (older checkouts lack it)."""
+        checkout = project.sd_scripts_dir
+        if checkout is not None and model_family.is_sdxl(model) and not (checkout / train_args.SDXL_SCRIPT).is_file():
+            raise LoraTuiError(f"the base model is SDXL but the sd-scripts folder has no {train_args.SDXL_SCRIPT}",
+                               path=checkout, hint="update the kohya-ss/sd-scripts checkout (git pull)")
+
     def command(self, project: Project, dataset_config: Path, args_config: Path,
                 run_dir: Path) -> tuple[list[str], Path]:
         checkout = project.sd_scripts_dir
         assert checkout is not None
-        argv = train_args.launch_command(checkout / "train_network.py", args_config, project.launch,
+        script = train_args.training_script(model_family.family_or_none(_model_in(args_config)))
+        argv = train_args.launch_command(checkout / script, args_config, project.launch,
                                          launcher=checkout_accelerate(checkout))
         return argv, checkout
 
@@ -61,3 +70,15 @@ class SdScriptsBackend(Backend):
         from lora_tui.runs.sdscripts_log import SdScriptsFollower
 
         return SdScriptsFollower()
+
+
+def _model_in(args_config: Path) -> Path | None:
+    """The base model the generated args file trains (it names the run's effective model)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(args_config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    raw = data.get("model", {}).get("pretrained_model_name_or_path")
+    return Path(raw) if isinstance(raw, str) and raw else None

@@ -2,7 +2,7 @@
 
 Models are checked from their headers only (safetensors header, Diffusers JSON files, a `.ckpt`
 opened with mmap), never loaded, so this takes well under a second even for a 7 GB checkpoint. The
-disk estimate uses the real LoRA shapes of SD1.5/SD2.1 (see `LORA_PARAMS_PER_RANK`), so a planned
+disk estimate uses the real LoRA shapes of SD1.5/SD2.1/SDXL (see `LORA_PARAMS_PER_RANK`), so a planned
 run that cannot fit its checkpoints is caught before it starts rather than at the third save.
 """
 
@@ -16,8 +16,10 @@ from typing import Any
 
 from lora_tui.core import builtin_models
 from lora_tui.core.errors import ModelError
+from lora_tui.core.family_checks import family_problems
 from lora_tui.core.findings import ERROR, INFO, OK, Finding
 from lora_tui.core.findings import WARNING as WARN
+from lora_tui.core.model_family import LABELS, SD2, SD2_V, SDXL, FamilyError, diffusers_family, safetensors_family
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
 from lora_tui.core.train_settings import effective
@@ -31,6 +33,9 @@ LORA_PARAMS_PER_RANK: dict[str, dict[str, tuple[int, int]]] = {
               "unet_conv3x3": (544_000, 50)},
     "sd_v2": {"text_encoder": (423_936, 138), "unet": (432_128, 192), "unet_resnet": (82_880, 36),
               "unet_conv3x3": (544_000, 50)},
+    # both text encoders (CLIP-L 72 + OpenCLIP bigG 192 = sd-scripts' 264) and sd-scripts' 722 U-Net modules
+    "sdxl": {"text_encoder": (903_168, 264), "unet": (2_659_840, 722), "unet_resnet": (58_560, 28),
+             "unet_conv3x3": (355_840, 38)},
 }
 HEADER_BYTES_PER_TENSOR = 142  # safetensors JSON header entry for one `lora_…` tensor
 METADATA_BYTES = 64 * 1024  # ss_* metadata (tag frequencies included), generously
@@ -104,27 +109,20 @@ def _check_model_path(project: Project) -> tuple[list[Finding], str]:
                                   "use a .safetensors or .ckpt checkpoint, or a Diffusers folder")], family
     except ModelError as exc:
         return [Finding.about("model", ERROR, f"{exc.path or path}: {exc.message}", exc.hint)], family
-    names = {"sd_v1": "SD1.x", "sd_v2": "SD2.x", "sdxl": "SDXL"}
-    if detected == "sdxl":
-        return [*out, Finding.about("model", ERROR, f"{path} is an SDXL model; only SD1.x and SD2.x are supported",
-                                    "pick an SD1.5 or SD2.1 base model")], family
     if detected == "unknown":
         return [*out, Finding.about("model", ERROR, f"{path}: no Stable Diffusion text encoder found",
                                     "a full SD1.x/SD2.x checkpoint is needed, not a LoRA, VAE or U-Net only "
                                     "file")], family
     if detected is None:  # an old-format .ckpt that cannot be opened without reading it all
         return [*out, Finding.about("model", OK, f"{kind} {path} (family not checked: legacy pickle format)")], family
-    out.append(Finding.about("model", OK, f"{kind} {path} ({names[detected]})"))
-    if v2 and detected == "sd_v1":
-        out.append(Finding.about("model", ERROR, "[model] v2 = true but this is an SD1.x model",
-                                 "remove v2 from [model]"))
-    elif detected == "sd_v2" and not v2:
-        sd_scripts = project.backend == "sd-scripts"
-        out.append(Finding.about("model", ERROR if sd_scripts else WARN,
-                                 "SD2.x model without [model] v2 = true"
-                                 + (": sd-scripts fails to load it" if sd_scripts
-                                    else " (the built-in trainer detects it)"),
-                                 "set v2 = true in [model]"))
+    out.append(Finding.about("model", OK, f"{kind} {path} ({LABELS[detected]})"))
+    detected = SD2 if detected == SD2_V else detected  # same weights and LoRA shapes as SD2
+    for problem in family_problems(detected, project.args, backend=project.backend):
+        if problem.code.startswith(("family", "sdxl")):
+            out.append(Finding.about("model", problem.severity, problem.message, problem.fix))
+    if detected == SD2 and not v2 and project.backend != "sd-scripts":
+        out.append(Finding.about("model", WARN, "SD2.x model without [model] v2 = true (the built-in trainer "
+                                 "detects it)", "set v2 = true in [model]"))
     return out, detected
 
 
@@ -145,30 +143,25 @@ def _json_file(path: Path) -> dict[str, Any]:
 def _diffusers_family(root: Path) -> str:
     """A Diffusers folder's family from its JSON files; raises ModelError for a missing part."""
     index = _json_file(root / "model_index.json")
-    if "text_encoder_2" in index or (root / "text_encoder_2").is_dir():
-        return "sdxl"
-    for part in DIFFUSERS_PARTS:
+    sdxl = "text_encoder_2" in index or (root / "text_encoder_2").is_dir()
+    for part in (*DIFFUSERS_PARTS, "text_encoder_2") if sdxl else DIFFUSERS_PARTS:
         _json_file(root / part / "config.json")
         if not any((root / part).glob("*.safetensors")) and not any((root / part).glob("*.bin")):
             raise ModelError("no weights (*.safetensors or *.bin)", path=root / part,
                              hint="copy the weights next to config.json")
-    te = _json_file(root / "text_encoder" / "config.json")
-    return "sd_v2" if te.get("hidden_act") == "gelu" else "sd_v1"
+    try:
+        return diffusers_family(root)  # SDXL, SD1, SD2 or SD2-v (from the scheduler's prediction_type)
+    except FamilyError as exc:
+        raise ModelError(str(exc), path=root) from None
 
 
 def _safetensors_family(path: Path) -> str:
-    """Family from the tensor names in the header; the tensors themselves are never read."""
-    from safetensors import safe_open
-
-    from lora_tui.train.model.ldm_convert import detect_family
-
+    """Family from the tensor names in the header (core.model_family); the tensors are never read."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-    except Exception as exc:
-        raise ModelError(f"cannot read the safetensors header: {exc}".splitlines()[0], path=path,
+        return safetensors_family(path)
+    except FamilyError as exc:
+        raise ModelError(f"cannot read the safetensors header: {exc}", path=path,
                          hint="the file is truncated or not a safetensors checkpoint") from None
-    return detect_family(keys)
 
 
 def _ckpt_family(path: Path) -> str | None:
@@ -200,6 +193,8 @@ def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> li
     v2 = family == "sd_v2"
     raw_cache = project.model.get("tokenizer_cache_dir")
     cache_dir = resolve_path(project.root, raw_cache) if raw_cache else None
+    if family == SDXL:
+        return _check_sdxl_tokenizers(project, cache_dir, env)
     if project.backend == "sd-scripts":
         model_id, subfolder = tokenizer.TOKENIZER_IDS[v2]
         local = cache_dir / model_id.replace("/", "_") if cache_dir else None
@@ -219,6 +214,36 @@ def check_tokenizer(project: Project, family: str, env: Mapping[str, str]) -> li
         return [Finding.about("tokenizer", ERROR, f"{exc.path}: {exc.message}" if exc.path else exc.message, exc.hint)]
     where = getattr(found, "name_or_path", "") or "found"
     return [Finding.about("tokenizer", OK, f"{where} ({len(found)} tokens)")]
+
+
+def _check_sdxl_tokenizers(project: Project, cache_dir: Path | None, env: Mapping[str, str]) -> list[Finding]:
+    """SDXL's two tokenizers: sd-scripts looks only in tokenizer_cache_dir and the HF cache (it ignores
+    the model's own folders); lora-tui's loader also looks beside the model."""
+    from lora_tui.train.model import tokenizer
+    from lora_tui.train.model.sdxl_load import SDXL_TOKENIZERS, find_sdxl_tokenizer
+
+    out: list[Finding] = []
+    for index, (_sub, model_id) in enumerate(SDXL_TOKENIZERS):
+        local = cache_dir / model_id.replace("/", "_") if cache_dir else None
+        if project.backend == "sd-scripts":
+            if local is not None and local.is_dir():
+                out.append(Finding.about("tokenizer", OK, f"{local} (sd-scripts' tokenizer_cache_dir)"))
+            elif tokenizer._hf_cached_tokenizer(model_id, None) is not None:
+                out.append(Finding.about("tokenizer", OK, f"{model_id} in the local Hugging Face cache"))
+            else:
+                fix = (f"copy {model_id}'s tokenizer files to "
+                       f"{local or '<tokenizer_cache_dir>/' + model_id.replace('/', '_')}")
+                severity, verb = (ERROR, "is not cached (offline)") if is_offline(env) else (WARN, "will be downloaded")
+                out.append(Finding.about("tokenizer", severity, f"sdxl_train_network.py needs {model_id}: it {verb}",
+                                         fix))
+            continue
+        try:
+            found = find_sdxl_tokenizer(project.model_path or project.root, index, cache_dir)
+        except ModelError as exc:
+            out.append(Finding.about("tokenizer", ERROR, exc.message, exc.hint))
+        else:
+            out.append(Finding.about("tokenizer", OK, str(found)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- sd-scripts

@@ -33,7 +33,7 @@ OPTIMIZERS = ("adamw", "adamw8bit", "lion", "sgdnesterov", "adafactor", "prodigy
 
 # sd-scripts options the built-in trainer implements (beyond them: an error unless left at default);
 # their defaults and ranges are core.train_settings' rows.
-SUPPORTED = frozenset(SETTINGS)
+SUPPORTED = frozenset(name for name, row in SETTINGS.items() if not row.sdxl_only)  # built-in: SD1/SD2 only
 NETWORK_ARGS = ("conv_dim", "conv_alpha", "dropout")
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from lora_tui.core.model_family import family_from_keys
+
 # torch cannot tell a pickle with code from a file that is no checkpoint: both fail the same way
 PICKLE_REFUSED = "refused: not a weights-only checkpoint (it contains code, or is not a PyTorch checkpoint at all)"
 
@@ -52,6 +54,7 @@ class Source:
     part: int | None = None
     parts: int = 1
     conv1x1: bool = False
+    transpose: bool = False  # OpenCLIP's text_projection is stored as [hidden, projection]
 
 
 class UnmappedKeyError(KeyError):
@@ -70,6 +73,10 @@ def _cfg(config: Any, name: str) -> Any:
     return config[name] if isinstance(config, Mapping) else getattr(config, name)
 
 
+def _cfg_get(config: Any, name: str) -> Any:
+    return config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
+
+
 def _layers_per_block(config: Any) -> int:
     lpb = _cfg(config, "layers_per_block")
     if not isinstance(lpb, int):
@@ -86,6 +93,9 @@ def _unet_modules(config: Any) -> dict[str, tuple[str, Mapping[str, str]]]:
         "mid_block.resnets.0": ("middle_block.0", _UNET_RESNET), "mid_block.attentions.0": ("middle_block.1", plain),
         "mid_block.resnets.1": ("middle_block.2", _UNET_RESNET),
     }
+    if _cfg_get(config, "addition_embed_type") == "text_time":  # SDXL's pooled-text + size embedding
+        modules["add_embedding.linear_1"] = ("label_emb.0.0", plain)
+        modules["add_embedding.linear_2"] = ("label_emb.0.2", plain)
     lpb = _layers_per_block(config)
     down = list(_cfg(config, "down_block_types"))
     for i, kind in enumerate(down):
@@ -200,6 +210,32 @@ def _openclip_source(key: str) -> Source:
     return Source(f"{block}{_OPENCLIP_LAYER[module]}.{leaf}")
 
 
+SDXL_TE1_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_TE2_PREFIX = "conditioner.embedders.1.model."
+
+
+def sdxl_text_encoder_key_map(keys: Iterable[str], *, second: bool) -> dict[str, Source]:
+    """Map SDXL's CLIP-L (`second=False`, HF layout) or OpenCLIP bigG (`second=True`) text encoder keys.
+
+    SDXL keeps every layer of the second encoder (the penultimate is chosen at run time) and its
+    `text_projection`, which OpenCLIP stores transposed.
+    """
+    out: dict[str, Source] = {}
+    for key in keys:
+        if key.endswith("position_ids"):
+            continue
+        if second and key == "text_projection.weight":
+            out[key] = Source(SDXL_TE2_PREFIX + "text_projection", transpose=True)
+            continue
+        canonical = key if key.startswith("text_model.") else "text_model." + key
+        if second:
+            source = _openclip_source(canonical)
+            out[key] = Source(SDXL_TE2_PREFIX + source.key[len(TE_V2_PREFIX):], part=source.part, parts=source.parts)
+        else:
+            out[key] = Source(SDXL_TE1_PREFIX + canonical)
+    return out
+
+
 def normalize_text_encoder_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Add the `text_model.` level that SD1 checkpoints saved with old transformers lack."""
     old = TE_V1_PREFIX + "embeddings.token_embedding.weight"
@@ -224,6 +260,8 @@ def pull(state_dict: Mapping[str, torch.Tensor], source: Source) -> torch.Tensor
         tensor = tensor.chunk(source.parts, dim=0)[source.part]
     if source.conv1x1 and tensor.ndim == 4 and tensor.shape[2:] == (1, 1):
         tensor = tensor[:, :, 0, 0]
+    if source.transpose and tensor.ndim == 2:
+        tensor = tensor.T
     return tensor
 
 
@@ -237,6 +275,8 @@ def to_ldm(diffusers_sd: Mapping[str, torch.Tensor], key_map: Mapping[str, Sourc
         source = key_map[key]
         if source.conv1x1 and tensor.ndim == 2:
             tensor = tensor[:, :, None, None]
+        if source.transpose:
+            tensor = tensor.T
         if source.part is not None:
             fused.setdefault(source.key, []).append((source.part, tensor))
             continue
@@ -248,12 +288,4 @@ def to_ldm(diffusers_sd: Mapping[str, torch.Tensor], key_map: Mapping[str, Sourc
 
 def detect_family(keys: Iterable[str]) -> str:
     """'sd_v1', 'sd_v2' or 'sdxl'/'unknown', from the text-encoder (and conditioner) key prefixes."""
-    family = "unknown"
-    for key in keys:
-        if key.startswith("conditioner.embedders."):
-            return "sdxl"
-        if key.startswith(TE_V2_PREFIX):
-            family = "sd_v2"
-        elif key.startswith(TE_V1_PREFIX) and family == "unknown":
-            family = "sd_v1"
-    return family
+    return family_from_keys(keys)

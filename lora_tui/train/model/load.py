@@ -26,8 +26,9 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from lora_tui.core import offline
+from lora_tui.core import model_family, offline
 from lora_tui.core.errors import ModelError
+from lora_tui.core.model_family import SDXL_BUILTIN_REFUSAL
 
 # Progress bars from loading a 4 MB model are noise in train.log; the trainer prints its own lines.
 try:
@@ -116,6 +117,8 @@ def load_base_model(path: str | Path, *, v2: bool = False, v_parameterization: b
     if not source.exists():
         raise ModelError("model not found", path=source,
                          hint="give a Diffusers folder or a .safetensors/.ckpt file; models are never downloaded")
+    if source.is_dir() and model_family.family_or_none(source) == model_family.SDXL:
+        raise ModelError(f"this is an SDXL model: {SDXL_BUILTIN_REFUSAL}", path=source)
     notes: list[str] = []
     tokenizer_args = {"tokenizer_path": tokenizer_path, "tokenizer_cache_dir": tokenizer_cache_dir}
     if source.is_dir():  # the tokenizer is resolved before the weights load: a missing file fails fast
@@ -291,7 +294,7 @@ def _single_file_v2(path: Path, state: dict[str, torch.Tensor], v2: bool, notes:
     """Whether a checkpoint is SD2, from its text-encoder keys; refuses what is not SD1/SD2."""
     family = lc.detect_family(state)
     if family == "sdxl":
-        raise ModelError("this is an SDXL checkpoint; only SD1.x and SD2.x are supported", path=path)
+        raise ModelError(f"this is an SDXL checkpoint: {SDXL_BUILTIN_REFUSAL}", path=path)
     if family == "unknown":
         raise ModelError("no Stable Diffusion text encoder in this file (cond_stage_model.*)", path=path,
                          hint="a full SD1.x/SD2.x checkpoint is needed, not a LoRA, VAE or U-Net only file")

@@ -12,7 +12,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from lora_tui.core import configs, lint, scan, steps
+from lora_tui.core import configs, lint, model_family, scan, steps
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
@@ -87,6 +87,8 @@ class OverviewScreen(ActionScreen):
         """Steps and lint from ``scans`` (the dataset screen's, kept current file by file) or a new scan."""
         worker = get_current_worker()
         try:
+            family = model_family.family_or_none(self.project.model_path)  # a header read, cached
+            self.app.call_from_thread(self._show_family, family)
             if scans is None:
                 scans = scan.scan_project(self.project)
             if worker.is_cancelled:
@@ -99,6 +101,11 @@ class OverviewScreen(ActionScreen):
             return  # another screen took over; the analysis reruns when this one is back
         except LoraTuiError as exc:
             self.post_message(ProjectAnalysed([], None, None, str(exc)))
+
+    def _show_family(self, family: str | None) -> None:
+        """The base model's family (SD1.x, SD2.x, SD2.x-v, SDXL) beside the project name."""
+        name = self.project.root.name
+        self.sub_title = f"{name} · {model_family.LABELS[family]} model" if family in model_family.LABELS else name
 
     def on_screen_suspend(self) -> None:
         """Leave the CPU to the screen on top (lint of 10,000 images is not free)."""
