@@ -15,8 +15,10 @@ from tests.ui.settle import settled
 async def test_overview_shows_an_sdxl_model_and_the_built_in_refusal(sample_copy: Path) -> None:
     model = write_header_only_model(sample_copy / "xl.safetensors", "sdxl")
     toml = sample_copy / "lora-tui.toml"
-    toml.write_text(toml.read_text().replace('pretrained_model_name_or_path = ""',
-                                             f'pretrained_model_name_or_path = "{model.name}"'))
+    text = toml.read_text()
+    assert 'pretrained_model_name_or_path = "lora-tui:tiny-sd15"' in text
+    toml.write_text(text.replace('pretrained_model_name_or_path = "lora-tui:tiny-sd15"',
+                                 f'pretrained_model_name_or_path = "{model.name}"'))
     app = LoraTuiApp(project.load(sample_copy))
     async with app.run_test(size=(140, 45)) as pilot:
         await settled(pilot)
