@@ -117,33 +117,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lora_tui.core import project
-    from lora_tui.runs import reader
-    from lora_tui.runs.control import last_state, project_of, resolve_run, run_spec
-
-    run_dir = resolve_run(args.refs)
-    info = reader.read_run(run_dir, tail=20)
-    if info.active:
-        raise LoraTuiError(f"{info.id} is still {info.state}", path=run_dir,
-                           hint="stop it first (lora-tui stop), then resume")
-    state = last_state(run_dir)
-    if state is None:
-        raise LoraTuiError(f"{info.id} saved no state to resume from", path=run_dir,
-                           hint="set save_state = true, or stop runs with lora-tui stop (the built-in trainer "
-                                "saves its state then); start it again with lora-tui train")
-    root = project_of(run_dir)
-    if root is None:
-        raise LoraTuiError("the run folder is not inside a project's runs/", path=run_dir,
-                           hint="resume with lora-tui train PROJECT --resume STATE_DIR")
-    spec = run_spec(run_dir)
-    overrides = spec.get("overrides", {})
-    args.backend = args.backend or spec.get("run", {}).get("backend")
-    args.model = args.model or overrides.get("pretrained_model_name_or_path")
-    args.max_train_steps = args.max_train_steps or overrides.get("max_train_steps")
     from lora_tui.cli_train import start_run
+    from lora_tui.core import project
+    from lora_tui.runs.control import resolve_run, resume_plan
 
-    _out(f"resuming {info.id} from {state}")
-    return start_run(project.load(root), args, resume=str(state), name=args.name or spec.get("run", {}).get("name"))
+    plan = resume_plan(resolve_run(args.refs))
+    args.backend = args.backend or plan.backend
+    args.model = args.model or plan.model
+    args.max_train_steps = args.max_train_steps or plan.max_train_steps
+    _out(f"resuming {plan.info.id} from {plan.state}")
+    return start_run(project.load(plan.project_root), args, resume=str(plan.state), name=args.name or plan.name)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,38 @@ def last_state(run_dir: Path) -> Path | None:
     found = [p for folder in (run_dir / "state", run_dir / "output") if folder.is_dir()
              for p in folder.iterdir() if p.is_dir() and p.name.endswith("-state")]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a new run needs to continue an ended one: its project, the newest state and its settings."""
+
+    info: reader.RunInfo
+    project_root: Path
+    state: Path
+    backend: str | None
+    model: str | None
+    max_train_steps: int | None
+    name: str | None
+
+
+def resume_plan(run_dir: Path, *, stop_with: str = "lora-tui stop") -> ResumePlan:
+    """The plan to resume ``run_dir``, or the one-line reason it cannot be (still running, no saved
+    state, not inside a project); the CLI and the monitor screen say it alike (``stop_with``: their key)."""
+    info = reader.read_run(run_dir, tail=20)
+    if info.active:
+        raise LoraTuiError(f"{info.id} is still {info.state}", path=run_dir,
+                           hint=f"stop it first ({stop_with}), then resume")
+    state = last_state(run_dir)
+    if state is None:
+        raise LoraTuiError(f"{info.id} saved no state to resume from", path=run_dir,
+                           hint=f"set save_state = true, or stop runs with {stop_with} (the built-in trainer "
+                                "saves its state then); start it again with lora-tui train")
+    root = project_of(run_dir)
+    if root is None:
+        raise LoraTuiError("the run folder is not inside a project's runs/", path=run_dir,
+                           hint="resume with lora-tui train PROJECT --resume STATE_DIR")
+    spec = run_spec(run_dir)
+    overrides, run = spec.get("overrides", {}), spec.get("run", {})
+    return ResumePlan(info, root, state, run.get("backend"), overrides.get("pretrained_model_name_or_path"),
+                      overrides.get("max_train_steps"), run.get("name"))

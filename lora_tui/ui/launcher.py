@@ -103,25 +103,8 @@ def launch(proj: Project, *, backend: str, model: str | None = None, max_train_s
 def resume(run_dir: Path) -> tuple[Path, str]:
     """A new run continuing ``run_dir`` from its newest saved state (as ``lora-tui resume``)."""
     from lora_tui.core import project
-    from lora_tui.runs import reader
-    from lora_tui.runs.control import last_state, project_of, run_spec
+    from lora_tui.runs.control import resume_plan
 
-    info = reader.read_run(run_dir, tail=20)
-    if info.active:
-        raise LoraTuiError(f"{info.id} is still {info.state}", path=run_dir, hint="stop it first (s), then resume")
-    state = last_state(run_dir)
-    if state is None:
-        raise LoraTuiError(f"{info.id} saved no state to resume from", path=run_dir,
-                           hint="set save_state = true, or stop runs with s (the built-in trainer saves its "
-                                "state then)")
-    root = project_of(run_dir)
-    if root is None:
-        raise LoraTuiError("the run folder is not inside a project's runs/", path=run_dir,
-                           hint="resume with lora-tui train PROJECT --resume STATE_DIR")
-    spec = run_spec(run_dir)
-    overrides = spec.get("overrides", {})
-    backend = spec.get("run", {}).get("backend") or "builtin"
-    proj = project.load(root)
-    return launch(proj, backend=backend, model=overrides.get("pretrained_model_name_or_path"),
-                  max_train_steps=overrides.get("max_train_steps"), resume=str(state),
-                  name=spec.get("run", {}).get("name"))
+    plan = resume_plan(run_dir, stop_with="s")
+    return launch(project.load(plan.project_root), backend=plan.backend or "builtin", model=plan.model,
+                  max_train_steps=plan.max_train_steps, resume=str(plan.state), name=plan.name)

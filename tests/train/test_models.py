@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,7 @@ from lora_tui.train.model import ldm_convert as lc
 from lora_tui.train.model.load import CONFIGS_METADATA_KEY, BaseModel, load_base_model, read_checkpoint, shipped_configs
 from lora_tui.train.model.tiny import make_tiny_model, tiny_configs, tokenizer_vocab
 
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection attempt fails the test: loading must be offline."""
-
-    def refuse(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # loading must be offline
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,7 @@ from lora_tui.core.errors import ModelError
 from lora_tui.train.model import ldm_convert as lc
 from lora_tui.train.model.sdxl_load import SDXL_CONFIG_DIR, find_sdxl_tokenizer, load_sdxl_model
 
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection attempt fails the test: loading must be offline."""
-
-    def refuse(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # loading must be offline
 
 
 @pytest.fixture(scope="module")

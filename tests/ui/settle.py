@@ -44,3 +44,16 @@ async def wait_until(pilot, check, what: str, tries: int = 300) -> None:
         if check():
             return
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def palette_run(pilot, typed: str) -> None:
+    """Open the palette with ctrl+p, type, wait for the list, press enter: what a user does."""
+    from textual.command import CommandPalette
+
+    app = pilot.app
+    await pilot.press("ctrl+p")
+    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+    await pilot.press(*typed)
+    await wait_until(pilot, lambda: app.screen.query_one("CommandList").option_count > 0, "palette hits")
+    await pilot.pause(0.1)
+    await pilot.press("down", "enter")  # down highlights the first hit, enter runs it

@@ -5,28 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from textual.command import CommandPalette
 from textual.widgets import Static
 
 from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
-from tests.ui.settle import settled, wait_until
+from tests.ui.settle import palette_run, settled, wait_until
 
 
 def _steps(app: LoraTuiApp) -> str:
     return str(app.screen.query_one("#steps", Static).render())
-
-
-async def _palette_run(pilot, typed: str) -> None:
-    """Open the palette with ctrl+p, type, wait for the list, press enter: what a user does."""
-    app = pilot.app
-    await pilot.press("ctrl+p")
-    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
-    await pilot.press(*typed)
-    await wait_until(pilot, lambda: app.screen.query_one("CommandList").option_count > 0, "palette hits")
-    await pilot.pause(0.1)
-    await pilot.press("down", "enter")  # down highlights the first hit, enter runs it
-    await wait_until(pilot, lambda: not isinstance(app.screen, CommandPalette), "the palette to close")
 
 
 async def test_the_palette_runs_the_rescan_of_the_screen_it_was_opened_over(sample_copy: Path) -> None:
@@ -37,7 +24,7 @@ async def test_the_palette_runs_the_rescan_of_the_screen_it_was_opened_over(samp
         mira = sample_copy / "data" / "mira"
         for i in range(4):  # four more images in a subset: the steps change once rescanned
             shutil.copy(mira / "mira_00.png", mira / f"extra_{i}.png")
-        await _palette_run(pilot, "rescan")
+        await palette_run(pilot, "rescan")
         await wait_until(pilot, lambda: "steps/epoch" in _steps(app) and "232 steps/epoch" not in _steps(app),
                          "the rescan's new steps")
 
@@ -54,7 +41,7 @@ async def test_the_palette_lists_the_dataset_actions_that_apply_now(sample_copy:
         assert "dataset: Mark reviewed" in titles and "captions: Find and replace" in titles
         assert not any("Keep my caption" in t for t in titles)  # only in a conflict
         assert "dataset: Clear the filter" not in titles  # nothing filtered
-        await _palette_run(pilot, "next review-state")
+        await palette_run(pilot, "next review-state")
         await wait_until(pilot, lambda: screen.index.filter.state == "unreviewed", "the state filter")
 
 

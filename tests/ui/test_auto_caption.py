@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.command import CommandPalette
 from textual.widgets import Input
 
 from lora_tui.core import project
@@ -16,7 +15,7 @@ from lora_tui.ui.screens.caption_modal import AskCaption
 from lora_tui.ui.screens.dataset_table import DATASET_ACTIONS
 from tests.caption.helpers import colour_project
 from tests.caption.tiny_tagger import write_tiny_tagger
-from tests.ui.settle import wait_until
+from tests.ui.settle import palette_run, wait_until
 from tests.ui.test_dataset_screen import _open_dataset
 
 
@@ -27,19 +26,8 @@ def tagger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_tagger(tmp_path_factory.mktemp("tui-models") / "wd14")
 
 
-async def _palette(pilot, typed: str) -> None:
-    app = pilot.app
-    await pilot.press("ctrl+p")
-    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
-    await pilot.press(*typed)
-    await wait_until(pilot, lambda: app.screen.query_one("CommandList").option_count > 0, "palette hits")
-    await pilot.pause(0.1)
-    await pilot.press("down", "enter")
-    await wait_until(pilot, lambda: not isinstance(app.screen, CommandPalette), "the palette to close")
-
-
 async def _start(pilot, model: Path, extra: str = "") -> None:
-    await _palette(pilot, "auto-caption")
+    await palette_run(pilot, "auto-caption")
     await wait_until(pilot, lambda: isinstance(pilot.app.screen, AskCaption), "the caption dialog")
     dialog = pilot.app.screen
     dialog.query_one("#model", Input).value = str(model)

@@ -10,6 +10,7 @@ was saved), so the caller decides what to do with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -22,6 +23,7 @@ from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.screens.modals import AskUnsaved
+from lora_tui.ui.widgets.path_suggester import PathSuggester, model_suggester
 
 # The flags people change most (the seed recipe's), in front; everything else stays in the file.
 TRAINING_FIELDS = ("network_dim", "network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "optimizer_type",
@@ -29,6 +31,7 @@ TRAINING_FIELDS = ("network_dim", "network_alpha", "learning_rate", "unet_lr", "
                    "mixed_precision", "gradient_checkpointing", "cache_latents", "clip_skip", "seed")
 DATASET_FIELDS = ("resolution", "batch_size")
 SUBSET_FIELDS = ("num_repeats", "class_tokens", "trigger_word")
+MODEL_FIELDS = ("pretrained_model_name_or_path",)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class ConfigScreen(ActionScreen):
         yield Header()
         with Horizontal():
             with VerticalScroll(id="form"):
+                yield Label("model", classes="section")
+                yield from self._rows(("model",), MODEL_FIELDS, self.project.doc.get("model", {}))
                 for ds in self.project.datasets:
                     yield Label(f"dataset {ds.index}", classes="section")
                     yield from self._rows(("datasets", ds.index), DATASET_FIELDS, ds.values)
@@ -141,7 +146,8 @@ class ConfigScreen(ActionScreen):
                     yield Select([(c, c) for c in choices], value=values.get(key, Select.BLANK),
                                  id=field.widget_id, allow_blank=True)
                 else:
-                    yield Input(_shown(values.get(key)), id=field.widget_id, placeholder="(default)")
+                    yield Input(_shown(values.get(key)), id=field.widget_id, placeholder="(default)",
+                                suggester=_path_suggester(key, self.project.root))
 
     def on_mount(self) -> None:
         self.title = f"lora-tui · {self.project.name}"
@@ -272,3 +278,13 @@ class ConfigScreen(ActionScreen):
             self.notify(str(exc), severity="error", markup=False, timeout=8)
             return
         self.notify(f"wrote {generated.dataset_config.name} and {generated.args_config.name}", markup=False)
+
+
+def _path_suggester(key: str, root: Path) -> PathSuggester | None:
+    """Path completion (→) for the keys that name a file or folder; the base model's also offers the
+    built-in models."""
+    if key == "pretrained_model_name_or_path":
+        return model_suggester(root)
+    if key.endswith(("_dir", "_file", "_path")):
+        return PathSuggester(root)
+    return None

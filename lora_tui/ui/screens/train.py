@@ -23,6 +23,7 @@ from lora_tui.core.project import Project
 from lora_tui.ui import launcher
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.screens.config import parse_value
+from lora_tui.ui.widgets.path_suggester import model_suggester
 from lora_tui.ui.widgets.run.confirm import Confirm
 
 BACKENDS = ("builtin", "sd-scripts")
@@ -87,7 +88,8 @@ class TrainScreen(ActionScreen):
                 with Horizontal(classes="row"):
                     yield Label("base model")
                     yield Input(str(self.project.doc.get("model", {}).get(MODEL_KEY, "") or ""), id="model",
-                                placeholder=".safetensors/.ckpt file or Diffusers folder")
+                                placeholder=".safetensors/.ckpt file or Diffusers folder (→ completes)",
+                                suggester=model_suggester(self.project.root))
                 yield Label("key parameters (empty: the default)", classes="section")
                 for key in KEY_PARAMS:
                     with Horizontal(classes="row"):
