@@ -106,19 +106,20 @@ def open_captioner(spec: Any, args: argparse.Namespace) -> Any:
 def run_caption(args: argparse.Namespace) -> int:
     from lora_tui.caption import detect, run
     from lora_tui.caption.progress import Reporter
-    from lora_tui.core import bulk, project, scan
+    from lora_tui.core import bulk, offline, project, scan
 
     _check(args)
-    if not args.allow_download:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    offline.enforce(allow=args.allow_download)  # lora-tui's rule, whatever HF_HUB_OFFLINE says
     proj = project.load(Path(args.project))
     spec = detect.resolve(args.model, args.kind, allow_download=args.allow_download)
     targets = bulk.select_targets(scan.scan_project(proj), args.subset, args.include_reg)
     if args.images_from:
         targets = _only(targets, args.images_from)
+    targets, unreadable = bulk.readable_targets(targets)  # not images: staging and the trainer leave them out
     reporter = Reporter(json_lines=args.json)
     todo = run.plan(targets, args.mode, limit=args.batch_size if args.dry_run else args.limit)
+    todo.skipped[:0] = [(r.path_text, f"{r.name}: cannot read image: "
+                         + (r.unreadable or "unreadable").removeprefix(f"{r.path_text}: ")) for _, r in unreadable]
     for image, why in todo.skipped:
         reporter.skip(image, why)
     if not todo.todo:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui import __version__
-from lora_tui.core import dataset_toml, staging, train_args
+from lora_tui.core import builtin_models, dataset_toml, staging, train_args
 from lora_tui.core.errors import ConfigError
 from lora_tui.core.family_checks import bucket_step_multiple
 from lora_tui.core.fsio import atomic_write_text
-from lora_tui.core.model_family import family_or_none
+from lora_tui.core.model_family import family_of_value, family_or_none
 from lora_tui.core.project import Project, resolve_path, sd_scripts_dataset_config
 from lora_tui.core.steps import StepsReport
 
@@ -93,7 +93,10 @@ def build(project: Project, configs_dir: Path | None = None,
     staged = staging.staged_subsets(project, left.paths, staging_root)
     config = sd_scripts_dataset_config(project, staged)
     model_raw = (overrides or {}).get("pretrained_model_name_or_path")
-    family = family_or_none(Path(model_raw) if model_raw else project.model_path)
+    if model_raw and not builtin_models.is_reference(model_raw):  # --model: a path as given
+        family = family_or_none(Path(model_raw).expanduser())
+    else:
+        family = family_of_value(model_raw or project.model.get("pretrained_model_name_or_path"), project.root)
     problems = dataset_toml.validate(config, masked_loss=bool(project.training.get("masked_loss")),
                                      bucket_step_multiple=bucket_step_multiple(family))
     if problems:

@@ -18,8 +18,9 @@ from typing import Any
 
 from lora_tui.core.findings import ERROR, WARNING
 from lora_tui.core.model_family import LABELS, SD1, SD2, SD2_V, SDXL, SDXL_BUILTIN_REFUSAL
+from lora_tui.core.train_settings import SETTINGS
 
-SDXL_ONLY = ("cache_text_encoder_outputs", "cache_text_encoder_outputs_to_disk", "disable_mmap_load_safetensors")
+SDXL_ONLY = tuple(name for name, row in SETTINGS.items() if row.sdxl_only)  # the table marks them
 TE_CACHE_CONFLICTS = ("shuffle_caption", "caption_dropout_rate", "token_warmup_step", "caption_tag_dropout_rate")
 SDXL_NATIVE = 1024  # SDXL was trained at about 1024×1024 pixels of area
 

@@ -139,5 +139,19 @@ def family_or_none(path: Path | None) -> str | None:
         return None
 
 
+def family_of_value(raw: object, root: Path) -> str | None:
+    """The family of a model setting as the user wrote it: a ``lora-tui:`` reference has its own (built
+    or not), a path is read from its header, a hub id or nothing is unknown."""
+    from lora_tui.core import builtin_models
+    from lora_tui.core.project import is_hub_id, resolve_path
+
+    if builtin_models.is_reference(raw):
+        known = builtin_models.find(raw)
+        return known.family if known else None
+    if not raw or not isinstance(raw, str) or is_hub_id(root, raw):
+        return None
+    return family_or_none(resolve_path(root, raw))
+
+
 def is_sdxl(path: Path | None) -> bool:
     return family_or_none(path) == SDXL

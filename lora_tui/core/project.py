@@ -285,12 +285,9 @@ def from_document(root: Path, doc: tomlkit.TOMLDocument) -> Project:
 def _bucket_step_multiple(root: Path, model: Mapping[str, Any]) -> int:
     """32 for an SDXL base model (sdxl_train_network.py), else 64; read from the model's header."""
     from lora_tui.core.family_checks import bucket_step_multiple
-    from lora_tui.core.model_family import family_or_none
+    from lora_tui.core.model_family import family_of_value
 
-    raw = model.get("pretrained_model_name_or_path")
-    if not raw or not isinstance(raw, str) or is_hub_id(root, raw):
-        return 64
-    return bucket_step_multiple(family_or_none(resolve_path(root, raw)))
+    return bucket_step_multiple(family_of_value(model.get("pretrained_model_name_or_path"), root))
 
 
 def _strip_project_keys(general: Mapping[str, Any], datasets: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -123,7 +123,8 @@ def check_startable(project: Project, *, backend: str | None = None, model: str 
     elif not model and project.model_path is not None and not project.model_reference:
         check_model_path(project.model_path, hint="fix [model] pretrained_model_name_or_path in lora-tui.toml "
                          "(a .safetensors/.ckpt file or a Diffusers folder), or pass --model")
-    chosen.check_model(project, Path(model).expanduser() if model else project.model_path)
+    known = builtin_models.find(model) if builtin_models.is_reference(model) else None
+    chosen.check_model(project, known.path() if known else Path(model).expanduser() if model else project.model_path)
     return chosen
 
 

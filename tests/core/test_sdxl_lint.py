@@ -140,3 +140,10 @@ def test_sdxl_defaults_give_1024_class_aspect_buckets() -> None:
     sdxl = BucketPlan((1024, 1024), **{k: {**DEFAULT_GENERAL, **FAMILY_DEFAULTS["sdxl"]["general"]}[k] for k in keys})
     assert sd_default.select(1536, 1024).bucket == (1024, 704)
     assert sdxl.select(1536, 1024).bucket == (1216, 832)
+
+
+def test_a_built_in_reference_has_its_family_before_it_is_built(tmp_path: Path) -> None:
+    from lora_tui.core.model_family import SD1, family_of_value
+
+    assert family_of_value("lora-tui:tiny-sd15", tmp_path) == SD1  # nothing built in this test's cache
+    assert family_of_value("lora-tui:nope", tmp_path) is None and family_of_value("org/name", tmp_path) is None

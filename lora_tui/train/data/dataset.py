@@ -84,11 +84,11 @@ def drop_unreadable(scans: list[SubsetScan]) -> list[tuple[Path, str]]:
     for scan in scans:
         fill_sizes(scan.records)
         for record in scan.records:
-            why = record.size_error
-            if why is None:
+            why = record.unreadable  # fill_sizes has checked header and tail of every file it sized
+            if why is None and not record.checked:  # sizes from a fine-tuning metadata file: tail unchecked
                 why = images.check_complete(record.path)
                 if why is not None:
-                    record.size, record.size_error = None, f"{record.path}: {why}"
+                    record.size, record.damage = None, why
             if why is not None:
                 out.append((record.path, why.removeprefix(f"{record.path}: ")))
     return out

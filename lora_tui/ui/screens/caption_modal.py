@@ -13,13 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
 from lora_tui.core.fsio import atomic_write_text
-from lora_tui.ui.screens.modals import MODAL_CSS
+from lora_tui.ui.screens.modals import CANCEL, MODAL_CSS
 
 SETTINGS_FILE = "caption.json"
 MODES = (("only images without a caption", "missing-only"), ("replace existing captions", "overwrite"),
@@ -64,7 +63,7 @@ class AskCaption(ModalScreen[CaptionRequest | None]):
     """Model folder, scope, mode, prompt and more options; enter in any field starts, escape cancels."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="AskCaption") + "AskCaption Select { margin-bottom: 1; }"
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="modal.cancel")]
+    BINDINGS = [CANCEL]  # the dialogs' own escape (modals' actions table)
 
     def __init__(self, last: CaptionRequest, counts: dict[str, int]) -> None:
         super().__init__()
