@@ -109,7 +109,9 @@ def test_grid_view_snapshot(snap_compare, sample_copy: Path) -> None:
 
     async def run_before(pilot) -> None:
         screen = await _grid(pilot, run_dir)
-        await wait_until(pilot, lambda: screen.query_one(ImagePreview).shown is not None, "the picture")
+        preview = screen.query_one(ImagePreview)
+        await wait_until(pilot, lambda: preview.shown is not None and preview.shown_cells == preview.cells
+                         == (preview.size.width, preview.size.height), "the picture at the pane's size")
         await pilot.pause(0.1)
 
     assert snap_compare(LoraTuiApp(project.load(sample_copy)), terminal_size=(120, 40), run_before=run_before)

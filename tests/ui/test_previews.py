@@ -94,3 +94,16 @@ async def test_an_image_that_cannot_be_decoded_says_so_in_the_preview(sample_cop
         shown = str(preview.text.render())
         assert "pose_00.png cannot be decoded" in shown and "re-export" in shown
         assert preview.text.display and not preview.has_class("graphic-shown")
+
+
+async def test_a_resized_pane_decodes_the_picture_again_at_its_new_size(sample_copy: Path) -> None:
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("d")
+        await wait_until(pilot, lambda: bool(app.screen.query(ImagePreview)), "the dataset screen")
+        preview = app.screen.query_one(ImagePreview)
+        await wait_until(pilot, lambda: preview.shown is not None, "the first picture")
+        before = preview.shown_cells
+        await pilot.resize_terminal(180, 50)
+        await wait_until(pilot, lambda: preview.shown_cells not in (None, before)
+                         and preview.shown_cells == (preview.size.width, preview.size.height), "the larger picture")

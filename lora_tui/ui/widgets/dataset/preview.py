@@ -44,6 +44,7 @@ class ImagePreview(Container):
         path: Path
         image: Image.Image | None
         error: str | None = None
+        cells: tuple[int, int] | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -51,6 +52,8 @@ class ImagePreview(Container):
         self.shown: Path | None = None  # the picture on screen (may lag ``path`` while decoding)
         self.text = Static("", markup=False, id="preview-text")
         self.graphic: Any = None
+        self.cells: tuple[int, int] | None = None  # the size the picture asked for is decoded at
+        self.shown_cells: tuple[int, int] | None = None  # the size of the picture on screen
 
     @property
     def protocol(self) -> str:
@@ -82,8 +85,15 @@ class ImagePreview(Container):
         if self.protocol == "none":
             self._show_text(f"{path.name}\n(previews off: --image-protocol none)")
             return
+        self.cells = (max(8, self.size.width), max(4, self.size.height))
+        self.load(path, neighbours, self.cells, self.graphic is not None)
+
+    def on_resize(self) -> None:
+        """A picture asked for before the pane had its size (or a resized terminal) is decoded again
+        at the new size: otherwise it stays a thumbnail in a corner of the pane."""
         cells = (max(8, self.size.width), max(4, self.size.height))
-        self.load(path, neighbours, cells, self.graphic is not None)
+        if self.path is not None and self.cells is not None and cells != self.cells:
+            self.show(self.path)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def load(self, path: Path, neighbours: tuple[Path, ...], cells: tuple[int, int], pixels: bool) -> None:
@@ -102,7 +112,7 @@ class ImagePreview(Container):
         except Exception as exc:  # Pillow raises many types for broken files
             self.post_message(self.Loaded(path, None, undecodable(path, exc)))
         else:
-            self.post_message(self.Loaded(path, image))
+            self.post_message(self.Loaded(path, image, cells=cells))
         for other in neighbours:  # prefetch into the LRU; a newer request cancels this
             if worker.is_cancelled:
                 return
@@ -121,4 +131,4 @@ class ImagePreview(Container):
             self.set_class(False, "graphic-hidden")
         else:
             self._show_text(HalfBlock(message.image))
-        self.shown = message.path
+        self.shown, self.shown_cells = message.path, message.cells
