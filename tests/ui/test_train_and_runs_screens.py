@@ -135,3 +135,28 @@ async def test_enter_on_a_run_in_the_runs_screen_opens_its_monitor(sample_copy: 
         await pilot.press("down", "enter")  # the second run, newest first: the crashed one
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
         assert app.screen.run_dir == crashed
+
+
+async def test_a_state_that_grows_longer_widens_its_column(tmp_path: Path) -> None:
+    import dataclasses
+
+    from textual.app import App
+
+    from lora_tui.runs import reader
+    from lora_tui.ui.widgets.run.table import RunsTable
+    from tests.ui import recorded_runs as rr
+
+    info = reader.read_run(rr.finished(tmp_path / "p"))
+
+    class One(App):
+        def compose(self):
+            yield RunsTable(full=False)
+
+    async with One().run_test(size=(120, 10)) as pilot:
+        table = pilot.app.query_one(RunsTable)
+        table.show([dataclasses.replace(info, state="queued")])  # 6 letters wide at first
+        await pilot.pause()
+        table.show([info])
+        await pilot.pause()
+        assert table.columns["state"].get_render_width(table) >= len("finished") + 2
+        assert "finished" in str(table.get_cell(info.id, "state"))

@@ -88,7 +88,7 @@ class RunsTable(DataTable):
             for run_id in ids:
                 for col, value in zip(columns, rows[run_id]):
                     if str(self.get_cell(run_id, col)) != str(value):
-                        self.update_cell(run_id, col, value)
+                        self.update_cell(run_id, col, value, update_width=True)  # "running" → "finished"
         self.runs = {r.id: r for r in runs}
 
     @property
