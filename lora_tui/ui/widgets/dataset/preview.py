@@ -85,14 +85,16 @@ class ImagePreview(Container):
         if self.protocol == "none":
             self._show_text(f"{path.name}\n(previews off: --image-protocol none)")
             return
-        self.cells = (max(8, self.size.width), max(4, self.size.height))
+        self.cells = self._pane_cells()
         self.load(path, neighbours, self.cells, self.graphic is not None)
+
+    def _pane_cells(self) -> tuple[int, int]:
+        return max(8, self.size.width), max(4, self.size.height)
 
     def on_resize(self) -> None:
         """A picture asked for before the pane had its size (or a resized terminal) is decoded again
         at the new size: otherwise it stays a thumbnail in a corner of the pane."""
-        cells = (max(8, self.size.width), max(4, self.size.height))
-        if self.path is not None and self.cells is not None and cells != self.cells:
+        if self.path is not None and self.cells is not None and self._pane_cells() != self.cells:
             self.show(self.path)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
@@ -132,3 +134,5 @@ class ImagePreview(Container):
         else:
             self._show_text(HalfBlock(message.image))
         self.shown, self.shown_cells = message.path, message.cells
+        if message.cells is not None and message.cells != self._pane_cells():
+            self.show(message.path)  # decoded for a size the pane no longer has (laid out meanwhile)
