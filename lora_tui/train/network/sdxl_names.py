@@ -25,7 +25,6 @@ TE_PREFIXES_SDXL = ("lora_te1", "lora_te2")
 SDXL_UNET_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_",
                     "lora_unet_label_emb_", "lora_unet_time_embed_", "lora_unet_out_")
 SD_UNET_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_")
-SDXL_BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' sdxl_train_util.SDXL_MODEL_VERSION_STR
 
 
 def is_sdxl_unet(unet: nn.Module | None) -> bool:
