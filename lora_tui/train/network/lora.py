@@ -162,7 +162,7 @@ def _find_targets(root: nn.Module, prefix: str, match: Callable[[str], bool],
         for child_name, child in module.named_modules():
             if child_name and isinstance(child, (nn.Linear, nn.Conv2d)):
                 layers.setdefault(f"{name}.{child_name}", child)
-    rename = sgm_paths(root, layers) if sgm else {}
+    rename = sgm_paths(root.config, layers) if sgm else {}
     found: dict[str, nn.Module] = {}
     for path, child in layers.items():
         found.setdefault(f"{prefix}.{path_prefix}{rename.get(path, path)}".replace(".", "_"), child)
