@@ -140,3 +140,47 @@ def test_the_diffusers_style_output_loads_in_the_sdxl_pipeline_like_the_kohya_fi
     assert len(changed) > 100 and any(k.startswith("text_encoder_2.") for k in changed)
     for key in base:
         torch.testing.assert_close(fused["diffusers"][key], fused["kohya"][key], atol=1e-5, rtol=1e-5)
+
+
+def test_resize_halves_an_sdxl_lora_and_keeps_it_sdxl(sdxl_lora: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r2.safetensors"
+    assert main(["lora", "resize", str(sdxl_lora), "--dim", "2", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["lora", "inspect", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["architecture"] == "SDXL" and report["ranks"]["rank"] == 2
+    assert sorted(load_lora(out)[0]) == sorted(load_lora(sdxl_lora)[0])  # same modules, names kept
+
+
+def test_merging_an_sdxl_lora_with_an_sd1_lora_is_one_line(sdxl_lora: Path, lora_file: Path, tmp_path: Path,
+                                                           capsys) -> None:
+    out = tmp_path / "m.safetensors"
+    assert main(["lora", "merge", str(sdxl_lora), str(lora_file), "--dim", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and lora_file.name in err and "SDXL" in err and "SD1.x/SD2.x" in err
+    assert not out.exists()
+
+
+def test_bake_into_an_sdxl_model_equals_adding_the_delta(sdxl_pipe, sdxl_lora: Path, tmp_path: Path) -> None:
+    """The baked single file loads through the SDXL loader with each weight = base + 0.5 · the LoRA's delta."""
+    from lora_tui.train.model.sdxl_load import load_sdxl_model
+    from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+    from lora_tui.train.network.lora import LoRANetwork
+
+    model = make_tiny_sdxl(tmp_path / "model")
+    out = tmp_path / "baked.safetensors"
+    assert main(["lora", "bake", str(model), str(sdxl_lora), "--weight", "0.5", "--out", str(out)]) == 0
+    for name in ("tokenizer", "tokenizer_2"):  # the single file finds its tokenizers beside it
+        (tmp_path / name).symlink_to(model / name)
+    baked = load_sdxl_model(out)
+    expected = copy.deepcopy(sdxl_pipe)  # the same seed-0 tiny model, merged by the network's own code
+    LoRANetwork.from_weights(sdxl_lora, (expected.text_encoder, expected.text_encoder_2), expected.unet,
+                             multiplier=0.5).merge_into_base()
+    pairs = {"unet": (baked.unet, expected.unet, sdxl_pipe.unet),
+             "te1": (baked.text_encoders[0], expected.text_encoder, sdxl_pipe.text_encoder),
+             "te2": (baked.text_encoders[1], expected.text_encoder_2, sdxl_pipe.text_encoder_2)}
+    for part, (got, want, base) in pairs.items():
+        got_sd, base_sd = got.state_dict(), base.state_dict()
+        for key, value in want.state_dict().items():
+            torch.testing.assert_close(got_sd[key], value, atol=1e-6, rtol=1e-6)
+        assert sum(not torch.equal(got_sd[k], v) for k, v in base_sd.items()) >= 18, part  # the delta is in
