@@ -139,6 +139,15 @@ def load_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return dict(loaded), {}
 
 
+
+def read_weights(source: str | Path | Mapping[str, torch.Tensor],
+                 ) -> tuple[Mapping[str, torch.Tensor], dict[str, str], Path | None]:
+    """(state dict, metadata, path) from a LoRA file or an in-memory state dict (no metadata, no path)."""
+    if isinstance(source, Mapping):
+        return source, {}, None
+    state_dict, metadata = load_lora(source)
+    return state_dict, metadata, Path(source)
+
 # --- metadata ---------------------------------------------------------------------------------
 
 # ss_* keys sd-scripts' train_network writes on every save; a fact not given is written as "None",
