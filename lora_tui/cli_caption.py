@@ -96,7 +96,9 @@ def open_captioner(spec: Any, args: argparse.Namespace) -> Any:
 
         exclude = frozenset(t.strip() for item in args.exclude for t in item.split(",") if t.strip())
         settings = TagSettings(args.threshold, args.character_threshold, exclude, args.keep_underscores, args.rating)
-        return Tagger(spec, settings, args.device)
+        from lora_tui.caption.loader import model_threads
+
+        return Tagger(spec, settings, args.device, cpu_threads=model_threads(getattr(args, "workers", None)))
     from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
 
     gen = GenSettings(args.max_new_tokens, args.num_beams, args.sample, args.prompt)
