@@ -91,18 +91,19 @@ def _only(targets: list, listing: str) -> list:
 
 def open_captioner(spec: Any, args: argparse.Namespace) -> Any:
     """Load the model (the heavy imports happen here, and only here)."""
+    from lora_tui.caption.loader import model_threads
+
     if spec.kind == "tagger":
         from lora_tui.caption.tagger import Tagger, TagSettings
 
         exclude = frozenset(t.strip() for item in args.exclude for t in item.split(",") if t.strip())
         settings = TagSettings(args.threshold, args.character_threshold, exclude, args.keep_underscores, args.rating)
-        from lora_tui.caption.loader import model_threads
-
         return Tagger(spec, settings, args.device, cpu_threads=model_threads(getattr(args, "workers", None)))
     from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
 
     gen = GenSettings(args.max_new_tokens, args.num_beams, args.sample, args.prompt)
-    return SentenceCaptioner(spec, gen, device=args.device, dtype=args.dtype)
+    return SentenceCaptioner(spec, gen, device=args.device, dtype=args.dtype,
+                             cpu_threads=model_threads(getattr(args, "workers", None)))
 
 
 def run_caption(args: argparse.Namespace) -> int:

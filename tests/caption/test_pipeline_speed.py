@@ -103,3 +103,34 @@ def test_a_lone_caption_lands_without_waiting_for_the_run_to_end(tmp_path: Path)
     assert landed.wait(run.GROUP_WAIT_S + 10)  # the writer's wait, plus a slow shared machine's disk
     writer.close(lambda n: "auto-caption")
     assert image.with_suffix(".txt").read_text() == "blue theme\n"
+
+
+def test_a_sentence_captioner_decodes_jpegs_for_its_processor_side(vlm_models: dict[str, Path]) -> None:
+    """transformers 5 keeps the processor's size in a SizeDict (no keys()): it must still be read."""
+    from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
+    from tests.caption.tiny_vlm import IMAGE
+
+    model = SentenceCaptioner(resolve(str(vlm_models["blip"])), GenSettings(max_new_tokens=2), device="cpu")
+    assert model.size == IMAGE
+
+
+def test_a_sentence_captioner_generates_on_its_threads_and_gives_the_process_its_own_back(
+        tmp_path: Path, vlm_models: dict[str, Path]) -> None:
+    import torch
+
+    from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
+
+    path = tmp_path / "a.png"
+    gradient((20, 20)).save(path)
+    model = SentenceCaptioner(resolve(str(vlm_models["blip"])), GenSettings(max_new_tokens=2), device="cpu",
+                              cpu_threads=1)
+    seen = []
+    generate = model.model.generate
+    model.model.generate = lambda **kw: seen.append(torch.get_num_threads()) or generate(**kw)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.run([model.prepare(str(path))])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
