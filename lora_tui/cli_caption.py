@@ -56,7 +56,8 @@ def add_caption_parser(sub: Any, handler: Callable[[argparse.Namespace], int] | 
     p.add_argument("--num-beams", type=int, default=1, help="sentence captioners: beam search width (1)")
     p.add_argument("--sample", action="store_true", help="sentence captioners: sample instead of greedy decoding")
     p.add_argument("--limit", type=int, help="caption at most this many images")
-    p.add_argument("--workers", type=int, help="image loading threads (default: up to 4)")
+    p.add_argument("--workers", type=int, help="image loading threads (default: up to 4, one less than the "
+                                                 "cores); on the CPU the model runs on the cores they leave")
     p.add_argument("--dry-run", action="store_true", help="caption one batch and print it; write nothing")
     p.add_argument("--allow-download", action="store_true", help="allow --model to be a Hugging Face hub id")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout: start, caption, skip, progress, end")
