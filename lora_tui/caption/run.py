@@ -29,8 +29,8 @@ Target = tuple[Subset, ImageRecord]
 
 # The writer gathers captions for up to GROUP_WAIT_S (or GROUP_MAX of them) per journal edit: an edit
 # has a fixed cost (two journal commits, the lock, a folder sync) that a batch of 8 paid per 8 files
-# (~1 ms of CPU and ~10 ms of disk waits a caption; ~0.25 ms and ~1 ms in groups of 64, bench_caption),
-# while the TUI still sees captions land within about half a second.
+# (~1 ms of CPU and ~10 ms of disk waits a caption; ~0.25 ms and ~1 ms in groups of 64: Journal.apply
+# alone, bench/RESULTS.md), while the TUI still sees captions land within about half a second.
 GROUP_MAX = 64
 GROUP_WAIT_S = 0.5
 
