@@ -100,7 +100,11 @@ def _window(parts: list[memoryview | bytes], start: int, length: int) -> Iterato
 def hashes(lay: Layout, metadata: Mapping[str, str]) -> tuple[str, str]:
     """(sshs_model_hash, sshs_legacy_hash) as sd-scripts' precalculate_safetensors_hashes: over the
     file with only the ``ss_*`` metadata (so editing other keys keeps them). The model hash is the
-    SHA-256 of the data section; the legacy one of bytes [1 MiB, 1 MiB + 64 KiB) of that file."""
+    SHA-256 of the data section; the legacy one of bytes [1 MiB, 1 MiB + 64 KiB) of that file.
+
+    When the ss-only header alone passes 1 MiB (a huge ss_tag_frequency) that window is header text,
+    whose key order safetensors does not keep stable, so sd-scripts' own legacy hash of such a file
+    varies between calls; here it follows the metadata's order."""
     model = hashlib.sha256()
     for raw in lay.buffers:
         model.update(raw)
