@@ -1,13 +1,16 @@
 """Auto-captioning budget (issue 12): the pipeline's overhead (decode, resize, batch, write, journal)
 is at most 10% of the model's own forward time at batch 8, on the CPU with small models.
 
-    python bench/bench_caption.py [--images 64] [--side 768] [--batch-size 8] [--model tagger|blip|both] [--repeat 3]
+    python bench/bench_caption.py [--images 64] [--side 1024] [--content scene|noise] [--batch-size 8]
+                                  [--model tagger|blip|both] [--repeat 3]
 
 Both figures come from the same run: first the model alone on inputs prepared beforehand (the
 baseline: forward time only), then ``lora-tui caption``'s pipeline on the same images from disk (JPEG
 in the page cache), writing captions through the journal. Overhead = pipeline wall time - baseline
-forward time. The models are random but sized so a batch of 8 costs what a small real model would
-(a 3-layer conv tagger at 448 px; a 2-layer BLIP at 224 px generating 20 tokens).
+forward time. The models are tiny and random (a 3-layer conv tagger at 448 px, ~10 ms of CPU an
+image; a 2-layer BLIP at 224 px generating 20 tokens, ~18 ms), far cheaper than real ones. Both run
+on the threads ``lora-tui caption`` gives them (the cores the loader threads leave), in the baseline
+too. Each round also prints the CPU per image of the model, the loader threads and the writer thread.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,11 +36,41 @@ from lora_tui.core import project, scan
 from tests.helpers import write_project
 
 
-def build_images(folder: Path, n: int, side: int = 768) -> None:
+def scene(seed: int, side: int) -> Image.Image:
+    """A photo-like picture: smooth colour gradients, flat and round shapes, rows of small dark
+    glyph-like marks (text), a slight blur and a little sensor noise; ~150 KB as a 1024² JPEG."""
+    import numpy as np
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    a, b = rng.uniform(0, 2 * np.pi, 2)
+    base = np.stack([0.5 + 0.4 * np.sin(a + c * 2.1 + 3 * x * np.cos(b) + 2 * y * np.sin(b)) for c in range(3)], -1)
+    img = Image.fromarray((base * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x0, y0 = (int(v) for v in rng.integers(0, side, 2))
+        w, h = (int(v) for v in rng.integers(side // 16, side // 3, 2))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, x0 + w, y0 + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    unit = max(1, side // 100)
+    for _ in range(8):
+        x0, y0 = (int(v) for v in rng.integers(0, side * 3 // 4, 2))
+        for k in range(int(rng.integers(8, 30))):
+            width = int(rng.integers(3, 9)) * unit // 10 + 1
+            draw.rectangle([x0 + k * unit, y0, x0 + k * unit + width, y0 + unit + unit // 5], fill=(20, 20, 20))
+    img = img.filter(ImageFilter.GaussianBlur(1.2))
+    noisy = np.asarray(img).astype(np.int16) + rng.normal(0, 3, (side, side, 1)).astype(np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def build_images(folder: Path, n: int, side: int = 1024, content: str = "scene") -> None:
+    """``scene``: photo-like pictures (the default: what datasets hold); ``noise``: the worst case for
+    a JPEG decoder (all entropy, so decoding at a reduced scale saves little)."""
     folder.mkdir(parents=True, exist_ok=True)
-    noise = Image.effect_noise((side, side), 64).convert("RGB")
+    noise = Image.effect_noise((side, side), 64).convert("RGB") if content == "noise" else None
     for i in range(n):
-        img = noise.rotate(i * 7 % 360)
+        img = noise.rotate(i * 7 % 360) if noise is not None else scene(i, side)
         img.save(folder / f"img{i:04d}.jpg", quality=90)
 
 
@@ -99,8 +133,24 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float, float, float, float, float]:
-    """(baseline forward s, pipeline wall s, forward s inside the pipeline, baseline CPU s, pipeline CPU s)."""
+class ThreadCPU:
+    """CPU seconds spent inside a function, summed over the threads that call it."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds, self.lock = fn, 0.0, threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        start = time.thread_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.seconds += time.thread_time() - start
+
+
+def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float, ...]:
+    """(baseline forward s, pipeline wall s, forward s inside the pipeline, baseline CPU s, pipeline CPU s,
+    loader threads' CPU s, writer thread's CPU s)."""
     from lora_tui.cli_caption import open_captioner
 
     root = tmp / f"proj-{time.monotonic_ns()}"
@@ -119,12 +169,18 @@ def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float,
     captioner.forward_s = 0.0
     for _, r in targets:  # page cache: read every file once
         Path(r.path_text).read_bytes()
-    t0, c0 = time.perf_counter(), cpu_s()
-    summary = run.caption_images(proj, targets, captioner, mode="missing-only", batch_size=batch,
-                                 reporter=Reporter(json_lines=False, err=open(os.devnull, "w")))  # noqa: SIM115
-    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    prepare, apply = ThreadCPU(captioner.prepare), ThreadCPU(run.Writer._apply)
+    captioner.prepare = prepare
+    run.Writer._apply = lambda self, items: apply(self, items)  # type: ignore[method-assign]
+    try:
+        t0, c0 = time.perf_counter(), cpu_s()
+        summary = run.caption_images(proj, targets, captioner, mode="missing-only", batch_size=batch,
+                                     reporter=Reporter(json_lines=False, err=open(os.devnull, "w")))  # noqa: SIM115
+        wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    finally:
+        run.Writer._apply = apply.fn  # type: ignore[method-assign]
     assert summary.written == len(targets), summary
-    return baseline, wall, summary.forward_s, baseline_cpu, cpu
+    return baseline, wall, summary.forward_s, baseline_cpu, cpu, prepare.seconds, apply.seconds
 
 
 def main() -> None:
@@ -133,27 +189,33 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", choices=("tagger", "blip", "both"), default="both")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--side", type=int, default=768, help="image size (JPEG decodes at a reduced scale when "
-                                                          "at least twice the model's input)")
+    ap.add_argument("--side", type=int, default=1024, help="image size (JPEG decodes at a reduced scale when "
+                                                           "at least twice the model's input)")
+    ap.add_argument("--content", choices=("scene", "noise"), default="scene",
+                    help="photo-like scenes, or noise (the decoder's worst case)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as name:
         tmp = Path(name)
-        build_images(tmp / "images", args.images, args.side)
+        build_images(tmp / "images", args.images, args.side, args.content)
         kinds = ["tagger", "blip"] if args.model == "both" else [args.model]
-        print(f"{args.images} JPEGs {args.side}x{args.side}, batch {args.batch_size}, {os.cpu_count()} CPUs")
+        print(f"{args.images} {args.content} JPEGs {args.side}x{args.side}, batch {args.batch_size}, "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         for kind in kinds:
             folder = build_tagger(tmp / "tagger") if kind == "tagger" else build_blip(tmp / "blip")
             ratios, inner, cpu_ratios = [], [], []
             for _ in range(args.repeat):
-                baseline, wall, inside, base_cpu, cpu = measure(folder, args.images, args.batch_size, tmp)
+                baseline, wall, inside, base_cpu, cpu, loader_cpu, writer_cpu = measure(
+                    folder, args.images, args.batch_size, tmp)
                 overhead = wall - baseline
                 ratios.append(overhead / baseline)
                 inner.append((wall - inside) / inside)
                 cpu_ratios.append((cpu - base_cpu) / base_cpu)
+                per = 1e3 / args.images
                 print(f"  {kind}: forward alone {baseline:.2f} s | pipeline {wall:.2f} s (forward inside "
                       f"{inside:.2f} s) | overhead {overhead:+.2f} s = {overhead / baseline:+.1%} of forward alone, "
                       f"{inner[-1]:+.1%} of forward inside | CPU {base_cpu:.2f} s → {cpu:.2f} s "
-                      f"({cpu_ratios[-1]:+.1%})")
+                      f"({cpu_ratios[-1]:+.1%}) | CPU per image: model {base_cpu * per:.1f} ms, loader "
+                      f"{loader_cpu * per:.1f} ms, writer {writer_cpu * per:.1f} ms | load {os.getloadavg()[0]:.1f}")
             print(f"{kind}: median overhead {statistics.median(ratios):+.1%} of the forward time alone, "
                   f"{statistics.median(inner):+.1%} of the forward time in the same run, "
                   f"{statistics.median(cpu_ratios):+.1%} in CPU time (budget <= 10%)")

@@ -56,7 +56,8 @@ def add_caption_parser(sub: Any, handler: Callable[[argparse.Namespace], int] | 
     p.add_argument("--num-beams", type=int, default=1, help="sentence captioners: beam search width (1)")
     p.add_argument("--sample", action="store_true", help="sentence captioners: sample instead of greedy decoding")
     p.add_argument("--limit", type=int, help="caption at most this many images")
-    p.add_argument("--workers", type=int, help="image loading threads (default: up to 4)")
+    p.add_argument("--workers", type=int, help="image loading threads (default: up to 4, one less than the "
+                                                 "cores); on the CPU the model runs on the cores they leave")
     p.add_argument("--dry-run", action="store_true", help="caption one batch and print it; write nothing")
     p.add_argument("--allow-download", action="store_true", help="allow --model to be a Hugging Face hub id")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout: start, caption, skip, progress, end")
@@ -91,16 +92,19 @@ def _only(targets: list, listing: str) -> list:
 
 def open_captioner(spec: Any, args: argparse.Namespace) -> Any:
     """Load the model (the heavy imports happen here, and only here)."""
+    from lora_tui.caption.loader import model_threads
+
     if spec.kind == "tagger":
         from lora_tui.caption.tagger import Tagger, TagSettings
 
         exclude = frozenset(t.strip() for item in args.exclude for t in item.split(",") if t.strip())
         settings = TagSettings(args.threshold, args.character_threshold, exclude, args.keep_underscores, args.rating)
-        return Tagger(spec, settings, args.device)
+        return Tagger(spec, settings, args.device, cpu_threads=model_threads(getattr(args, "workers", None)))
     from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
 
     gen = GenSettings(args.max_new_tokens, args.num_beams, args.sample, args.prompt)
-    return SentenceCaptioner(spec, gen, device=args.device, dtype=args.dtype)
+    return SentenceCaptioner(spec, gen, device=args.device, dtype=args.dtype,
+                             cpu_threads=model_threads(getattr(args, "workers", None)))
 
 
 def run_caption(args: argparse.Namespace) -> int:

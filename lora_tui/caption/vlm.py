@@ -70,7 +70,8 @@ def _model_class(transformers: Any, model_type: str, config: Any) -> Any:
 class SentenceCaptioner:
     """A loaded transformers captioner: :meth:`prepare` on loader threads, :meth:`run` per batch."""
 
-    def __init__(self, spec: ModelSpec, gen: GenSettings, *, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(self, spec: ModelSpec, gen: GenSettings, *, device: str = "auto", dtype: str = "auto",
+                 cpu_threads: int | None = None) -> None:
         try:
             import torch
             import transformers
@@ -108,6 +109,7 @@ class SentenceCaptioner:
         self.text = self._text(spec.model_type)
         self.size = self._image_side()
         self._local = threading.local()
+        self.cpu_threads = cpu_threads if self.device == "cpu" else None
         self.forward_s = 0.0
 
     def _text(self, model_type: str) -> str | None:
@@ -125,10 +127,12 @@ class SentenceCaptioner:
 
     def _image_side(self) -> int | None:
         """The processor's target side, so JPEGs decode at a reduced scale that still covers it."""
-        size = getattr(getattr(self.processor, "image_processor", None), "size", None) or {}
-        if not isinstance(size, dict):
-            size = dict(size) if hasattr(size, "keys") else {}
-        sides = [v for k, v in size.items() if k in ("height", "width", "shortest_edge") and isinstance(v, int)]
+        size = getattr(getattr(self.processor, "image_processor", None), "size", None)
+        if size is None:
+            return None
+        # a dict, or (transformers 5) a SizeDict whose fields are attributes and which has no keys()
+        get = size.get if isinstance(size, dict) else (lambda key: getattr(size, key, None))
+        sides = [v for v in (get(k) for k in ("height", "width", "shortest_edge")) if isinstance(v, int)]
         return max(sides) if sides else None
 
     def prepare(self, path: str) -> dict[str, Any]:
@@ -162,11 +166,18 @@ class SentenceCaptioner:
 
     def run(self, inputs: Sequence[dict[str, Any]]) -> list[list[str]]:
         batch = self._collate(inputs)
+        torch = self.torch
+        threads = torch.get_num_threads()
+        if self.cpu_threads:  # the cores the loader threads leave (torch's idle threads spin too)
+            torch.set_num_threads(self.cpu_threads)
         start = time.perf_counter()
-        with self.torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=self.gen.max_new_tokens, num_beams=self.gen.num_beams,
-                                      do_sample=self.gen.sample)
-        self.forward_s += time.perf_counter() - start
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**batch, max_new_tokens=self.gen.max_new_tokens,
+                                          num_beams=self.gen.num_beams, do_sample=self.gen.sample)
+        finally:
+            self.forward_s += time.perf_counter() - start
+            torch.set_num_threads(threads)  # a process-wide setting: the caller's stays its own
         if self.family == "chat" and not self.encoder_decoder and "input_ids" in batch:
             out = out[:, batch["input_ids"].shape[1]:]  # the answer only, not the prompt
         texts = self.processor.batch_decode(out, skip_special_tokens=True)

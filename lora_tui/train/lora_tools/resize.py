@@ -83,14 +83,15 @@ def resize_module(f: Factors, max_rank: int, method: str | None, param: float | 
     rank = choose_rank(s, max_rank, method, param)
     rank_kept = min(rank, len(s))  # a rank above the module's own keeps everything there is
     alpha = f.scale * rank
-    total = float(s.abs().sum())
-    fro = math.sqrt(float(s.pow(2).sum()))
-    kept_fro = math.sqrt(float(s[:rank_kept].pow(2).sum()))
+    values = [abs(v) for v in s.tolist()]  # the figures in plain floats: r numbers, no tensor calls
+    total = sum(values)
+    fro = math.sqrt(math.fsum(v * v for v in values))
+    kept_fro = math.sqrt(math.fsum(v * v for v in values[:rank_kept]))
     result = ModuleResult(
         name=f.name, old_rank=f.rank, new_rank=rank, new_alpha=alpha,
-        sum_retained=float(s[:rank_kept].abs().sum()) / total if total else 1.0,
+        sum_retained=sum(values[:rank_kept]) / total if total else 1.0,
         fro_retained=kept_fro / fro if fro else 1.0,
-        max_ratio=float(s[0] / s[rank_kept - 1]) if float(s[rank_kept - 1]) else math.inf)
+        max_ratio=values[0] / values[rank_kept - 1] if values[rank_kept - 1] else math.inf)
     if rank > rank_kept:  # pad with zero directions so the file says the rank that was asked for
         u = torch.cat([u, torch.zeros(u.shape[0], rank - rank_kept, device=u.device)], 1)
         s = torch.cat([s, torch.zeros(rank - rank_kept, device=s.device)])

@@ -26,6 +26,7 @@ import torch
 
 from lora_tui import __version__
 from lora_tui.core.errors import TrainError
+from lora_tui.train.network import st_single
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -103,9 +104,14 @@ def save_lora(path: str | Path, state_dict: Mapping[str, torch.Tensor], metadata
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"LoRA metadata must be str → str; {key!r} has {type(value).__name__}")
-    meta["sshs_model_hash"], meta["sshs_legacy_hash"] = safetensors_hashes(tensors, meta)
-    blob = safetensors.torch.save(tensors, meta)
-    _write_atomically(path, lambda f: f.write(blob))
+    if not st_single.supported():
+        meta["sshs_model_hash"], meta["sshs_legacy_hash"] = safetensors_hashes(tensors, meta)
+        blob = safetensors.torch.save(tensors, meta)
+        _write_atomically(path, lambda f: f.write(blob))
+        return meta
+    layout = st_single.layout(tensors)  # serialised once, from the tensors' memory (see st_single)
+    meta["sshs_model_hash"], meta["sshs_legacy_hash"] = st_single.hashes(layout, meta)
+    _write_atomically(path, lambda f: st_single.write(f, layout, meta))
     return meta
 
 

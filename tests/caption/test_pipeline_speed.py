@@ -1,0 +1,136 @@
+"""What the pipeline does to stay light next to the model, kept from changing what the model sees."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from lora_tui.caption import loader, run
+from lora_tui.caption.detect import resolve
+from lora_tui.core import project
+from lora_tui.core.journal import Change
+from tests.caption.helpers import colour_project
+
+
+def gradient(size: tuple[int, int]) -> Image.Image:
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], -1).astype(np.uint8))
+
+
+def reference_input(path: Path, side: int) -> np.ndarray:
+    """The tagger's input as the plain recipe makes it: decode whole, RGB, fit, pad white, BGR floats."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img).convert("RGB")
+    scale = side / max(img.size)
+    if scale != 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.BICUBIC)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+    return np.asarray(square)[..., ::-1].astype(np.float32)[None]
+
+
+def test_a_jpeg_under_twice_the_model_side_decodes_exactly_as_without_draft(tmp_path: Path) -> None:
+    path = tmp_path / "small.jpg"
+    gradient((60, 40)).save(path, quality=90)
+    assert np.array_equal(np.asarray(loader.open_rgb(str(path), draft=32)), np.asarray(loader.open_rgb(str(path))))
+
+
+def test_a_large_jpeg_decodes_reduced_but_still_covers_the_model_side(tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    gradient((400, 260)).save(path, quality=90)
+    img = loader.open_rgb(str(path), draft=64)
+    assert img.mode == "RGB" and min(img.size) >= 64 and img.size[0] < 400
+
+
+def test_exif_rotation_and_transparency_are_still_applied(tmp_path: Path) -> None:
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    gradient((40, 20)).save(rotated, quality=95, exif=exif)
+    assert loader.open_rgb(str(rotated)).size == (20, 40)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(clear)
+    assert loader.open_rgb(str(clear)).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("name,size", [("wide.jpg", (30, 12)), ("tall.png", (9, 25)), ("exact.png", (16, 16))])
+def test_the_tagger_sees_what_the_plain_recipe_makes_for_small_images(tmp_path: Path, tagger: Path,
+                                                                     name: str, size: tuple[int, int]) -> None:
+    from lora_tui.caption.tagger import Tagger, TagSettings
+
+    path = tmp_path / name
+    gradient(size).save(path, quality=90) if name.endswith(".jpg") else gradient(size).save(path)
+    model = Tagger(resolve(str(tagger)), TagSettings(), "cpu")
+    assert np.array_equal(model._batch([model.prepare(str(path))]), reference_input(path, model.size))
+
+
+def test_the_tagger_runs_on_the_threads_it_is_given_without_spinning(tagger: Path) -> None:
+    from lora_tui.caption.tagger import Tagger, TagSettings
+
+    model = Tagger(resolve(str(tagger)), TagSettings(), "cpu", cpu_threads=1)
+    options = model.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_the_model_gets_the_cores_the_loader_threads_leave() -> None:
+    assert loader.model_threads(loader.cores()) == 1
+    assert loader.model_threads(1) == max(1, loader.cores() - 1)
+
+
+def test_captions_queued_together_become_one_journal_edit(tmp_path: Path) -> None:
+    root = colour_project(tmp_path / "p", [f"red{i}" for i in range(20)])
+    writer = run.Writer(project.load(root), "auto-caption")
+    for i in range(20):
+        image = root / "data" / "pics" / f"red{i}.png"
+        writer.put(Change(image.with_suffix(".txt"), None, f"red theme {i}\n"), str(image))
+    assert writer.close(lambda n: f"auto-caption {n} images") == 1
+    assert len(writer.seqs) == 1 and writer.written == 20
+
+
+def test_a_lone_caption_lands_without_waiting_for_the_run_to_end(tmp_path: Path) -> None:
+    root = colour_project(tmp_path / "p", ["blue1"])
+    landed = threading.Event()
+    writer = run.Writer(project.load(root), "auto-caption", on_written=lambda images, files: landed.set())
+    image = root / "data" / "pics" / "blue1.png"
+    writer.put(Change(image.with_suffix(".txt"), None, "blue theme\n"), str(image))
+    assert landed.wait(run.GROUP_WAIT_S + 10)  # the writer's wait, plus a slow shared machine's disk
+    writer.close(lambda n: "auto-caption")
+    assert image.with_suffix(".txt").read_text() == "blue theme\n"
+
+
+def test_a_sentence_captioner_decodes_jpegs_for_its_processor_side(vlm_models: dict[str, Path]) -> None:
+    """transformers 5 keeps the processor's size in a SizeDict (no keys()): it must still be read."""
+    from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
+    from tests.caption.tiny_vlm import IMAGE
+
+    model = SentenceCaptioner(resolve(str(vlm_models["blip"])), GenSettings(max_new_tokens=2), device="cpu")
+    assert model.size == IMAGE
+
+
+def test_a_sentence_captioner_generates_on_its_threads_and_gives_the_process_its_own_back(
+        tmp_path: Path, vlm_models: dict[str, Path]) -> None:
+    import torch
+
+    from lora_tui.caption.vlm import GenSettings, SentenceCaptioner
+
+    path = tmp_path / "a.png"
+    gradient((20, 20)).save(path)
+    model = SentenceCaptioner(resolve(str(vlm_models["blip"])), GenSettings(max_new_tokens=2), device="cpu",
+                              cpu_threads=1)
+    seen = []
+    generate = model.model.generate
+    model.model.generate = lambda **kw: seen.append(torch.get_num_threads()) or generate(**kw)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.run([model.prepare(str(path))])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
