@@ -24,7 +24,7 @@ from lora_tui.core.model_family import LABELS, SD2, SD2_V, SDXL, FamilyError, di
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
 from lora_tui.core.train_settings import effective
-from lora_tui.core.vram import LORA_PARAMS_PER_RANK  # noqa: F401  (measured there; re-exported)
+from lora_tui.core.vram import LORA_PARAMS_PER_RANK
 from lora_tui.core.vram_check import check_vram
 
 HEADER_BYTES_PER_TENSOR = 142  # safetensors JSON header entry for one `lora_…` tensor
