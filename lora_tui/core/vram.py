@@ -187,6 +187,7 @@ class Knob:
 
     setting: str
     plan: Plan
+    costly: bool = False  # changes what is learned (batch, resolution): only when nothing else does it
 
 
 def knobs(plan: Plan, fits: Any = None) -> list[Knob]:
@@ -212,12 +213,14 @@ def knobs(plan: Plan, fits: Any = None) -> list[Knob]:
         out.append(Knob(f'optimizer_type = "{name}" (needs bitsandbytes)', replace(plan, optimizer=name)))
     if plan.batch > 1:
         batch = next((b for b in range(plan.batch - 1, 0, -1) if fits and fits(replace(plan, batch=b))), 1)
-        out.append(Knob(f"train_batch_size = {batch}", replace(plan, batch=batch)))
+        out.append(Knob(f"train_batch_size = {batch}", replace(plan, batch=batch), costly=True))
     side = max(plan.width, plan.height)
     for reso in range(side - 64, 255, -64):
-        scaled = replace(plan, width=plan.width * reso // side // 64 * 64, height=plan.height * reso // side // 64 * 64)
+        scaled = replace(plan, width=max(64, plan.width * reso // side // 64 * 64),
+                         height=max(64, plan.height * reso // side // 64 * 64))
         if reso <= 256 or (fits and fits(scaled)):
-            out.append(Knob(f"resolution = {reso} (largest bucket {scaled.width}×{scaled.height})", scaled))
+            text = f"resolution = {reso} (largest bucket {scaled.width}×{scaled.height})"
+            out.append(Knob(text, scaled, costly=True))
             break
     return out
 
@@ -225,16 +228,16 @@ def knobs(plan: Plan, fits: Any = None) -> list[Knob]:
 def advice(plan: Plan, free: int) -> tuple[list[str], Estimate] | None:
     """None when `plan` fits in `free` bytes; else the settings to change and the estimate after them.
 
-    The first single knob (in `knobs`' order) that brings the estimate under wins; when none does
-    alone, knobs are added in order until it fits (or every knob is spent)."""
+    The first single knob (in `knobs`' order) that brings the estimate under wins, batch and
+    resolution excepted; when none does alone, knobs are added in order until it fits (or every knob
+    is spent), so batch and resolution are lowered only after every other knob."""
     def fits(p: Plan) -> bool:
         return estimate(p).total <= free
 
     if fits(plan):
         return None
-    options = knobs(plan, fits)
-    for knob in options:
-        if fits(knob.plan):
+    for knob in knobs(plan, fits):
+        if not knob.costly and fits(knob.plan):
             return [knob.setting], estimate(knob.plan)
     settings: list[str] = []
     current = plan
