@@ -96,15 +96,16 @@ def train_step_flops(latent: int = 128, batch: int = 1, *, lora: str = "ours", d
         added = {"text_embeds": torch.randn(batch, 1280), "time_ids": torch.randn(batch, 6)}
     lora_fwd = [0.0]
     if network is not None:  # the adapters' own matmuls, from the shapes they see: 2·T·r·(in + out)
-        def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
-            lora = module.lora_down
-            features = lora.in_features if isinstance(lora, torch.nn.Linear) else lora.in_channels
-            tokens = inputs[0].numel() // features
-            out = module.lora_up.out_features if isinstance(lora, torch.nn.Linear) else module.lora_up.out_channels
-            lora_fwd[0] += 2 * tokens * module.lora_dim * (features + out)
+        def counter(adapter: Any) -> Any:
+            def count(down: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any) -> None:
+                linear = isinstance(down, torch.nn.Linear)
+                features = down.in_features if linear else down.in_channels
+                out = adapter.lora_up.out_features if linear else adapter.lora_up.out_channels
+                lora_fwd[0] += 2 * inputs[0].numel() // features * adapter.lora_dim * (features + out)
+            return count
 
-        for module in network.unet_loras:
-            module.register_forward_hook(count)
+        for adapter in network.unet_loras:  # the adapter's forward replaces its layer's, so hook its `down`
+            adapter.lora_down.register_forward_hook(counter(adapter))
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
