@@ -15,18 +15,20 @@ The estimate is a sum of parts, each as sd-scripts places it on the GPU:
 * optimizer: the LoRA's gradients plus the optimizer's state (`OPTIMIZER_STATE_BYTES` per parameter:
   AdamW keeps two fp32 moments, 8 bytes; AdamW8bit two 8-bit ones; Prodigy four tensors).
 * activations: what one step keeps alive, measured as the peak bytes of a U-Net LoRA training step
-  (forward, loss, backward) on the meta device with a dispatch-mode allocation tracker, bf16, flash
-  attention (what a GPU keeps; the meta device's math fallback would keep the score matrices). It is
-  linear in batch × latent pixels to within 1.5 % from 32² to 128² latents (`ACTIVATIONS`), so it is
-  stored as bytes per latent pixel per sample, with and without gradient checkpointing, plus what
-  conv_dim adds; fp32 runs keep twice as much. A trained text encoder adds its own per-sample bytes;
-  uncached latents add the VAE encode, which runs before the U-Net, so the larger of the two counts.
+  (forward, loss, backward) on the meta device with a dispatch-mode allocation tracker, with flash
+  attention (what a GPU keeps; the meta device's math fallback would keep the score matrices) and,
+  for mixed precision, bf16 weights, the fp32 LoRA and CUDA autocast's casts modelled at the
+  functional level (autocast itself does nothing on the meta device). Per sample it is a constant
+  plus bytes per latent pixel (`Activations`), exactly linear in the batch; with and without
+  gradient checkpointing, mixed precision and fp32; plus what conv_dim adds. A trained text encoder
+  adds its own per-sample bytes; uncached latents add the VAE encode, which runs before the U-Net,
+  so the larger of the two counts.
 * a fixed CUDA context (`CUDA_CONTEXT_BYTES`, an assumption: 0.3–0.6 GB on current drivers).
 
-Unverified on a GPU: no GPU was lent to the task that wrote this. Known gaps: autocast keeps norm
-outputs and the fp32 LoRA's ops in fp32 (more than the pure-bf16 measurement), the caching
-allocator rounds and fragments, and xformers/SDPA kernels keep slightly different extras. Treat the
-figure as a lower bound with a few GB of slack; `bench/RESULTS.md` says how to check it on a card.
+Unverified on a GPU: no GPU was lent to the task that wrote this. Known gaps: autocast is modelled,
+not run (GroupNorm/LayerNorm in fp32, Linear/Conv2d in half); the caching allocator rounds and
+fragments; cuDNN/cuBLAS workspaces and xformers kernels keep their own extras. Treat the figure as a
+lower bound with a GB or two of slack; `bench/RESULTS.md` says how to check it on a card.
 """
 
 from __future__ import annotations
@@ -55,27 +57,50 @@ LORA_PARAMS_PER_RANK: dict[str, dict[str, tuple[int, int]]] = {
 
 
 @dataclass(frozen=True)
+class Activations:
+    """What one U-Net LoRA step keeps alive per sample: a constant plus bytes per latent pixel."""
+
+    per_sample: int
+    per_latent_px: int
+
+    def bytes(self, latent_px: int) -> int:
+        return self.per_sample + self.per_latent_px * latent_px
+
+
+@dataclass(frozen=True)
 class FamilyMemory:
     """Measured facts of one model family (see the module docstring and vram_measure.py)."""
 
     unet_params: int
     vae_params: int
     text_encoder_params: int  # SDXL: both encoders
-    act_per_latent_px: int  # bf16 U-Net LoRA step, bytes per latent pixel per sample, no checkpointing
-    act_per_latent_px_gc: int  # the same with gradient checkpointing
-    conv_per_latent_px: int  # what conv_dim adds (LoRA on the ResnetBlock2D convolutions)
+    mixed: Activations  # bf16 weights, fp32 LoRA, autocast's casts; no gradient checkpointing
+    mixed_gc: Activations  # the same with gradient checkpointing
+    fp32: Activations
+    fp32_gc: Activations
+    conv_per_latent_px: int  # what conv_dim adds (LoRA on the ResnetBlock2D convolutions), mixed precision
     te_act_per_sample: int  # a trained text encoder's forward + backward, bf16, 77 tokens
     vae_encode_per_px: int  # encoding an image without gradients, bf16, bytes per image pixel
 
 
 # measured with vram_measure on 2026-12-02 (torch 2.13.0 CPU build, meta device): parameter counts of the
-# shipped configs; activations per latent pixel per sample at a 128×128 latent (1024 px), batch 1, rank 16
-# UNet-only LoRA. Per sample they vary < 1.5 % between 64² and 128² latents and not at all between batch
-# 1 and 2 (32² is 1–6 % higher: a constant per sample of ~4–20 MB); conv_dim's extra at 64², rank 8.
+# shipped configs; activations of a rank-16 UNet-only LoRA step at batch 1 fitted through 64×64 and 128×128
+# latents (a third size, 96×96, is within 3 % of the line, with checkpointing up to 7 % below it:
+# tests/train/test_vram_measure.py); batch × the batch-1 figure is exact in fp32, ≤ 2 % high mixed;
+# conv_dim's extra at 64², rank 8; text encoder and VAE in bf16 (fp32 runs: twice).
 FAMILIES: dict[str, FamilyMemory] = {
-    "sd_v1": FamilyMemory(859_520_964, 83_653_863, 123_060_480, 235_700, 64_700, 4_000, 29_100_000, 1280),
-    "sd_v2": FamilyMemory(865_910_724, 83_653_863, 340_387_840, 235_700, 64_700, 3_600, 59_800_000, 1280),
-    "sdxl": FamilyMemory(2_567_463_684, 83_653_863, 817_720_320, 415_900, 40_700, 8_500, 129_500_000, 1280),
+    "sd_v1": FamilyMemory(859_520_964, 83_653_863, 123_060_480,
+                          mixed=Activations(21_000_000, 330_619), mixed_gc=Activations(2_300_000, 86_869),
+                          fp32=Activations(7_900_000, 470_421), fp32_gc=Activations(300_000, 129_250),
+                          conv_per_latent_px=34_900, te_act_per_sample=29_100_000, vae_encode_per_px=1280),
+    "sd_v2": FamilyMemory(865_910_724, 83_653_863, 340_387_840,
+                          mixed=Activations(22_200_000, 320_551), mixed_gc=Activations(2_300_000, 76_846),
+                          fp32=Activations(7_900_000, 470_353), fp32_gc=Activations(300_000, 129_226),
+                          conv_per_latent_px=34_300, te_act_per_sample=59_800_000, vae_encode_per_px=1280),
+    "sdxl": FamilyMemory(2_567_463_684, 83_653_863, 817_720_320,
+                         mixed=Activations(148_200_000, 539_622), mixed_gc=Activations(74_800_000, 44_755),
+                         fp32=Activations(52_000_000, 827_718), fp32_gc=Activations(500_000, 81_306),
+                         conv_per_latent_px=41_700, te_act_per_sample=129_500_000, vae_encode_per_px=1280),
 }
 
 # bytes of optimizer state per trainable parameter (fp32 states; sd-scripts' optimizer_type names)
@@ -167,14 +192,18 @@ def estimate(plan: Plan) -> Estimate:
     if "8bit" not in plan.optimizer.lower():
         state = state * lora_bytes / 4  # states follow the parameters' dtype
     optimizer = int(n_lora * (lora_bytes + state))
-    act_scale = 1 if half else 2  # measured in bf16
+    act_scale = 1 if half else 2  # text encoder and VAE are measured in bf16
     latent_px = (plan.width // 8) * (plan.height // 8)
-    per_px = fam.act_per_latent_px_gc if plan.gradient_checkpointing else fam.act_per_latent_px
+    if half:
+        unet_act = fam.mixed_gc if plan.gradient_checkpointing else fam.mixed
+    else:
+        unet_act = fam.fp32_gc if plan.gradient_checkpointing else fam.fp32
+    per_sample = unet_act.bytes(latent_px) if plan.train_unet else 0
     if plan.conv_dim and plan.train_unet:
-        per_px += fam.conv_per_latent_px
-    step = plan.batch * latent_px * per_px * act_scale
+        per_sample += fam.conv_per_latent_px * latent_px
     if plan.train_text_encoder:
-        step += plan.batch * fam.te_act_per_sample * act_scale
+        per_sample += fam.te_act_per_sample * act_scale
+    step = plan.batch * per_sample
     encode = 0 if plan.cache_latents else plan.batch * plan.width * plan.height * fam.vae_encode_per_px * (
         2 if plan.no_half_vae or not half else 1)
     return Estimate(weights=int(weights), optimizer=optimizer, activations=int(max(step, encode)))

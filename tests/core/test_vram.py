@@ -50,10 +50,10 @@ def test_checkpointing_cuts_sdxl_activations_by_most() -> None:
     assert vram.estimate(SDXL).activations < plain / 5
 
 
-def test_fp32_doubles_weights_and_activations() -> None:
+def test_fp32_doubles_weights_and_keeps_more_activations() -> None:
     half, full = vram.estimate(SD15), vram.estimate(replace(SD15, mixed_precision="no"))
-    assert full.activations == 2 * half.activations
     assert full.weights > 1.9 * half.weights
+    assert 1.2 * half.activations < full.activations < 2 * half.activations  # autocast keeps some fp32 anyway
 
 
 def test_optimizer_state_bytes_by_name() -> None:

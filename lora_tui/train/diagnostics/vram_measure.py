@@ -17,10 +17,11 @@ with flash / memory-efficient SDPA (xformers, `sdpa`, torch's default on CUDA). 
 `F.scaled_dot_product_attention` without a mask is routed to aten's flash-attention op, whose
 meta kernel returns what the CUDA kernel saves (the output and the log-sum-exp per row).
 
-Precision: measured with half-precision (bf16) weights and inputs, which is what mixed precision
-runs the frozen U-Net in; autocast keeps GroupNorm/LayerNorm outputs and the fp32 LoRA's ops in
-fp32, so a real mixed-precision step keeps somewhat more than this (not measurable on the meta
-device: autocast does not apply to it). That is one of the reasons the estimate is unverified.
+Precision: autocast does not apply on the meta device, so a mixed-precision step is measured with
+bf16 weights, the fp32 LoRA sd-scripts and the built-in trainer keep, and CUDA autocast's casts
+applied at the functional level (`autocast_like`: GroupNorm/LayerNorm in fp32, Linear/Conv2d in
+bf16). That is a model of autocast, not autocast itself: one reason the estimate is unverified.
+fp32 runs are measured in fp32.
 """
 
 from __future__ import annotations
@@ -95,6 +96,45 @@ def flash_sdpa() -> Iterator[None]:
         F.scaled_dot_product_attention = original
 
 
+@contextlib.contextmanager
+def autocast_like(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
+    """CUDA autocast's casts, at the functional level, for the meta device (where autocast does nothing).
+
+    CUDA autocast runs `group_norm`/`layer_norm` in fp32 (fp32 outputs, which the next SiLU or
+    attention input keeps) and `linear`/`conv2d` in `dtype` (an fp32 input, such as the fp32 LoRA's
+    `x.to(float32)`, is cast back: that cast is a new tensor the layer saves). Only the four functions
+    the SD U-Nets and CLIP use are wrapped; diffusers and torch.nn call them through `F`."""
+    names = ("group_norm", "layer_norm", "linear", "conv2d")
+    original = {name: getattr(F, name) for name in names}
+
+    def low(x: Any) -> Any:
+        return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype else x
+
+    def high(x: Any) -> Any:
+        return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+    def group_norm(x: torch.Tensor, groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Any:
+        return original["group_norm"](high(x), groups, high(weight), high(bias), eps)
+
+    def layer_norm(x: torch.Tensor, shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Any:
+        return original["layer_norm"](high(x), shape, high(weight), high(bias), eps)
+
+    def linear(x: torch.Tensor, weight: torch.Tensor, bias: Any = None) -> Any:
+        return original["linear"](low(x), low(weight), low(bias))
+
+    def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return original["conv2d"](low(x), low(weight), low(bias), *args, **kwargs)
+
+    replacements = {"group_norm": group_norm, "layer_norm": layer_norm, "linear": linear, "conv2d": conv2d}
+    for name in names:
+        setattr(F, name, replacements[name])
+    try:
+        yield
+    finally:
+        for name in names:
+            setattr(F, name, original[name])
+
+
 # ------------------------------------------------------------------------------------------- configs
 def _clean(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
@@ -155,27 +195,31 @@ def _existing(*items: Any) -> list[torch.Tensor]:
     return out
 
 
-def _peak(step: Callable[[], Any], *existing: Any) -> int:
+def _peak(step: Callable[[], Any], *existing: Any, mixed: bool = False) -> int:
     mode = LiveBytes(_existing(*existing))
-    with flash_sdpa(), mode:
+    with flash_sdpa(), autocast_like() if mixed else contextlib.nullcontext(), mode:
         step()
     return mode.peak
 
 
 def unet_training_peak(family: str, latent: tuple[int, int], batch: int = 1, *, gradient_checkpointing: bool = False,
-                       conv_dim: int | None = None, dim: int = 16, dtype: torch.dtype = torch.bfloat16) -> int:
+                       conv_dim: int | None = None, dim: int = 16, precision: str = "mixed") -> int:
     """Peak bytes of one U-Net LoRA training step (forward, MSE loss, backward), weights excluded.
 
     The LoRA is the built-in trainer's `LoRANetwork` (sd-scripts' targets), UNet-only, base frozen;
     its weights and gradients are a few MB and are counted by `core.vram` separately (they are in
-    this figure too, as the backward creates the gradients)."""
+    this figure too, as the backward creates the gradients). `precision`: "mixed" is bf16 weights,
+    an fp32 LoRA and `autocast_like` (a mixed-precision run); "bf16" everything in bf16 without
+    autocast; "fp32" everything in fp32."""
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+    lora_dtype = torch.float32 if precision in ("mixed", "fp32") else torch.bfloat16
     from lora_tui.train.network.lora import LoRANetwork
 
     unet = build(family, "unet").to(dtype)
     with torch.device("meta"):
         network = LoRANetwork(None, unet, dim=dim, alpha=float(dim), conv_dim=conv_dim, train_text_encoder=False)
     network.apply_to()
-    network.to(dtype)
+    network.to(lora_dtype)
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
@@ -195,7 +239,7 @@ def unet_training_peak(family: str, latent: tuple[int, int], batch: int = 1, *, 
         pred = unet(noisy, timesteps, states, **extra).sample
         F.mse_loss(pred.float(), noise.float()).backward()
 
-    return _peak(step, unet, network, noisy, noise, timesteps, states, extra)
+    return _peak(step, unet, network, noisy, noise, timesteps, states, extra, mixed=precision == "mixed")
 
 
 def vae_encode_peak(family: str, pixels: tuple[int, int], batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
