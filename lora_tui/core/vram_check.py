@@ -84,7 +84,10 @@ def check_vram(project: Any, family: str, report: Any = None, *,
     if family not in vram.FAMILIES:
         return []
     width, height, batch, where = largest_bucket(report, family)
-    plan = vram.plan_from_settings(family, project.training, batch=batch, width=width, height=height)
+    training = dict(project.training)
+    if (getattr(project, "launch", None) or {}).get("mixed_precision"):  # [launch] wins, as in the launch command
+        training["mixed_precision"] = project.launch["mixed_precision"]
+    plan = vram.plan_from_settings(family, training, batch=batch, width=width, height=height)
     estimate = vram.estimate(plan)
     free, which = card(project, (probe or gpu_memory)())
     _, known = vram.optimizer_state_bytes(plan.optimizer)

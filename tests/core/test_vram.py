@@ -168,3 +168,11 @@ def test_finding_uses_the_gpu_the_launch_names() -> None:
     project.launch = {"gpu_ids": "1"}
     [finding] = check_vram(project, "sd_v1", _report({(512, 512): 1}), probe=lambda: gpus)
     assert finding.severity == WARNING and "on GPU 1 (small)" in finding.message
+
+
+def test_launch_mixed_precision_wins_over_training() -> None:
+    project = _project(mixed_precision="no")
+    fp32 = check_vram(project, "sd_v1", _report({(512, 512): 1}), probe=lambda: None)[0].message
+    project.launch = {"mixed_precision": "bf16"}
+    bf16 = check_vram(project, "sd_v1", _report({(512, 512): 1}), probe=lambda: None)[0].message
+    assert ", fp32" in fp32 and ", bf16" in bf16
