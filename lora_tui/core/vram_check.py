@@ -20,6 +20,7 @@ from lora_tui.core.gpu import GpuMemory, gpu_memory
 from lora_tui.core.model_family import FamilyError, read_safetensors_header
 
 TOPIC = "vram"
+HEADROOM = 0.9  # an estimate above 90 % of the free memory is a warning: it is a lower bound
 
 
 def largest_bucket(report: Any, family: str) -> tuple[int, int, int, str]:
@@ -102,12 +103,16 @@ def check_vram(project: Any, family: str, report: Any = None, *,
     scope = (f" of a full-size {label} model (this one's U-Net has {found:,} parameters: a test model)" if tiny
              else "")
     text = f"{estimate.text()}{scope} for {basis}; unverified on a GPU"
-    fix = vram.advice(plan, free)
-    if fix is None:
-        return [Finding.about(TOPIC, OK, f"{text}; fits {which}")]
-    settings, after = fix
+    severity = OK if tiny else WARNING
+    if estimate.total <= free:
+        if estimate.total <= HEADROOM * free:
+            return [Finding.about(TOPIC, OK, f"{text}; fits {which}")]
+        fix = vram.advice(plan, int(HEADROOM * free))  # the estimate is a lower bound: keep some room
+        hint = ("set " + " and ".join(fix[0]) + f" → {vram.gib(fix[1].total)}") if fix else None
+        return [Finding.about(TOPIC, severity, f"{text}; fits {which} with under {1 - HEADROOM:.0%} to spare "
+                              "(the estimate is a lower bound)", hint)]
+    settings, after = vram.advice(plan, free) or ([], estimate)
     change = "set " + " and ".join(settings) + f" → {vram.gib(after.total)}"
     if after.total > free:
         change += ", still over: a card with more free memory is needed"
-    severity = OK if tiny else WARNING
     return [Finding.about(TOPIC, severity, f"{text}; more than {which}", change)]

@@ -176,3 +176,12 @@ def test_launch_mixed_precision_wins_over_training() -> None:
     project.launch = {"mixed_precision": "bf16"}
     bf16 = check_vram(project, "sd_v1", _report({(512, 512): 1}), probe=lambda: None)[0].message
     assert ", fp32" in fp32 and ", bf16" in bf16
+
+
+def test_a_plan_that_only_just_fits_is_a_warning() -> None:
+    plan = vram.plan_from_settings("sdxl", _project().training, batch=1, width=1024, height=1024)
+    need = total(plan)
+    gpus = [GpuMemory(0, "card", int(need / 0.95), 24 * GIB)]
+    [finding] = check_vram(_project(), "sdxl", _report({(1024, 1024): 1}), probe=lambda: gpus)
+    assert finding.severity == WARNING and "to spare" in finding.message
+    assert finding.fix.startswith("set gradient_checkpointing = true")
