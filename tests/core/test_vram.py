@@ -185,3 +185,33 @@ def test_a_plan_that_only_just_fits_is_a_warning() -> None:
     [finding] = check_vram(_project(), "sdxl", _report({(1024, 1024): 1}), probe=lambda: gpus)
     assert finding.severity == WARNING and "to spare" in finding.message
     assert finding.fix.startswith("set gradient_checkpointing = true")
+
+
+def test_gpu_memory_reads_free_and_total_from_nvml_and_none_without_a_driver() -> None:
+    from lora_tui.core.gpu import gpu_memory
+
+    class Nvml:
+        def nvmlInit(self) -> None:
+            pass
+
+        def nvmlShutdown(self) -> None:
+            pass
+
+        def nvmlDeviceGetCount(self) -> int:
+            return 2
+
+        def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+            return index
+
+        def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+            return SimpleNamespace(free=(handle + 1) * GIB, total=24 * GIB, used=0)
+
+        def nvmlDeviceGetName(self, handle: int) -> bytes:
+            return f"GPU{handle}".encode()
+
+    class NoDriver(Nvml):
+        def nvmlInit(self) -> None:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    assert gpu_memory(Nvml()) == [GpuMemory(0, "GPU0", GIB, 24 * GIB), GpuMemory(1, "GPU1", 2 * GIB, 24 * GIB)]
+    assert gpu_memory(NoDriver()) is None
