@@ -157,9 +157,16 @@ def gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
+def _default(name: str) -> Any:
+    """An option's effective default, from the one settings table (core.train_settings)."""
+    from lora_tui.core.train_settings import SETTINGS
+
+    return SETTINGS[name].default
+
+
 def optimizer_state_bytes(name: str) -> tuple[float, bool]:
     """(state bytes per parameter, known) for an sd-scripts optimizer_type; unknown: Adam-like 8."""
-    key = str(name or "AdamW").rsplit(".", 1)[-1].lower()
+    key = str(name or _default("optimizer_type")).rsplit(".", 1)[-1].lower()  # "" means AdamW to sd-scripts
     if key in OPTIMIZER_STATE_BYTES:
         return OPTIMIZER_STATE_BYTES[key], True
     return (2 if "8bit" in key else 8), False
@@ -303,7 +310,7 @@ def plan_from_settings(family: str, training: Mapping[str, Any], *, batch: int, 
     cache_te = flag("cache_text_encoder_outputs") or flag("cache_text_encoder_outputs_to_disk")
     unet_only = flag("network_train_unet_only")
     return Plan(family=family, batch=max(1, batch), width=width, height=height,
-                mixed_precision=str(effective(training, "mixed_precision") or "no"),
+                mixed_precision=str(effective(training, "mixed_precision") or _default("mixed_precision")),
                 full_half=flag("full_fp16") or flag("full_bf16"),
                 no_half_vae=flag("no_half_vae") or (family == "sdxl" and training.get("no_half_vae") is None),
                 dim=int(effective(training, "network_dim")), conv_dim=conv_dim or None,
@@ -312,4 +319,4 @@ def plan_from_settings(family: str, training: Mapping[str, Any], *, batch: int, 
                 cache_text_encoder_outputs=cache_te,
                 cache_latents=flag("cache_latents") or flag("cache_latents_to_disk"),
                 gradient_checkpointing=flag("gradient_checkpointing"),
-                optimizer=str(effective(training, "optimizer_type") or "AdamW"))
+                optimizer=str(effective(training, "optimizer_type") or _default("optimizer_type")))
