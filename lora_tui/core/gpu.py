@@ -66,6 +66,41 @@ def probe_nvml() -> NvmlInfo | None:
             pynvml.nvmlShutdown()
 
 
+@dataclass(frozen=True)
+class GpuMemory:
+    """One GPU's memory as the driver sees it (every process counted), in bytes."""
+
+    index: int
+    name: str
+    free: int
+    total: int
+
+
+def gpu_memory(nvml: Any = None) -> list[GpuMemory] | None:
+    """Free and total memory of each GPU, via NVML; None when there is no NVIDIA driver (or no pynvml).
+
+    The VRAM estimate is compared against `free`: what other processes hold is not available to a run.
+    """
+    try:
+        if nvml is None:
+            import pynvml as nvml
+        nvml.nvmlInit()
+    except Exception:  # ImportError, NVMLError_LibraryNotFound / DriverNotLoaded: no GPU here
+        return None
+    try:
+        out = []
+        for index in range(int(nvml.nvmlDeviceGetCount())):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+            out.append(GpuMemory(index, _text(nvml.nvmlDeviceGetName(handle)), int(mem.free), int(mem.total)))
+        return out
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
 def _process_group(pid: int) -> int | None:
     """The process group of ``pid`` (a data-loader worker belongs to the trainer's), None if gone."""
     try:

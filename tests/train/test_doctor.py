@@ -16,6 +16,8 @@ import torch
 
 from lora_tui.cli import main
 from lora_tui.core import project as project_mod
+from lora_tui.core import vram_check
+from lora_tui.core.gpu import GpuMemory
 from lora_tui.train.diagnostics import doctor
 from lora_tui.train.diagnostics import project as dp
 from lora_tui.train.diagnostics.doctor import ERROR, OK, WARN, Finding, NvmlInfo
@@ -38,6 +40,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(doctor, "probe_nvml", lambda: None)
+    monkeypatch.setattr(vram_check, "gpu_memory", lambda: None)
 
 
 def make_project(root: Path, model_path: Path | str, **extra: Any) -> project_mod.Project:
@@ -265,6 +268,25 @@ def test_cli_prints_one_line_per_check_and_exits_1_on_error(tmp_path: Path, tiny
     assert main(["doctor", str(tmp_path / "bad")]) == 1
     out = capsys.readouterr().out
     assert any(line.startswith("error model not found") and "nope.safetensors" in line for line in out.splitlines())
+
+
+def test_cli_prints_the_vram_estimate_for_a_tiny_sdxl_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "m", single_file=True)
+    make_project(tmp_path / "p", model, training={"mixed_precision": "bf16", "gradient_checkpointing": True})
+    main(["doctor", str(tmp_path / "p")])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["vram"]]
+    assert line.startswith("ok   vram estimated peak VRAM ") and "(weights " in line and ", activations " in line
+    assert "of a full-size SDXL model" in line and "a test model" in line  # the tiny U-Net is not what is estimated
+    assert "batch 1, bf16, gradient checkpointing" in line and "fits an assumed 24 GB card (no GPU here)" in line
+
+    small = [GpuMemory(0, "NVIDIA T4", 4 * 1024**3, 16 * 1024**3)]
+    monkeypatch.setattr(vram_check, "gpu_memory", lambda: small)
+    main(["doctor", str(tmp_path / "p")])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["vram"]]
+    assert "more than 4.0 GiB free on GPU 0 (NVIDIA T4)" in line and "→ set cache_text_encoder_outputs = true" in line
 
 
 def test_cli_json_and_machine_only(capsys: pytest.CaptureFixture[str]) -> None:

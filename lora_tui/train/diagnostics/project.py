@@ -2,8 +2,9 @@
 
 Models are checked from their headers only (safetensors header, Diffusers JSON files, a `.ckpt`
 opened with mmap), never loaded, so this takes well under a second even for a 7 GB checkpoint. The
-disk estimate uses the real LoRA shapes of SD1.5/SD2.1/SDXL (see `LORA_PARAMS_PER_RANK`), so a planned
-run that cannot fit its checkpoints is caught before it starts rather than at the third save.
+disk estimate uses the real LoRA shapes of SD1.5/SD2.1/SDXL (see `core.vram.LORA_PARAMS_PER_RANK`), so a
+planned run that cannot fit its checkpoints is caught before it starts rather than at the third save;
+the VRAM estimate (`core.vram`) does the same for the card's memory.
 """
 
 from __future__ import annotations
@@ -23,20 +24,9 @@ from lora_tui.core.model_family import LABELS, SD2, SD2_V, SDXL, FamilyError, di
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
 from lora_tui.core.train_settings import effective
+from lora_tui.core.vram import LORA_PARAMS_PER_RANK
+from lora_tui.core.vram_check import check_vram
 
-# Parameters per unit of rank, and adapter count, per part of sd-scripts' networks.lora, measured from
-# the configs in model_configs/ with LoRANetwork on meta-device models (tests/train/test_doctor.py
-# recomputes them). `unet_resnet` are the Linear / 1×1 layers inside ResnetBlock2D that get
-# network_dim once conv_dim is set; `unet_conv3x3` the 3×3 convolutions that get conv_dim.
-LORA_PARAMS_PER_RANK: dict[str, dict[str, tuple[int, int]]] = {
-    "sd_v1": {"text_encoder": (165_888, 72), "unet": (423_936, 192), "unet_resnet": (82_880, 36),
-              "unet_conv3x3": (544_000, 50)},
-    "sd_v2": {"text_encoder": (423_936, 138), "unet": (432_128, 192), "unet_resnet": (82_880, 36),
-              "unet_conv3x3": (544_000, 50)},
-    # both text encoders (CLIP-L 72 + OpenCLIP bigG 192 = sd-scripts' 264) and sd-scripts' 722 U-Net modules
-    "sdxl": {"text_encoder": (903_168, 264), "unet": (2_659_840, 722), "unet_resnet": (58_560, 28),
-             "unet_conv3x3": (355_840, 38)},
-}
 HEADER_BYTES_PER_TENSOR = 142  # safetensors JSON header entry for one `lora_…` tensor
 METADATA_BYTES = 64 * 1024  # ss_* metadata (tag frequencies included), generously
 DIFFUSERS_PARTS = ("unet", "vae", "text_encoder")
@@ -50,8 +40,20 @@ def check_project(project: Project, env: Mapping[str, str]) -> list[Finding]:
         findings += check_tokenizer(project, family, env)
     if project.backend == "sd-scripts":
         findings += check_sd_scripts(project)
-    findings += check_disk(project, family)
+    report, note = _steps(project)
+    findings += check_disk(project, family, report, note)
+    findings += check_vram(project, family, report)
     return findings
+
+
+def _steps(project: Project) -> tuple[Any, str]:
+    """The steps report (buckets, batch, steps), or None and why (the dataset is `lora-tui check`'s business)."""
+    from lora_tui.core import steps
+
+    try:
+        return steps.compute(project), ""
+    except Exception as exc:
+        return None, f" (steps unknown: {exc})".splitlines()[0]
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -334,20 +336,17 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_disk(project: Project, family: str) -> list[Finding]:
+def check_disk(project: Project, family: str, report: Any = None, note: str | None = None) -> list[Finding]:
     """Free space where the run writes against the LoRA files and states it plans to save."""
-    from lora_tui.core import steps
     from lora_tui.core.configs import output_defaults
 
     t = project.training
-    try:
-        report = steps.compute(project)
+    if report is None and note is None:
+        report, note = _steps(project)
+    if report is not None:
         epochs, total = report.epochs, report.total_steps
-    except Exception as exc:  # the dataset is `lora-tui check`'s business; estimate from the settings alone
+    else:  # estimate from the settings alone
         epochs, total = int(t.get("max_train_epochs") or 1), int(effective(t, "max_train_steps"))
-        note = f" (steps unknown: {exc})".splitlines()[0]
-    else:
-        note = ""
     dim = int(effective(t, "network_dim"))
     conv = _network_arg(t, "conv_dim")
     conv_dim = int(float(conv)) if conv and conv.replace(".", "", 1).isdigit() else None

@@ -10,6 +10,16 @@ The tokenizer is looked up in this order: `tokenizer_path`; the Diffusers folder
 `tokenizer/` or `<stem>.tokenizer/` next to a single file; sd-scripts' `--tokenizer_cache_dir`
 layout; the local Hugging Face cache (`openai/clip-vit-large-patch14` for SD1,
 `stabilityai/stable-diffusion-2` subfolder `tokenizer` for SD2).
+
+Why SD1/SD2 single files keep our converter (`ldm_convert`) while SDXL uses diffusers'
+`from_single_file` (issue 13 asked for diffusers "unless a measurement or a missing case says
+otherwise"; both do, bench/bench_single_file.py and bench/RESULTS.md): on the full-size SD1.5 file
+(fp16, 2.1 GB) ours loads in 16.1 s against diffusers' 24.4 s (medians of 3, fresh processes, same
+peak memory, +6.4 GB); diffusers refuses checkpoints whose CLIP keys predate transformers'
+`text_model.` prefix (`cond_stage_model.transformer.embeddings…`), which ours normalizes; and a pickle
+that carries code is, for diffusers, an anonymous "Unable to load weights" where ours says why.
+The two agree bit for bit on every file both read (tests/train/test_single_file_decision.py:
+EMA keys ignored, fp16 files, `.ckpt` weights-only).
 """
 
 from __future__ import annotations
