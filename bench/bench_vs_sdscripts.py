@@ -198,7 +198,7 @@ def same_adapters(a: Path, b: Path) -> str:
     shapes = []
     for path in (a, b):
         with safe_open(str(path), "pt") as fh:
-            shapes.append({k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()})
+            shapes.append({k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()})  # noqa: SIM118 (safe_open is not iterable)
     if shapes[0] == shapes[1]:
         return ""
     only = sorted(set(shapes[0]) ^ set(shapes[1]))
@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = observe(side, argv_, cwd, env, patterns[side], work / f"{side}-round{rnd + 1}.log")
                 wall, cpu = run.gaps(opts.warmup)
                 if len(wall) < opts.steps:
-                    raise SystemExit(f"{side}: only {len(wall)} timed steps seen in {work / f'{side}-round{rnd + 1}.log'}")
+                    log = work / f"{side}-round{rnd + 1}.log"
+                    raise SystemExit(f"{side}: only {len(wall)} timed steps seen in {log}")
                 runs[side].append(run)
                 record = own_record(run, work, opts.warmup)
                 if record is not None:
