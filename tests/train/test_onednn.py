@@ -37,7 +37,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 @pytest.mark.parametrize("bias", [True, False])
 def test_a_routed_frozen_linear_gives_f_linears_output_and_input_gradient(bias: bool) -> None:
     layer = _frozen_linear(bias=bias)
-    assert onednn.route_frozen_linears([layer]) == 1
+    assert onednn.route_frozen_layers([layer]) == 1
     x = torch.randn(2, 7, 48, requires_grad=True)
     y = layer(x)
     assert "_FrozenLinearBackward" in _backward_ops(y)
@@ -51,16 +51,62 @@ def test_a_routed_frozen_linear_gives_f_linears_output_and_input_gradient(bias: 
     assert layer.weight.grad is None
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_routed_frozen_1x1_conv_gives_conv2ds_output_and_input_gradient(batch: int) -> None:
+    torch.manual_seed(1)
+    conv = nn.Conv2d(24, 40, 1).requires_grad_(False)
+    assert onednn.route_frozen_layers([conv]) == 1
+    x = torch.randn(batch, 24, 6, 5, requires_grad=True)
+    y = conv(x)
+    assert "_FrozenConv1x1Backward" in _backward_ops(y)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = F.conv2d(ref_x, conv.weight, conv.bias)
+    ref.backward(grad)
+    assert y.shape == ref.shape and _close(y, ref)
+    assert _close(x.grad, ref_x.grad)
+
+
+@pytest.mark.parametrize(("stride", "padding", "batch"), [(1, 1, 1), (2, 1, 2), (1, 0, 1)])
+def test_a_frozen_3x3_conv_on_a_small_image_gives_conv2ds_output_and_input_gradient(
+        stride: int, padding: int, batch: int) -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(12, 20, 3, stride=stride, padding=padding).requires_grad_(False)
+    assert onednn.route_frozen_layers([conv]) == 1
+    x = torch.randn(batch, 12, 9, 7, requires_grad=True)
+    y = conv(x)
+    assert "_FrozenConvIm2colBackward" in _backward_ops(y)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = F.conv2d(ref_x, conv.weight, conv.bias, stride=stride, padding=padding)
+    ref.backward(grad)
+    assert y.shape == ref.shape and _close(y, ref)
+    assert _close(x.grad, ref_x.grad)
+
+
+def test_a_3x3_conv_on_a_large_image_keeps_torchs_convolution() -> None:
+    conv = nn.Conv2d(4, 4, 3, padding=1).requires_grad_(False)
+    onednn.route_frozen_layers([conv])
+    y = conv(torch.randn(1, 4, 17, 16, requires_grad=True))  # 272 output pixels > SMALL_IMAGE
+    assert "ConvolutionBackward0" in _backward_ops(y)
+
+
+def test_grouped_convs_are_not_routed() -> None:
+    assert onednn.route_frozen_layers([nn.Conv2d(4, 4, 3, groups=2)]) == 0
+
+
 def test_a_non_contiguous_input_is_routed_with_the_same_result() -> None:
     layer = _frozen_linear()
-    onednn.route_frozen_linears([layer])
+    onednn.route_frozen_layers([layer])
     x = torch.randn(48, 5, 3).permute(1, 2, 0)  # (5, 3, 48), not contiguous
     assert _close(layer(x), F.linear(x, layer.weight, layer.bias))
 
 
 def test_a_trainable_linear_takes_f_linear_and_gets_its_weight_gradient() -> None:
     layer = _frozen_linear()
-    onednn.route_frozen_linears([layer])
+    onednn.route_frozen_layers([layer])
     layer.weight.requires_grad_(True)
     y = layer(torch.randn(3, 48))
     assert type(y.grad_fn).__name__ == "AddmmBackward0"
@@ -70,7 +116,7 @@ def test_a_trainable_linear_takes_f_linear_and_gets_its_weight_gradient() -> Non
 
 def test_bf16_inputs_and_the_off_switch_take_f_linear(monkeypatch: pytest.MonkeyPatch) -> None:
     layer = _frozen_linear()
-    onednn.route_frozen_linears([layer])
+    onednn.route_frozen_layers([layer])
     x = torch.randn(3, 48, requires_grad=True)
     assert "_FrozenLinearBackward" not in _backward_ops(layer.to(torch.bfloat16)(x.bfloat16()))
     layer.float()
@@ -80,15 +126,15 @@ def test_bf16_inputs_and_the_off_switch_take_f_linear(monkeypatch: pytest.Monkey
 
 def test_routing_twice_routes_once() -> None:
     layer = _frozen_linear()
-    assert onednn.route_frozen_linears([layer]) == 1
-    assert onednn.route_frozen_linears([layer]) == 0
+    assert onednn.route_frozen_layers([layer]) == 1
+    assert onednn.route_frozen_layers([layer]) == 0
 
 
 def test_a_lora_over_a_routed_layer_trains_as_over_a_plain_one() -> None:
     def lora_grads(route: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         layer = _frozen_linear(seed=3)
         if route:
-            onednn.route_frozen_linears([layer])
+            onednn.route_frozen_layers([layer])
         torch.manual_seed(5)
         lora = LoRAModule("lora_unet_x", layer, 4, 1.0)
         nn.init.normal_(lora.lora_up.weight)  # zero-initialised up would hide the path

@@ -266,7 +266,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     if device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
     elif device.type == "cpu":  # before the LoRA wraps their forwards: see train/model/onednn.py
-        onednn.route_frozen_linears([model.unet, model.text_encoder])
+        onednn.route_frozen_layers([model.unet, model.text_encoder])
     per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
 
     if args.cache_latents or args.cache_latents_to_disk:

@@ -1,11 +1,19 @@
-"""Frozen Linear layers multiply through oneDNN on the CPU, not through MKL's sgemm.
+"""Frozen Linear and 1×1 Conv2d layers multiply through oneDNN on the CPU, not through MKL's sgemm.
 
 Why: torch's CPU ``F.linear``/``mm`` in float32 call MKL, and MKL runs its AVX2 code on AMD CPUs (it
 keeps AVX-512 for Intel's), while oneDNN, which torch already uses for convolutions, runs AVX-512 on
 either. On the 2-core AMD EPYC VM of bench/bench_vs_sdscripts.py a 1024×320 @ 320×2560 product
 runs at ~30–90 GFLOP/s through MKL and ~85–230 through oneDNN (one thread). A LoRA step's frozen
 U-Net and text encoder are mostly such products (attention projections, feed-forwards), forward and
-backward, so routing them is most of the built-in trainer's CPU lead over sd-scripts.
+backward, so routing them is most of the built-in trainer's CPU lead over sd-scripts. A 1×1
+convolution (the U-Net's proj_in/proj_out and resnet shortcuts) is the same product per image,
+W (out, in) @ X (in, H·W); torch sends those to its own im2col+MKL path on one thread, so they are
+routed too (forward and input gradient, ~2× on the same machine for 320–640 channels).
+A k×k convolution over a small image (≤ 256 output pixels: the U-Net's 8×8 and 4×4 levels at
+256 px, 16×16 and below at 512 px) goes through oneDNN's convolution, which reorders the whole
+weight (up to 118 MB for a 2560→1280 3×3) into its blocked layout on every call, forward and
+backward, and so runs at 3–15 GFLOP/s there; as im2col (``F.unfold``) + the same oneDNN product on
+the plain weight it runs at 40–70 (forward and input gradient alike).
 
 Only the arithmetic's order changes (float rounding, ~1e-6 relative): the layers, their weights and
 what autograd computes are the same. A layer is routed only while its weight and bias are frozen,
@@ -68,7 +76,71 @@ class _FrozenLinear(torch.autograd.Function):
         return _mm(grad.contiguous(), weight.t(), None), None, None
 
 
-def _frozen(module: nn.Linear) -> bool:
+def _left_times(left: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """left @ mats[b] for each b, as (B, m, n): oneDNN computes input @ weightᵀ, so ``left`` is the
+    input and mats[b]ᵀ (a transposed view, no copy) the weight."""
+    outs = [_mm(left, mats[b].t(), None) for b in range(mats.shape[0])]
+    return outs[0][None] if len(outs) == 1 else torch.stack(outs)
+
+
+class _FrozenConv1x1(torch.autograd.Function):
+    """y[b] = W x[b] + bias for a frozen 1×1, stride-1 convolution of NCHW images."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        w2 = weight.view(weight.shape[0], weight.shape[1])
+        ctx.save_for_backward(w2)
+        batch, channels, height, width = x.shape
+        x3 = x.reshape(batch, channels, height * width)
+        y = _left_times(w2, x3)
+        if bias is not None:
+            y.add_(bias.view(1, -1, 1))
+        return y.view(batch, w2.shape[0], height, width)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (w2,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        batch, out, height, width = grad.shape
+        g3 = grad.contiguous().view(batch, out, height * width)
+        gx = _left_times(w2.t(), g3)  # dX[b] = Wᵀ @ dY[b]
+        return gx.view(batch, w2.shape[1], height, width), None, None
+
+
+SMALL_IMAGE = 256  # output pixels up to which a k×k convolution takes im2col + oneDNN's product
+
+
+class _FrozenConvIm2col(torch.autograd.Function):
+    """A frozen k×k convolution (groups 1) as im2col + a product: y[b] = W (O, C·k·k) @ cols[b]."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                geometry: tuple[Any, ...]) -> torch.Tensor:
+        kernel, stride, padding, dilation, out_hw = geometry
+        cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (B, C·k·k, L)
+        w2 = weight.reshape(weight.shape[0], -1)
+        ctx.save_for_backward(w2)
+        ctx.geometry, ctx.in_hw = geometry, tuple(x.shape[2:])
+        y = _left_times(w2, cols)
+        if bias is not None:
+            y.add_(bias.view(1, -1, 1))
+        return y.view(x.shape[0], w2.shape[0], *out_hw)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        (w2,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        kernel, stride, padding, dilation, _ = ctx.geometry
+        g3 = grad.reshape(grad.shape[0], grad.shape[1], -1)
+        # dcols[b]ᵀ (L, C·k·k) = dY[b]ᵀ (L, O) @ W: the small dY[b]ᵀ is copied, W is used as it lies
+        dcols = torch.stack([_mm(g3[b].t().contiguous(), w2.t(), None).t() for b in range(g3.shape[0])])
+        gx = F.fold(dcols, ctx.in_hw, kernel, dilation=dilation, padding=padding, stride=stride)
+        return gx, None, None, None
+
+
+def _frozen(module: nn.Linear | nn.Conv2d) -> bool:
     return not module.weight.requires_grad and (module.bias is None or not module.bias.requires_grad)
 
 
@@ -86,8 +158,48 @@ def linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
-def route_frozen_linears(modules: Iterable[nn.Module]) -> int:
-    """Give every ``nn.Linear`` in ``modules`` the oneDNN forward; returns how many were routed.
+def _is_pointwise(conv: nn.Conv2d) -> bool:
+    return (tuple(conv.kernel_size) == (1, 1) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
+            and conv.groups == 1 and conv.padding in ((0, 0), 0, "valid"))
+
+
+def _is_plain_kxk(conv: nn.Conv2d) -> bool:
+    return (conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and tuple(conv.kernel_size) != (1, 1))
+
+
+def _out_hw(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
+def conv1x1(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a 1×1 convolution through oneDNN when it applies, else the layer's own forward."""
+    if not _conv_routable(module, x):
+        return nn.Conv2d.forward(module, x)
+    return _FrozenConv1x1.apply(x.contiguous(), module.weight, module.bias)
+
+
+def conv_small(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a k×k convolution: im2col + oneDNN's product on a small image, else as before."""
+    if not _conv_routable(module, x):
+        return nn.Conv2d.forward(module, x)
+    out_hw = _out_hw(module, x.shape[2], x.shape[3])
+    if out_hw[0] * out_hw[1] > SMALL_IMAGE:
+        return nn.Conv2d.forward(module, x)
+    geometry = (tuple(module.kernel_size), tuple(module.stride), tuple(module.padding), tuple(module.dilation), out_hw)
+    return _FrozenConvIm2col.apply(x, module.weight, module.bias, geometry)
+
+
+def _conv_routable(module: nn.Conv2d, x: torch.Tensor) -> bool:
+    weight = module.weight
+    return (x.dtype is torch.float32 and weight.dtype is torch.float32 and x.device.type == "cpu"
+            and weight.device.type == "cpu" and x.dim() == 4 and x.numel() > 0 and _frozen(module) and available())
+
+
+def route_frozen_layers(modules: Iterable[nn.Module]) -> int:
+    """Give every ``nn.Linear`` and ``nn.Conv2d`` (groups 1) in ``modules`` the oneDNN forward; returns
+    how many were routed.
 
     Call before a LoRA network patches its forwards (it wraps whatever forward a layer has then).
     Routing is decided per call: a layer that is (or later becomes) trainable takes ``F.linear``, and
@@ -98,15 +210,23 @@ def route_frozen_linears(modules: Iterable[nn.Module]) -> int:
     count = 0
     for root in modules:
         for layer in root.modules():
-            if type(layer) is nn.Linear and not getattr(layer, _ROUTED, False):
-                layer.forward = _bound(layer)
-                setattr(layer, _ROUTED, True)
-                count += 1
+            if getattr(layer, _ROUTED, False):
+                continue
+            if type(layer) is nn.Linear:
+                layer.forward = _bound(layer, linear)
+            elif type(layer) is nn.Conv2d and _is_pointwise(layer):
+                layer.forward = _bound(layer, conv1x1)
+            elif type(layer) is nn.Conv2d and _is_plain_kxk(layer):
+                layer.forward = _bound(layer, conv_small)
+            else:
+                continue
+            setattr(layer, _ROUTED, True)
+            count += 1
     return count
 
 
-def _bound(layer: nn.Linear) -> Any:
+def _bound(layer: nn.Module, route: Any) -> Any:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return linear(layer, x)
+        return route(layer, x)
 
     return forward
