@@ -124,6 +124,14 @@ def test_bf16_inputs_and_the_off_switch_take_f_linear(monkeypatch: pytest.Monkey
     assert type(layer(x).grad_fn).__name__ == "AddmmBackward0"
 
 
+def test_under_cpu_autocast_a_layer_takes_f_linear() -> None:
+    layer = _frozen_linear()
+    onednn.route_frozen_layers([layer])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(torch.randn(3, 48))
+    assert y.dtype == torch.bfloat16
+
+
 def test_routing_twice_routes_once() -> None:
     layer = _frozen_linear()
     assert onednn.route_frozen_layers([layer]) == 1

@@ -265,7 +265,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     model.unet.to(device, weight_dtype)
     if device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
-    elif device.type == "cpu":  # before the LoRA wraps their forwards: see train/model/onednn.py
+    elif device.type == "cpu" and not args.torch_compile:  # before the LoRA wraps them: train/model/onednn.py
         onednn.route_frozen_layers([model.unet, model.text_encoder])
     per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
 

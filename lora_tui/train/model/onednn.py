@@ -17,7 +17,8 @@ the plain weight it runs at 40–70 (forward and input gradient alike).
 
 Only the arithmetic's order changes (float rounding, ~1e-6 relative): the layers, their weights and
 what autograd computes are the same. A layer is routed only while its weight and bias are frozen,
-its input is a float32 CPU tensor and torch has oneDNN; anything else takes ``F.linear`` as before.
+its input and weight are float32 CPU tensors, CPU autocast is off and torch has oneDNN; anything
+else takes the layer's own forward as before.
 The backward computes the input's gradient only (``grad @ W``, through oneDNN too): frozen weights
 need none, which is also what autograd's own ``AddmmBackward`` skips for them.
 ``LORA_TUI_ONEDNN=0`` turns routing off (a bisecting aid; results equal within float rounding).
@@ -47,6 +48,11 @@ def _linear_op() -> Any:
 
 
 _OP = _linear_op()
+
+
+def _autocast() -> bool:
+    """Under CPU autocast torch would run these products in bf16: leave them to it."""
+    return torch.is_autocast_enabled("cpu")
 
 
 def available() -> bool:
@@ -149,7 +155,7 @@ def linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     weight = module.weight
     if (x.dtype is not torch.float32 or weight.dtype is not torch.float32 or x.device.type != "cpu"
             or weight.device.type != "cpu" or x.dim() < 2 or x.numel() == 0 or not _frozen(module)
-            or not available()):
+            or not available() or _autocast()):
         return F.linear(x, weight, module.bias)
     x2 = x.reshape(-1, x.shape[-1])
     if not x2.is_contiguous():
@@ -194,7 +200,8 @@ def conv_small(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 def _conv_routable(module: nn.Conv2d, x: torch.Tensor) -> bool:
     weight = module.weight
     return (x.dtype is torch.float32 and weight.dtype is torch.float32 and x.device.type == "cpu"
-            and weight.device.type == "cpu" and x.dim() == 4 and x.numel() > 0 and _frozen(module) and available())
+            and weight.device.type == "cpu" and x.dim() == 4 and x.numel() > 0 and _frozen(module) and available()
+            and not _autocast())
 
 
 def route_frozen_layers(modules: Iterable[nn.Module]) -> int:
