@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_vs_sdscripts.py --sdscripts DIR --sdscripts-python PY \
         --model sd15.safetensors --tokenizer-cache DIR [--rounds 3] [--warmup 3] [--steps 6] [--threads 1]
+        [--sdxl] [--results]
 
 Issue 13's budget: on the CPU, full-size model shapes (random weights are fine), 256 px, batch 1, fp32,
-the same LoRA settings, text encoder and U-Net trained, cached latents: our step ≥ 1.5× faster.
+the same LoRA settings, text encoder and U-Net trained, cached latents: our step ≥ 1.5× faster; and
+with ``--sdxl`` (an SDXL model, sd-scripts' sdxl_train_network.py) the SDXL ratio, reported.
 
 Both trainers get the very same args TOML and dataset TOML (only ``output_dir`` differs) and are
 started the way lora-tui's backends start them: sd-scripts as ``<its venv>/accelerate launch
@@ -215,7 +217,8 @@ def commands(opts: argparse.Namespace, paths: dict[str, Path], work: Path) -> di
     accelerate = sd_py.parent / "accelerate"
     launcher = [str(accelerate), "launch"] if accelerate.exists() else [str(sd_py), "-m", "accelerate.commands.launch"]
     sd_env = dict(base, PATH=f"{sd_py.parent}{os.pathsep}{base.get('PATH', '')}")
-    sd = [*launcher, "--num_cpu_threads_per_process", str(opts.threads), "train_network.py",
+    script = "sdxl_train_network.py" if opts.sdxl else "train_network.py"
+    sd = [*launcher, "--num_cpu_threads_per_process", str(opts.threads), script,
           "--config_file", str(paths["sdscripts"])]
     ours_env = dict(base, OMP_NUM_THREADS=str(opts.threads), PYTHONPATH=str(ROOT))
     ours = [opts.python, "-m", "lora_tui.train", "--dataset_config", str(paths["dataset"]),
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdscripts-python", required=True, help="the Python of its environment")
     parser.add_argument("--model", required=True, help="SD1.5 single file or Diffusers folder")
     parser.add_argument("--tokenizer-cache", required=True, help="tokenizer_cache_dir for both")
+    parser.add_argument("--sdxl", action="store_true", help="an SDXL --model: sd-scripts runs sdxl_train_network.py")
     parser.add_argument("--python", default=sys.executable, help="the Python that runs lora_tui.train")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3, help="steps before the first timed one")
@@ -310,7 +314,8 @@ def render(opts: argparse.Namespace, runs: dict[str, list[Run]], own: dict[str, 
         f"bench_vs_sdscripts {datetime.date.today()} on {platform.node() or 'this machine'} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}): {opts.rounds} rounds, "
         f"{opts.warmup} warm-up + {opts.steps} timed steps each, {opts.threads} torch thread(s), 256 px, batch 1, "
-        f"fp32, LoRA dim {opts.dim} alpha {opts.alpha}, TE+U-Net, cached latents, model {opts.model}",
+        f"fp32, LoRA dim {opts.dim} alpha {opts.alpha}, TE+U-Net, cached latents, "
+        f"{'SDXL (sdxl_train_network.py)' if opts.sdxl else 'SD1.5 (train_network.py)'} model {opts.model}",
         f"- {wall}",
         f"- {cpu}",
         f"- {own_line}",
