@@ -178,10 +178,10 @@ def observe(side: str, argv: list[str], cwd: Path, env: dict[str, str], pattern:
     return run
 
 
-def own_record(run: Run, work: Path, warmup: int) -> float | None:
+def own_record(run: Run, run_dir: Path, warmup: int) -> float | None:
     """Median step seconds from the trainer's own record, as a cross-check of the pipe stamps."""
     if run.side == "ours":
-        events = [json.loads(line) for line in (work / "ours" / "run" / "events.jsonl").read_text("utf-8").splitlines()]
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text("utf-8").splitlines()]
         stamps = [e["t"] for e in events if e.get("kind") == "step" and e["step"] >= warmup]
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         return statistics.median(gaps) if gaps else None
@@ -222,7 +222,7 @@ def commands(opts: argparse.Namespace, paths: dict[str, Path], work: Path) -> di
           "--config_file", str(paths["sdscripts"])]
     ours_env = dict(base, OMP_NUM_THREADS=str(opts.threads), PYTHONPATH=str(ROOT))
     ours = [opts.python, "-m", "lora_tui.train", "--dataset_config", str(paths["dataset"]),
-            "--config_file", str(paths["ours"]), "--run_dir", str(work / "ours" / "run")]
+            "--config_file", str(paths["ours"]), "--run_dir"]  # + a fresh folder per round
     return {"sdscripts": (sd, Path(opts.sdscripts), sd_env), "ours": (ours, ROOT, ours_env)}
 
 
@@ -269,13 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             order = ("sdscripts", "ours") if rnd % 2 == 0 else ("ours", "sdscripts")
             for side in order:
                 argv_, cwd, env = cmds[side]
+                run_dir = work / "ours" / f"run-round{rnd + 1}"
+                if side == "ours":
+                    argv_ = [*argv_, str(run_dir)]
                 run = observe(side, argv_, cwd, env, patterns[side], work / f"{side}-round{rnd + 1}.log")
                 wall, cpu = run.gaps(opts.warmup)
                 if len(wall) < opts.steps:
                     log = work / f"{side}-round{rnd + 1}.log"
                     raise SystemExit(f"{side}: only {len(wall)} timed steps seen in {log}")
                 runs[side].append(run)
-                record = own_record(run, work, opts.warmup)
+                record = own_record(run, run_dir, opts.warmup)
                 if record is not None:
                     own[side].append(record)
                 print(f"round {rnd + 1} {side:9s}: step wall {statistics.median(wall):.2f} s, cpu "
