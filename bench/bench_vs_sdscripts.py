@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the raw per-step figures here")
     parser.add_argument("--results", action="store_true", help="replace this bench's block in bench/RESULTS.md")
     opts = parser.parse_args(argv)
-    total = opts.warmup + opts.steps + 1  # the gap after the last warm-up step is the first timed one
+    total = opts.warmup + opts.steps  # timed: the gaps from step `warmup`'s report to each later one
     with tempfile.TemporaryDirectory(prefix="bench-vs-sd-") as tmp:
         work = Path(opts.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
