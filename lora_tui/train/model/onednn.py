@@ -42,9 +42,14 @@ def _linear_op() -> Any:
     if not torch.backends.mkldnn.is_available():
         return None
     try:
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):
+        op = torch.ops.mkldnn._linear_pointwise
+        # a private op: prove its signature and arithmetic once, so a torch that changed it falls back
+        probe = op(torch.ones(2, 3), torch.ones(4, 3).t().contiguous().t(), None, "none", [], "")
+        if probe.shape != (2, 4) or not bool((probe == 3).all()):
+            return None
+    except Exception:  # any failure of the probe means "do not route"
         return None
+    return op
 
 
 _OP = _linear_op()
