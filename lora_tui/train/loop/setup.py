@@ -23,7 +23,7 @@ from lora_tui.train.data.dataset import TrainData
 from lora_tui.train.loop.args import TrainArgs, network_kwargs, optimizer_kwargs
 from lora_tui.train.loop.events import RunWriter
 from lora_tui.train.loop.optim import make_optimizer, make_scheduler, warmup_steps
-from lora_tui.train.model import builtin
+from lora_tui.train.model import builtin, onednn
 from lora_tui.train.model.load import load_base_model
 from lora_tui.train.model.text import TextEncoding
 from lora_tui.train.network import saves as state_io
@@ -265,6 +265,8 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     model.unet.to(device, weight_dtype)
     if device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
+    elif device.type == "cpu" and not args.torch_compile:  # before the LoRA wraps them: train/model/onednn.py
+        onednn.route_frozen_layers([model.unet, model.text_encoder])
     per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
 
     if args.cache_latents or args.cache_latents_to_disk:

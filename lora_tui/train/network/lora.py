@@ -126,8 +126,15 @@ class LoRAModule(nn.Module):
         lx = self.lora_down(x.to(self.lora_down.weight.dtype))
         if self.dropout and self.training:
             lx = F.dropout(lx, p=self.dropout)
+        factor = self.multiplier * self.scale
+        if lx.dtype == out.dtype and not self.is_conv and out.is_contiguous():
+            # out + factor·(lx @ upᵀ) in one addmm: the scale and the sum ride on the product instead of
+            # two more passes over the (tokens × features) output, forward and backward (float rounding only)
+            up = self.lora_up.weight
+            return torch.addmm(out.view(-1, up.shape[0]), lx.reshape(-1, up.shape[1]), up.t(),
+                               alpha=factor).view(out.shape)
         lx = self.lora_up(lx)
-        return out + (lx * (self.multiplier * self.scale)).to(out.dtype)
+        return out + (lx * factor).to(out.dtype)
 
     @torch.no_grad()
     def delta_weight(self) -> torch.Tensor:
