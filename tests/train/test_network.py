@@ -11,7 +11,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from lora_tui.core.errors import TrainError
 from lora_tui.train.network.file import save_lora
-from lora_tui.train.network.lora import LoRANetwork
+from lora_tui.train.network.lora import LoRAModule, LoRANetwork
 
 TINY_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": (8, 16),
              "layers_per_block": 1, "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -261,3 +261,24 @@ def test_load_weights_continues_and_rejects_what_does_not_fit(models, tmp_path: 
         LoRANetwork.from_weights({"lora_unet_x.hada_w1_a": torch.zeros(1)}, te, unet)
     partial = {k: v for k, v in src.state_dict().items() if k.startswith("lora_unet_")}
     assert len(LoRANetwork(te, unet).load_weights(partial).missing_keys) == 36
+
+
+def test_autocast_saves_no_second_copy_of_adapted_inputs_and_gives_the_same_output() -> None:
+    """Under bf16 autocast the adapter lets autocast cast its input: an explicit cast to the fp32 LoRA
+    dtype made autocast cast it back, and that second copy of every adapted layer's input was kept
+    for the backward beside the base layer's (issue 13's VRAM)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 32).requires_grad_(False)
+    lora = LoRAModule("lora_unet_proj", layer, dim=4, alpha=4)
+    torch.nn.init.normal_(lora.lora_up.weight)
+    lora.apply_to()
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = lora._org_forward(x) + lora.scale * lora.lora_up(lora.lora_down(x.float()))
+    assert torch.allclose(out.float(), want.float(), rtol=1e-2, atol=1e-2)
+    inputs = [t for t in saved if t.shape == x.shape]
+    assert inputs and all(t.data_ptr() == x.data_ptr() for t in inputs)
