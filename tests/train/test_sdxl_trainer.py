@@ -149,7 +149,7 @@ def test_a_flipped_image_mirrors_its_crop_left_as_sd_scripts_does(tmp_path: Path
     from lora_tui.train.data.dataset import build_dataset
     from tests.helpers import write_images, write_project
 
-    write_images(tmp_path / "data", [(64, 96)] * 4, captions={i: "x" for i in range(4)})
+    write_images(tmp_path / "data", [(64, 96)] * 4, captions=dict.fromkeys(range(4), "x"))
     write_project(tmp_path, [{"resolution": 64, "batch_size": 1, "enable_bucket": True, "min_bucket_reso": 64,
                               "max_bucket_reso": 64, "bucket_reso_steps": 64,
                               "subsets": [{"image_dir": "data", "flip_aug": True, "random_crop": True}]}])
