@@ -7,6 +7,12 @@ Linear inside the CLIP attention and MLP blocks), the names (`lora_unet_`/`lora_
 path with "." → "_"), the tensors (`lora_down.weight`, `lora_up.weight`, `alpha` = the real alpha)
 and the maths (scale = alpha / rank, alpha None or 0 → rank).
 
+SDXL (sd-scripts' `sdxl_train_network.py` file): pass both text encoders as a pair,
+`LoRANetwork((clip_l, clip_bigg), unet, …)` — their adapters are named `lora_te1_…` and `lora_te2_…` —
+and the diffusers SDXL U-Net (told by its `text_time` added embedding), whose adapters are named in
+the original SGM layout (`lora_unet_input_blocks_4_1_…`, see `sdxl_names`). Everything else (apply_to,
+save_weights, load_weights, from_weights, prepare_optimizer_params) is the same as for SD1.x/2.x.
+
 The base model is never copied: each adapted layer keeps its weights and gets its `forward`
 replaced by the LoRA module's (`apply_to`), which `remove` undoes.
 """
@@ -14,7 +20,7 @@ replaced by the LoRA module's (`apply_to`), which `remove` undoes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_tui.core.errors import TrainError
+from lora_tui.train.network.sdxl_names import TE_PREFIXES_SDXL, family_words, is_sdxl_unet, lora_family, sgm_paths
 
 UNET_PREFIX = "lora_unet"
 TE_PREFIX = "lora_te"
@@ -143,16 +150,22 @@ class LoRAModule(nn.Module):
 
 
 def _find_targets(root: nn.Module, prefix: str, match: Callable[[str], bool],
-                  path_prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """(lora_name, layer) for every Linear/Conv2d inside a module whose class matches, sd-scripts' walk."""
-    found: dict[str, nn.Module] = {}
+                  path_prefix: str = "", sgm: bool = False) -> list[tuple[str, nn.Module]]:
+    """(lora_name, layer) for every Linear/Conv2d inside a module whose class matches, sd-scripts' walk.
+
+    `sgm`: `root` is an SDXL diffusers U-Net and the names take the original layout's module paths.
+    """
+    layers: dict[str, nn.Module] = {}
     for name, module in root.named_modules():
         if not match(type(module).__name__):
             continue
         for child_name, child in module.named_modules():
             if child_name and isinstance(child, (nn.Linear, nn.Conv2d)):
-                lora_name = f"{prefix}.{path_prefix}{name}.{child_name}".replace(".", "_")
-                found.setdefault(lora_name, child)
+                layers.setdefault(f"{name}.{child_name}", child)
+    rename = sgm_paths(root, layers) if sgm else {}
+    found: dict[str, nn.Module] = {}
+    for path, child in layers.items():
+        found.setdefault(f"{prefix}.{path_prefix}{rename.get(path, path)}".replace(".", "_"), child)
     return list(found.items())
 
 
@@ -167,9 +180,9 @@ class WeightsInfo:
 
 
 class LoRANetwork(nn.Module):
-    """All adapters for one SD1.x/2.x model; `state_dict()` is exactly sd-scripts' file layout."""
+    """All adapters for one SD1.x/2.x or SDXL model; `state_dict()` is exactly sd-scripts' file layout."""
 
-    def __init__(self, text_encoder: nn.Module | None, unet: nn.Module | None, *, dim: int = 4,
+    def __init__(self, text_encoder: nn.Module | Sequence[nn.Module] | None, unet: nn.Module | None, *, dim: int = 4,
                  alpha: float | None = 1.0, conv_dim: int | None = None, conv_alpha: float | None = None,
                  train_unet: bool = True, train_text_encoder: bool = True, dropout: float | None = None,
                  multiplier: float = 1.0, modules_dim: Mapping[str, int] | None = None,
@@ -179,6 +192,7 @@ class LoRANetwork(nn.Module):
         `conv_alpha` defaults to 1.0 when `conv_dim` is set, like sd-scripts' network_args.
         `modules_dim`/`modules_alpha` (per lora_name, from a file) replace dim/alpha and limit the
         adapters to those names: that is `from_weights`, i.e. `--dim_from_weights`.
+        `text_encoder` is one CLIP model (SD1/SD2: `lora_te_…`) or SDXL's pair (`lora_te1_…`, `lora_te2_…`).
         """
         super().__init__()
         self.multiplier = multiplier
@@ -186,9 +200,9 @@ class LoRANetwork(nn.Module):
             conv_alpha = 1.0
 
         def make(root: nn.Module, prefix: str, match: Callable[[str], bool], path_prefix: str = "",
-                 ) -> list[LoRAModule]:
+                 sgm: bool = False) -> list[LoRAModule]:
             loras = []
-            for lora_name, layer in _find_targets(root, prefix, match, path_prefix):
+            for lora_name, layer in _find_targets(root, prefix, match, path_prefix, sgm):
                 small = isinstance(layer, nn.Linear) or tuple(layer.kernel_size) == (1, 1)
                 if modules_dim is not None:
                     if lora_name not in modules_dim:
@@ -206,14 +220,24 @@ class LoRANetwork(nn.Module):
             return loras
 
         from_file = modules_dim is not None
+        encoders = [] if text_encoder is None else (
+            [text_encoder] if isinstance(text_encoder, nn.Module) else list(text_encoder))
+        if len(encoders) > 2:
+            raise ValueError(f"LoRANetwork takes one text encoder or SDXL's two, not {len(encoders)}")
+        prefixes = TE_PREFIXES_SDXL if len(encoders) == 2 else (TE_PREFIX,)
+        self.is_sdxl = len(encoders) == 2 or is_sdxl_unet(unet)
         self.text_encoder_loras: list[LoRAModule] = []
         self.unet_loras: list[LoRAModule] = []
-        if text_encoder is not None and (train_text_encoder or from_file):
-            self.text_encoder_loras = make(text_encoder, TE_PREFIX, _is_te_target, _te_path_prefix(text_encoder))
+        self.te_counts: list[int] = []
+        for encoder, prefix in zip(encoders, prefixes):
+            loras = make(encoder, prefix, _is_te_target, _te_path_prefix(encoder)) \
+                if train_text_encoder or from_file else []
+            self.te_counts.append(len(loras))
+            self.text_encoder_loras += loras
         if unet is not None and (train_unet or from_file):
             # one walk over both target lists, so adapters come in module order like sd-scripts'
             classes = UNET_TARGETS + (UNET_CONV_TARGETS if from_file or conv_dim else ())
-            self.unet_loras = make(unet, UNET_PREFIX, lambda c: c in classes)
+            self.unet_loras = make(unet, UNET_PREFIX, lambda c: c in classes, sgm=is_sdxl_unet(unet))
         for lora in self.loras:
             self.add_module(lora.lora_name, lora)
 
@@ -224,8 +248,14 @@ class LoRANetwork(nn.Module):
 
     @property
     def counts(self) -> dict[str, int]:
-        """Adapter counts, the figures sd-scripts logs (SD1.5: text_encoder 72, unet 192)."""
-        return {"text_encoder": len(self.text_encoder_loras), "unet": len(self.unet_loras)}
+        """Adapter counts, the figures sd-scripts logs (SD1.5: text_encoder 72, unet 192).
+
+        With SDXL's two encoders also per encoder (SDXL 1.0: text_encoder_1 72 + text_encoder_2 192).
+        """
+        counts = {"text_encoder": len(self.text_encoder_loras), "unet": len(self.unet_loras)}
+        if len(self.te_counts) == 2:
+            counts["text_encoder_1"], counts["text_encoder_2"] = self.te_counts
+        return counts
 
     @property
     def is_applied(self) -> bool:
@@ -307,6 +337,11 @@ class LoRANetwork(nn.Module):
                       path: Path | None) -> WeightsInfo:
         own = self.state_dict()
         unknown = [k for k in state_dict if k not in own]
+        family = lora_family(state_dict, metadata)
+        if (unknown or not own) and family is not None and (family == "sdxl") != self.is_sdxl:
+            model = "SDXL" if self.is_sdxl else "SD1.x/SD2.x"
+            raise TrainError(f"this LoRA was trained for {family_words(family, metadata)}, the base model is {model}",
+                             path=path, hint=f"give network_weights a LoRA trained on an {model} model")
         if unknown:
             raise TrainError(
                 f"{len(unknown)} tensor(s) in the LoRA file match no adapter of this network, first {unknown[0]!r}",

@@ -1,0 +1,82 @@
+"""SDXL LoRA names: diffusers' U-Net module paths in sd-scripts' original (SGM/LDM) layout.
+
+sd-scripts trains SDXL on its own U-Net (`library/sdxl_original_unet.py`), whose module tree is the
+original checkpoint's (`input_blocks.4.1.transformer_blocks.0.attn1.to_q`, `middle_block.1…`,
+`output_blocks.…`), and names its LoRA modules after that tree; webui, ComfyUI and diffusers'
+`StableDiffusionXLPipeline.load_lora_weights` expect those names. lora-tui's SDXL U-Net is diffusers'
+`UNet2DConditionModel`, so every adapted layer's diffusers path is renamed to its SGM path. The
+rename is derived from the U-Net's own config (block types, layers per block) by the same module map
+that writes our SDXL single files (`model/ldm_convert.py`, checked bit-identical against diffusers'
+single-file loader), so it follows the config rather than a hand-written list.
+
+SD1/SD2 LoRAs keep diffusers' paths (`lora_unet_down_blocks_…`): that is what sd-scripts writes
+for them, because it trains those on a diffusers-layout U-Net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+# sd-scripts' LORA_PREFIX_TEXT_ENCODER1 / LORA_PREFIX_TEXT_ENCODER2: CLIP-L, then OpenCLIP bigG
+TE_PREFIXES_SDXL = ("lora_te1", "lora_te2")
+SDXL_UNET_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_",
+                    "lora_unet_label_emb_", "lora_unet_time_embed_", "lora_unet_out_")
+SD_UNET_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_")
+SDXL_BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' sdxl_train_util.SDXL_MODEL_VERSION_STR
+
+
+def is_sdxl_unet(unet: nn.Module | None) -> bool:
+    """An SDXL U-Net: diffusers' U-Net with SDXL's `text_time` added embedding (pooled text + sizes)."""
+    config: Any = getattr(unet, "config", None)
+    if config is None:
+        return False
+    kind = config.get("addition_embed_type") if isinstance(config, Mapping) else getattr(
+        config, "addition_embed_type", None)
+    return kind == "text_time"
+
+
+def sgm_paths(unet: nn.Module, paths: Iterable[str]) -> dict[str, str]:
+    """{diffusers module path: SGM module path} for weighted layers of an SDXL diffusers U-Net.
+
+    Raises KeyError (ldm_convert's UnmappedKeyError) for a path the SGM layout has no place for,
+    i.e. a U-Net config that is not SDXL-shaped.
+    """
+    from lora_tui.train.model.ldm_convert import UNET_PREFIX, unet_key_map
+
+    paths = list(paths)
+    mapped = unet_key_map(unet.config, [f"{p}.weight" for p in paths])
+    out = {}
+    for path in paths:
+        key = mapped[f"{path}.weight"].key
+        out[path] = key[len(UNET_PREFIX):-len(".weight")]
+    return out
+
+
+def lora_family(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
+    """"sdxl" or "sd" (SD1.x/SD2.x) for a kohya-style LoRA's keys (metadata first); None when unclear."""
+    meta = metadata or {}
+    base = str(meta.get("ss_base_model_version", "")).lower()
+    arch = str(meta.get("modelspec.architecture", "")).lower()
+    if base.startswith("sdxl") or "-xl-" in arch:
+        return "sdxl"
+    if base.startswith("sd_v") or arch.startswith("stable-diffusion-v"):
+        return "sd"
+    sdxl = sd = False
+    for key in keys:
+        if key.startswith(("lora_te1_", "lora_te2_")) or key.startswith(SDXL_UNET_BLOCKS):
+            sdxl = True
+        elif key.startswith("lora_te_") or key.startswith(SD_UNET_BLOCKS):
+            sd = True
+    if sdxl != sd:
+        return "sdxl" if sdxl else "sd"
+    return None
+
+
+def family_words(family: str, metadata: Mapping[str, str] | None = None) -> str:
+    """How a mismatch message names a LoRA's base: "SDXL" or "SD1.x/SD2.x (sd_v1)"."""
+    base = (metadata or {}).get("ss_base_model_version")
+    words = "SDXL" if family == "sdxl" else "SD1.x/SD2.x"
+    return f"{words} ({base})" if base and base != "None" else words
