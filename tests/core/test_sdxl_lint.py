@@ -60,9 +60,9 @@ def test_resolution_below_1024_on_sdxl_is_a_warning_with_the_reason(tmp_path: Pa
     assert finding.severity == "warning" and "1024" in finding.message and "resolution = 1024" in finding.fix
 
 
-def test_the_built_in_backend_on_sdxl_is_the_one_line_error(tmp_path: Path) -> None:
-    (finding,) = _codes(_project(tmp_path, backend="builtin"))["sdxl-builtin"]
-    assert finding.message == 'SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"'
+def test_the_built_in_backend_takes_sdxl_without_a_finding(tmp_path: Path) -> None:
+    """The built-in trainer trains SDXL (issue 13): no backend refusal any more."""
+    assert "sdxl-builtin" not in _codes(_project(tmp_path, backend="builtin"))
 
 
 def test_te_output_caching_needs_unet_only_and_no_caption_shuffling(tmp_path: Path) -> None:

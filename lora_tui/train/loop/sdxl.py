@@ -105,6 +105,6 @@ def cache_text_outputs(args: Any, data: TrainData, model: Any, text: SdxlTextEnc
         encoder.to("cpu", torch.float32)
 
 
-def network_text_encoders(model: Any) -> torch.nn.Module:
-    """What the LoRA network is given as SDXL's text encoder: both encoders in one container."""
-    return torch.nn.ModuleList(model.text_encoders)
+def network_text_encoders(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """What the LoRA network is given as SDXL's text encoder: the pair (`lora_te1_…`, `lora_te2_…`)."""
+    return tuple(model.text_encoders)

@@ -352,6 +352,8 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                            optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
                            v2=model.v2, model_hash=model_hashes(Path(model_path)),
                            dataset=dataset_facts(data))
+    if is_sdxl:
+        facts["base_model_version"] = model.base_model_version  # sd-scripts' sdxl_base_v1-0
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     batch = max(ds.batch_size for ds in data.datasets)
