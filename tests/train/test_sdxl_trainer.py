@@ -218,3 +218,16 @@ def test_sdxl_samples_are_drawn_and_recorded_in_events(tmp_path: Path, tiny_sdxl
     with Image.open(sample["paths"][0]) as image:
         assert image.size == (64, 64)
         assert np.asarray(image).std() > 0
+
+
+def test_sdxl_buckets_may_step_by_32_as_sdxl_train_network_allows(tmp_path: Path, tiny_sdxl_dir: Path) -> None:
+    from tests.helpers import write_images, write_project
+    from tests.train.trainer_helpers import FAST
+
+    write_images(tmp_path / "data", [(64, 96), (96, 64)], captions={0: "sks", 1: "sks"})
+    write_project(tmp_path, [{"resolution": 64, "batch_size": 1, "enable_bucket": True, "min_bucket_reso": 32,
+                              "max_bucket_reso": 128, "bucket_reso_steps": 32, "subsets": [{"image_dir": "data"}]}],
+                  training={**FAST, "max_train_steps": 2}, model={"pretrained_model_name_or_path": str(tiny_sdxl_dir)})
+    run = tmp_path / "run"
+    assert run_training(train_argv(tmp_path), run) == 0
+    assert status(run)["state"] == "finished"
