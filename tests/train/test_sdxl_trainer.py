@@ -231,3 +231,16 @@ def test_sdxl_buckets_may_step_by_32_as_sdxl_train_network_allows(tmp_path: Path
     run = tmp_path / "run"
     assert run_training(train_argv(tmp_path), run) == 0
     assert status(run)["state"] == "finished"
+
+
+def test_an_sd1_lora_as_network_weights_for_sdxl_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path,
+                                                                     tiny_sdxl_dir: Path) -> None:
+    sd1 = tiny_project(tmp_path / "sd1", tiny_model_dir, training={"max_train_steps": 1})
+    assert run_training(train_argv(sd1), tmp_path / "run-sd1") == 0
+    lora = sd1 / "output" / "tiny.safetensors"
+    xl = tiny_project(tmp_path / "xl", tiny_sdxl_dir, training={"max_train_steps": 1, "network_weights": str(lora)})
+    run = tmp_path / "run-xl"
+    assert run_training(train_argv(xl), run) == 1
+    error = next(e for e in events(run) if e["kind"] == "error")
+    assert str(lora) in error["message"] and "SDXL" in error["message"] and "\n" not in error["message"]
+    assert status(run)["state"] == "failed"
