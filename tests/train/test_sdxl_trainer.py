@@ -244,3 +244,37 @@ def test_an_sd1_lora_as_network_weights_for_sdxl_is_a_one_line_error(tmp_path: P
     error = next(e for e in events(run) if e["kind"] == "error")
     assert str(lora) in error["message"] and "SDXL" in error["message"] and "\n" not in error["message"]
     assert status(run)["state"] == "failed"
+
+
+def test_sigint_stops_an_sdxl_run_with_a_resumable_state(tmp_path: Path, tiny_sdxl_dir: Path) -> None:
+    """The run contract as for SD1.x (tests/train/test_trainer_processes.py), then resumed to its end."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tiny_project(tmp_path / "p", tiny_sdxl_dir, training={"max_train_steps": 100000})
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-m", "lora_tui.train", *train_argv(root), "--run_dir", str(run)],
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "events.jsonl").exists() and '"kind": "step"' in (run / "events.jsonl").read_text()):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, out.decode()
+    final = status(run)
+    last = final["last_step"]
+    assert final["state"] == "stopped" and (root / "output" / f"tiny-step{last:08d}.safetensors").exists()
+    state = run / "state" / f"tiny-step{last:08d}-state"
+    assert json.loads((state / "train_state.json").read_text())["current_step"] == last
+    more = train_argv(root, "--resume", str(state), "--max_train_steps", str(last + 2))
+    assert run_training(more, tmp_path / "run-b") == 0
+    assert [e["step"] for e in events(tmp_path / "run-b") if e["kind"] == "step"] == [last + 1, last + 2]
