@@ -307,11 +307,15 @@ def inspect(path: str | Path, *, top_tags: int = 10) -> Report:
               "text_encoder": sum(m.part != "unet" for m in modules),
               "conv": sum(m.conv for m in modules),
               "conv3x3": sum(m.conv and m.kernel != (1, 1) for m in modules), "total": len(modules)}
+    arch = architecture(header, modules)
+    if arch == "SDXL":  # CLIP-L (lora_te1_ / text_encoder.) and OpenCLIP bigG (lora_te2_ / text_encoder_2.)
+        counts["text_encoder_1"] = sum(m.part in ("te1", "te") for m in modules)
+        counts["text_encoder_2"] = sum(m.part == "te2" for m in modules)
     meta = header.metadata
     hashes = {k: meta[k] for k in ("sshs_model_hash", "sshs_legacy_hash", "ss_sd_model_hash", "ss_new_sd_model_hash",
                                    "ss_session_id") if meta.get(k) not in (None, "None", "")}
     return Report(path=str(path), size_bytes=Path(path).stat().st_size, style=style,
-                  architecture=architecture(header, modules), tensors=len(header.tensors), modules=counts,
+                  architecture=arch, tensors=len(header.tensors), modules=counts,
                   ranks=_rank_summary(modules), training=_training(meta, top_tags), hashes=hashes,
                   metadata_keys=len(meta))
 
@@ -333,8 +337,10 @@ def render(report: Report) -> list[str]:
         for block, pairs in (r.get("per_block") or {}).items():
             lines.append(f"    {block:<10} " + ", ".join(f"{p['rank']}/{_fmt(p['alpha'])}" for p in pairs))
     c = report.modules
-    lines.append(f"  modules       {c['total']}: UNet {c['unet']}, text encoder {c['text_encoder']}; "
-                 f"conv {c['conv']} (3x3: {c['conv3x3']})")
+    te = f"text encoder {c['text_encoder']}"
+    if "text_encoder_2" in c:
+        te = f"text encoders {c['text_encoder']} (TE1 {c['text_encoder_1']}, TE2 {c['text_encoder_2']})"
+    lines.append(f"  modules       {c['total']}: UNet {c['unet']}, {te}; conv {c['conv']} (3x3: {c['conv3x3']})")
     t = dict(report.training)
     dirs = t.pop("dataset_dirs", None)
     tags = t.pop("top_tags", None)

@@ -194,3 +194,13 @@ def test_an_sdxl_lora_on_sd1_is_one_line_saying_sdxl(tiny, tmp_path: Path) -> No
     with pytest.raises(TrainError, match=r"trained for SDXL, the base model is SD1\.x/SD2\.x") as err:
         LoRANetwork(tiny["text_encoder"], unet, dim=2).load_weights(path)
     assert str(path) in str(err.value)
+
+
+def test_text_encoder_lr_as_a_list_takes_its_first_value_for_both_encoders(tiny) -> None:
+    """sd-scripts' train_network.py with networks.lora: text_encoder_lr = [a, b] → a for TE1 and TE2; [] → unset."""
+    net = LoRANetwork((tiny["text_encoder"], tiny["text_encoder_2"]), tiny["unet"], dim=2)
+    groups = {g["name"]: g for g in net.prepare_optimizer_params([3e-5, 1e-5], 1e-4, 1e-3)}
+    assert groups["textencoder"]["lr"] == 3e-5 and groups["unet"]["lr"] == 1e-4
+    assert len(groups["textencoder"]["params"]) == 2 * 36  # both encoders' adapters, down and up
+    fallback = {g["name"]: g["lr"] for g in net.prepare_optimizer_params([], 1e-4, 1e-3)}
+    assert fallback == {"textencoder": 1e-3, "unet": 1e-4}

@@ -1,4 +1,4 @@
-"""`lora-tui lora convert`: between kohya, diffusers and peft key styles (SD1/SD2 LoRAs).
+"""`lora-tui lora convert`: between kohya, diffusers and peft key styles (SD1/SD2 and SDXL LoRAs).
 
 - kohya: sd-scripts' layout (`lora_unet_<path>` / `lora_te_<path>` with "." → "_",
   `.lora_down.weight`, `.lora_up.weight`, `.alpha`), what webui and ComfyUI read.
@@ -11,12 +11,18 @@
   LoraConfig in the header) plus `adapter_config.json`.
 The kohya → diffusers direction rebuilds module paths from the underscore names with the names
 diffusers/transformers use (`down_blocks`, `to_q`, `self_attn`, …), so kohya → X → kohya is exact.
+
+SDXL: kohya names are `lora_te1_…`/`lora_te2_…` (diffusers' `text_encoder.`/`text_encoder_2.`) and
+`lora_unet_…` in the original SGM layout (`input_blocks_4_1_…`), which maps to and from diffusers'
+U-Net paths through SDXL's block structure (`network/sdxl_names.py`). A diffusers/peft file is told
+SDXL by its metadata, a `text_encoder_2` part, or a U-Net layout only SDXL has.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -26,27 +32,32 @@ import torch
 
 from lora_tui.core.lora_inspect import key_style, read_header
 from lora_tui.train.lora_tools.factors import ALPHA, DOWN, UP, LoraToolError
-from lora_tui.train.network.file import load_lora, save_lora
+from lora_tui.train.network.file import SDXL_ARCHITECTURE, load_lora, save_lora
+from lora_tui.train.network.sdxl_names import diffusers_to_sgm, lora_family, sgm_to_diffusers
 
 STYLES = ("kohya", "diffusers", "peft")
 META_KEY = "lora_adapter_metadata"
 PEFT_WEIGHTS = "pytorch_lora_weights.safetensors"
 PARTS = (("lora_unet_", "unet"), ("lora_te_", "text_encoder"))
+SDXL_PARTS = (("lora_unet_", "unet"), ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"))
+PART_NAMES = ("unet", "text_encoder", "text_encoder_2")
+SGM_UNET = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_")
 # Module names that contain "_" in diffusers' UNet and transformers' CLIP (longest first).
 COMPOUNDS = sorted({
     "down_blocks", "up_blocks", "mid_block", "transformer_blocks", "proj_in", "proj_out", "to_q", "to_k", "to_v",
     "to_out", "time_emb_proj", "conv_shortcut", "conv_in", "conv_out", "time_embedding", "linear_1", "linear_2",
     "text_model", "self_attn", "q_proj", "k_proj", "v_proj", "out_proj", "final_layer_norm", "layer_norm1",
     "layer_norm2", "add_k_proj", "add_v_proj", "conv_norm_out", "class_embedding",
+    # SDXL's original (SGM) U-Net layout
+    "input_blocks", "middle_block", "output_blocks", "in_layers", "out_layers", "emb_layers", "skip_connection",
 }, key=lambda s: -s.count("_"))
 
 
 def kohya_to_path(name: str) -> tuple[str, str]:
-    """('unet' | 'text_encoder', dotted module path) of a kohya module name."""
-    found = next(((prefix, part) for prefix, part in PARTS if name.startswith(prefix)), None)
+    """('unet' | 'text_encoder' | 'text_encoder_2', diffusers' dotted module path) of a kohya module name."""
+    found = next(((prefix, part) for prefix, part in SDXL_PARTS[1:] + PARTS if name.startswith(prefix)), None)
     if found is None:
-        raise LoraToolError(f"{name!r}: only SD1/SD2 kohya names (lora_unet_/lora_te_) can be converted",
-                            hint="SDXL files (lora_te1_/lora_te2_) are read by diffusers as they are")
+        raise LoraToolError(f"{name!r}: not a kohya LoRA module name (lora_unet_, lora_te_, lora_te1_, lora_te2_)")
     prefix, part = found
     tokens = name[len(prefix):].split("_")
     out: list[str] = []
@@ -61,12 +72,43 @@ def kohya_to_path(name: str) -> tuple[str, str]:
         else:
             out.append(tokens[i])
             i += 1
-    return part, ".".join(out)
+    path = ".".join(out)
+    if name.startswith(SGM_UNET):
+        try:
+            path = sgm_to_diffusers(path)
+        except KeyError:
+            raise LoraToolError(f"{name!r} names no module of SDXL's U-Net") from None
+    return part, path
 
 
-def path_to_kohya(part: str, path: str) -> str:
-    prefix = {p: k for k, p in PARTS}[part]
+def path_to_kohya(part: str, path: str, sdxl: bool = False) -> str:
+    """The kohya name of a diffusers module path; SDXL's U-Net names take the original layout."""
+    if sdxl and part == "unet":
+        try:
+            path = diffusers_to_sgm(path)
+        except KeyError:
+            raise LoraToolError(f"unet.{path} is no module of SDXL's U-Net") from None
+    prefix = {p: k for k, p in (SDXL_PARTS if sdxl else PARTS)}[part]
     return prefix + path.replace(".", "_")
+
+
+_LATER_TRANSFORMER = re.compile(r"\.transformer_blocks\.[1-9]")
+
+
+def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None) -> bool:
+    """Whether diffusers-style parts belong to an SDXL LoRA (metadata, a second text encoder, or the U-Net).
+
+    Only SDXL's U-Net has a transformer depth above 1; only SD1/SD2's has attention in its first down block.
+    """
+    family = lora_family([], meta)
+    if family is not None:
+        return family == "sdxl"
+    if "text_encoder_2" in parts:
+        return True
+    unet = list(parts.get("unet", ({}, None))[0])
+    if any(k.startswith("down_blocks.0.attentions.") for k in unet):
+        return False
+    return any(_LATER_TRANSFORMER.search(k) for k in unet)
 
 
 def _config(ranks: dict[str, int], alphas: dict[str, float]) -> dict[str, Any]:
@@ -82,7 +124,7 @@ def _config(ranks: dict[str, int], alphas: dict[str, float]) -> dict[str, Any]:
 def _pattern(part: str, path: str) -> str:
     # transformers 5 drops CLIPTextModel's `text_model` level and diffusers strips it from keys;
     # patterns match by suffix, so leaving it out matches both.
-    return path.removeprefix("text_model.") if part == "text_encoder" else path
+    return path.removeprefix("text_model.") if part.startswith("text_encoder") else path
 
 
 def kohya_to_parts(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]]:
@@ -121,8 +163,10 @@ _DOWN_UP = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.u
             (".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"))
 
 
-def parts_to_kohya(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any] | None]]) -> dict[str, torch.Tensor]:
+def parts_to_kohya(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any] | None]],
+                   meta: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
+    sdxl = parts_are_sdxl(parts, meta)
     for part, (tensors, config) in parts.items():
         for key, value in tensors.items():
             for down, up in _DOWN_UP:
@@ -130,7 +174,7 @@ def parts_to_kohya(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any
                     path = key[: -len(down)]
                     if path + up not in tensors:
                         raise LoraToolError(f"{key} has no matching {up.lstrip('.')}")
-                    name = path_to_kohya(part, path)
+                    name = path_to_kohya(part, path, sdxl)
                     out[name + DOWN] = value
                     out[name + UP] = tensors[path + up]
                     alpha = tensors.get(path + ".alpha")
@@ -148,9 +192,8 @@ def _split_prefixed(state_dict: dict[str, torch.Tensor], meta: dict[str, str]) -
     parts: dict[str, Any] = {}
     for key, value in state_dict.items():
         part, _, rest = key.partition(".")
-        if part not in ("unet", "text_encoder"):
-            raise LoraToolError(f"{key!r}: expected a unet. or text_encoder. key",
-                                hint="SDXL (text_encoder_2) files are not converted")
+        if part not in PART_NAMES:
+            raise LoraToolError(f"{key!r}: expected a unet., text_encoder. or text_encoder_2. key")
         tensors, _ = parts.setdefault(part, ({}, None))
         tensors[rest] = value
     for part in parts:
@@ -163,24 +206,26 @@ def load_as_kohya(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Any supported file or peft folder, as a kohya state dict (+ its metadata)."""
     path = Path(path)
     if path.is_dir():
-        parts = {}
-        for part in ("unet", "text_encoder"):
+        parts, family = {}, {}
+        for part in PART_NAMES:
             file = path / part / PEFT_WEIGHTS
             if file.is_file():
                 tensors, meta = load_lora(file)
                 parts[part] = (tensors, json.loads(meta[META_KEY]) if meta.get(META_KEY) else None)
+                family.update({k: v for k, v in meta.items() if k == "modelspec.architecture"})
         if not parts:
-            raise LoraToolError(f"no {PEFT_WEIGHTS} under unet/ or text_encoder/", path=path,
+            raise LoraToolError(f"no {PEFT_WEIGHTS} under unet/, text_encoder/ or text_encoder_2/", path=path,
                                 hint="give a LoRA file or a folder written by `lora convert --to peft`")
-        return parts_to_kohya(parts), {}
+        return parts_to_kohya(parts, family), {}
     state_dict, meta = load_lora(path)
     style = key_style(list(state_dict))
     if style == "kohya":
         return state_dict, meta
     if style == "diffusers":
-        return parts_to_kohya(_split_prefixed(state_dict, meta)), {k: v for k, v in meta.items() if k != META_KEY}
+        return parts_to_kohya(_split_prefixed(state_dict, meta), meta), {k: v for k, v in meta.items() if k != META_KEY}
     if style == "peft":
-        return parts_to_kohya({"unet": (state_dict, json.loads(meta[META_KEY]) if meta.get(META_KEY) else None)}), {}
+        config = json.loads(meta[META_KEY]) if meta.get(META_KEY) else None
+        return parts_to_kohya({"unet": (state_dict, config)}, meta), {}
     raise LoraToolError(f"{style} LoRA files are not supported here", path=path,
                         hint="only LoRA (down/up) files: kohya, diffusers or peft style")
 
@@ -214,10 +259,13 @@ def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = Non
         save_lora(target, state_dict, meta, dtype=dtype)
         return source_style
     parts = kohya_to_parts(state_dict)
+    # an SDXL file says so in its header, so the way back does not depend on guessing from the U-Net
+    family = {"modelspec.architecture": f"{SDXL_ARCHITECTURE}/lora"} \
+        if lora_family(state_dict, meta) == "sdxl" else {}
     if to == "diffusers":
         tensors = {f"{part}.{k}": v for part, (sd, _) in parts.items() for k, v in sd.items()}
         config = {f"{part}.{k}": v for part, (_, cfg) in parts.items() for k, v in cfg.items()}
-        keep = {k: v for k, v in meta.items() if k.startswith(("ss_", "modelspec."))}
+        keep = {**family, **{k: v for k, v in meta.items() if k.startswith(("ss_", "modelspec."))}}
         save_lora(target, tensors, {**keep, "format": "pt", META_KEY: json.dumps(config, sort_keys=True)},
                   dtype=dtype)
         return source_style
@@ -225,8 +273,8 @@ def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = Non
     def fill(folder: Path) -> None:
         for part, (sd, cfg) in parts.items():
             (folder / part).mkdir()
-            save_lora(folder / part / PEFT_WEIGHTS, sd, {"format": "pt", META_KEY: json.dumps(cfg, sort_keys=True)},
-                      dtype=dtype)
+            save_lora(folder / part / PEFT_WEIGHTS, sd,
+                      {**family, "format": "pt", META_KEY: json.dumps(cfg, sort_keys=True)}, dtype=dtype)
             (folder / part / "adapter_config.json").write_text(
                 json.dumps({**cfg, "peft_type": "LORA"}, indent=2, sort_keys=True), encoding="utf-8")
 

@@ -8,7 +8,7 @@ products is itself one product of stacked factors, so the SVD runs on r₁+r₂+
 quantile; that is lossy and off by default here (--clamp-quantile 0.99 to match it).
 
 bake: the LoRA merged into the base model's weights at --weight and the whole model written as one
-original-layout .safetensors checkpoint (what webui loads).
+original-layout .safetensors checkpoint (what webui loads); SD1/SD2 and SDXL bases.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def merge(loras: list[Mapping[str, torch.Tensor]], ratios: list[float], *, dim: 
         raise LoraToolError(f"{len(loras)} files but {len(ratios)} ratios", hint="give one ratio per file")
     if dim < 1:
         raise LoraToolError("--dim must be at least 1")
+    _same_family(loras, paths)
     dev = torch.device(device or "cpu")
     split = [split_modules(sd, (paths or [None] * len(loras))[i]) for i, sd in enumerate(loras)]
     names = list(dict.fromkeys(n for modules in split for n in modules))
@@ -60,6 +61,20 @@ def merge(loras: list[Mapping[str, torch.Tensor]], ratios: list[float], *, dim: 
     return out
 
 
+def _same_family(loras: list[Mapping[str, torch.Tensor]], paths: list[Path] | None) -> None:
+    """SD1/SD2 and SDXL LoRAs share no module names, so their "merge" would be a union of both: refuse it."""
+    from lora_tui.train.network.sdxl_names import family_words, lora_family
+
+    families = [lora_family(sd) for sd in loras]
+    known = [(i, f) for i, f in enumerate(families) if f is not None]
+    for i, family in known[1:]:
+        if family != known[0][1]:
+            names = [p.name for p in paths] if paths else [f"LoRA {n + 1}" for n in range(len(loras))]
+            raise LoraToolError(f"{names[i]} is an {family_words(family)} LoRA but {names[known[0][0]]} is "
+                                f"{family_words(known[0][1])}", path=paths[i] if paths else None,
+                                hint="merge LoRAs made for the same base model architecture")
+
+
 def merge_metadata(paths: list[Path], ratios: list[float], dim: int, metas: list[Mapping[str, str]]) -> dict[str, str]:
     """Keep the first file's facts (base model, v2) and say what was merged."""
     meta = {k: v for k, v in (metas[0] if metas else {}).items() if k.startswith(("ss_", "modelspec."))}
@@ -82,14 +97,17 @@ def bake(model: Path, lora: Path, weight: float, target: Path, *, dtype: torch.d
 
     from safetensors.torch import save as save_bytes
 
+    from lora_tui.core.model_family import is_sdxl
     from lora_tui.train.lora_tools.convert import load_as_kohya
     from lora_tui.train.model.load import CONFIGS_METADATA_KEY, load_base_model
     from lora_tui.train.model.tiny import _configs_of, ldm_state_dict
     from lora_tui.train.network.file import _write_atomically
     from lora_tui.train.network.lora import LoRANetwork
 
-    base = load_base_model(model)
     state_dict, _ = load_as_kohya(lora)
+    if is_sdxl(model):
+        return _bake_sdxl(model, lora, state_dict, weight, target, dtype=dtype)
+    base = load_base_model(model)
     network = LoRANetwork.from_weights(state_dict, base.text_encoder, base.unet, multiplier=weight)
     network.merge_into_base()
     modules = {"unet": base.unet, "vae": base.vae, "text_encoder": base.text_encoder}
@@ -98,6 +116,38 @@ def bake(model: Path, lora: Path, weight: float, target: Path, *, dtype: torch.d
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": "pt", "lora_tui.baked": f"{lora.name} at {weight:g} into {base.source.name}",
             CONFIGS_METADATA_KEY: json.dumps(_configs_of(modules))}
+    blob = save_bytes(state, meta)
+    _write_atomically(target, lambda f: f.write(blob))
+    return target
+
+
+def _bake_sdxl(model: Path, lora: Path, state_dict: Mapping[str, torch.Tensor], weight: float, target: Path, *,
+               dtype: torch.dtype | None) -> Path:
+    """`bake` for an SDXL base: both text encoders and the U-Net get the delta; written in SDXL's original layout."""
+    import json
+
+    from safetensors.torch import save as save_bytes
+
+    from lora_tui.train.model.load import CONFIGS_METADATA_KEY
+    from lora_tui.train.model.sdxl_load import load_sdxl_model
+    from lora_tui.train.model.tiny_sdxl import sdxl_ldm_state_dict
+    from lora_tui.train.network.file import _write_atomically
+    from lora_tui.train.network.lora import LoRANetwork
+
+    base = load_sdxl_model(model)
+    LoRANetwork.from_weights(dict(state_dict), base.text_encoders, base.unet, multiplier=weight).merge_into_base()
+    modules = {"unet": base.unet, "vae": base.vae, "text_encoder": base.text_encoders[0],
+               "text_encoder_2": base.text_encoders[1]}
+    state = sdxl_ldm_state_dict(modules)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    # the configs travel in the header as make-tiny-model writes them, so a non-standard base reloads
+    configs = {name: {k: v for k, v in dict(modules[name].config).items() if not k.startswith("_")}
+               for name in ("unet", "vae")}
+    configs |= {name: modules[name].config.to_diff_dict() for name in ("text_encoder", "text_encoder_2")}
+    meta = {"format": "pt", "lora_tui.baked": f"{lora.name} at {weight:g} into {base.source.name}",
+            "modelspec.architecture": "stable-diffusion-xl-v1-base",
+            CONFIGS_METADATA_KEY: json.dumps(configs, default=list)}
     blob = save_bytes(state, meta)
     _write_atomically(target, lambda f: f.write(blob))
     return target

@@ -139,6 +139,15 @@ def load_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return dict(loaded), {}
 
 
+
+def read_weights(source: str | Path | Mapping[str, torch.Tensor],
+                 ) -> tuple[Mapping[str, torch.Tensor], dict[str, str], Path | None]:
+    """(state dict, metadata, path) from a LoRA file or an in-memory state dict (no metadata, no path)."""
+    if isinstance(source, Mapping):
+        return source, {}, None
+    state_dict, metadata = load_lora(source)
+    return state_dict, metadata, Path(source)
+
 # --- metadata ---------------------------------------------------------------------------------
 
 # ss_* keys sd-scripts' train_network writes on every save; a fact not given is written as "None",
@@ -173,10 +182,14 @@ SS_JSON: frozenset[str] = frozenset({"network_args", "datasets", "tag_frequency"
 SS_MINIMUM: tuple[str, ...] = ("v2", "base_model_version", "network_module", "network_dim", "network_alpha",
                                "network_args")
 # Facts that steer the builder but are not ss_* keys themselves.
-CONTROL_FACTS: frozenset[str] = frozenset({"v_parameterization", "resolution", "title", "timestamp"})
+CONTROL_FACTS: frozenset[str] = frozenset({"v_parameterization", "resolution", "title", "timestamp", "sdxl"})
 SS_DEFAULTS: dict[str, Any] = {"network_module": "networks.lora", "v2": False}
 
 MODELSPEC_VERSION = "1.0.1"
+SDXL_ARCHITECTURE = "stable-diffusion-xl-v1-base"  # sai_model_spec.ARCH_SD_XL_V1_BASE
+SDXL_BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sdxl_model_util.MODEL_VERSION_SDXL_BASE_V1_0
+# sai_model_spec.determine_implementation: an SDXL LoRA names Stability AI's implementation
+SDXL_IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"
 _ARCHITECTURES = {  # (v2, v_parameterization) → modelspec.architecture base
     (False, False): "stable-diffusion-v1", (False, True): "stable-diffusion-v1",
     (True, False): "stable-diffusion-v2-512", (True, True): "stable-diffusion-v2-768-v",
@@ -189,9 +202,9 @@ def _as_str(key: str, value: Any) -> str:
     return str(value)
 
 
-def _resolution(value: Any, v2: bool, v_param: bool) -> str:
+def _resolution(value: Any, v2: bool, v_param: bool, sdxl: bool = False) -> str:
     if value is None:
-        side = 768 if v2 and v_param else 512
+        side = 1024 if sdxl else 768 if v2 and v_param else 512
         return f"{side}x{side}"
     if isinstance(value, str):
         value = [int(v) for v in value.replace("x", ",").split(",")]
@@ -210,10 +223,11 @@ def build_metadata(facts: Mapping[str, Any], *, minimal: bool = False,
     `facts` keys are sd-scripts' metadata names without the `ss_` prefix (a leading `ss_` is
     accepted): `session_id`, `steps`, `learning_rate`, `optimizer` ("module.Class(k=v,…)"),
     `network_dim`, `network_alpha`, `datasets` (list → JSON), `tag_frequency` (dict → JSON), … —
-    see SS_ALWAYS / SS_OPTIONAL. Control facts: `v_parameterization`, `resolution` (int, (w, h) or
-    "w,h"; default 512, or 768 for SD2-v), `title` (default output_name) and `timestamp` (of the
-    save, default training_finished_at or now). An unknown fact raises ValueError so a typo is not
-    silently dropped. `minimal=True` is sd-scripts' --no_metadata. `modelspec` adds optional
+    see SS_ALWAYS / SS_OPTIONAL. Control facts: `sdxl` (an SDXL LoRA, as sdxl_train_network.py writes
+    it; also implied by a `base_model_version` starting "sdxl"), `v_parameterization`, `resolution`
+    (int, (w, h) or "w,h"; default 512, 768 for SD2-v, 1024 for SDXL), `title` (default output_name)
+    and `timestamp` (of the save, default training_finished_at or now). An unknown fact raises
+    ValueError so a typo is not silently dropped. `minimal=True` is sd-scripts' --no_metadata. `modelspec` adds optional
     `modelspec.*` fields (author, description, license, tags, trigger_phrase, usage_hint, …).
     Every value comes back as str, None as "None", like sd-scripts.
     """
@@ -224,9 +238,11 @@ def build_metadata(facts: Mapping[str, Any], *, minimal: bool = False,
         raise ValueError(f"unknown LoRA metadata fact(s): {', '.join(unknown)}")
     v2 = bool(given.get("v2", False))
     v_param = bool(given.get("v_parameterization", False))
+    sdxl = bool(given.pop("sdxl", False)) or str(given.get("base_model_version") or "").startswith("sdxl")
     values = {**SS_DEFAULTS, **given}
     if values.get("base_model_version") is None:
-        values["base_model_version"] = "sd_v1" if not v2 else ("sd_v2_v" if v_param else "sd_v2")
+        values["base_model_version"] = SDXL_BASE_MODEL_VERSION if sdxl else "sd_v1" if not v2 else (
+            "sd_v2_v" if v_param else "sd_v2")
     if not values.get("network_args"):
         values.pop("network_args", None)  # sd-scripts writes it only when --network_args was given
 
@@ -238,10 +254,10 @@ def build_metadata(facts: Mapping[str, Any], *, minimal: bool = False,
     title = given.get("title") or given.get("output_name") or f"LoRA@{timestamp}"
     spec: dict[str, str] = {
         "sai_model_spec": MODELSPEC_VERSION,
-        "architecture": f"{_ARCHITECTURES[(v2, v_param)]}/lora",
-        "implementation": "diffusers",
+        "architecture": f"{SDXL_ARCHITECTURE if sdxl else _ARCHITECTURES[(v2, v_param)]}/lora",
+        "implementation": SDXL_IMPLEMENTATION if sdxl else "diffusers",
         "title": str(title),
-        "resolution": _resolution(given.get("resolution"), v2, v_param),
+        "resolution": _resolution(given.get("resolution"), v2, v_param, sdxl),
         "date": _dt.datetime.fromtimestamp(int(float(timestamp))).isoformat(),
         "prediction_type": "v" if v_param else "epsilon",
         "implementation_version": f"lora-tui/{__version__}",

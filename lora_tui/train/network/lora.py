@@ -20,7 +20,7 @@ replaced by the LoRA module's (`apply_to`), which `remove` undoes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_tui.core.errors import TrainError
+from lora_tui.train.network.file import read_weights
 from lora_tui.train.network.sdxl_names import TE_PREFIXES_SDXL, family_words, is_sdxl_unet, lora_family, sgm_paths
 
 UNET_PREFIX = "lora_unet"
@@ -162,7 +163,7 @@ def _find_targets(root: nn.Module, prefix: str, match: Callable[[str], bool],
         for child_name, child in module.named_modules():
             if child_name and isinstance(child, (nn.Linear, nn.Conv2d)):
                 layers.setdefault(f"{name}.{child_name}", child)
-    rename = sgm_paths(root, layers) if sgm else {}
+    rename = sgm_paths(root.config, layers) if sgm else {}
     found: dict[str, nn.Module] = {}
     for path, child in layers.items():
         found.setdefault(f"{prefix}.{path_prefix}{rename.get(path, path)}".replace(".", "_"), child)
@@ -283,14 +284,20 @@ class LoRANetwork(nn.Module):
     def unet_params(self) -> list[nn.Parameter]:
         return [p for lora in self.unet_loras for p in lora.parameters()]
 
-    def prepare_optimizer_params(self, text_encoder_lr: float | None, unet_lr: float | None,
+    def prepare_optimizer_params(self, text_encoder_lr: float | Sequence[float] | None, unet_lr: float | None,
                                  default_lr: float | None) -> list[dict[str, Any]]:
         """Optimizer param groups named "textencoder" and "unet", as sd-scripts builds them.
+
+        `text_encoder_lr` may be a list (SDXL's `text_encoder_lr = [te1, te2]`): for networks.lora
+        sd-scripts' train_network.py takes its first value for both encoders (only its FLUX/SD3-style
+        networks have per-encoder rates), and an empty list means unset; so does this.
 
         A part's lr falls back to `default_lr`; a group whose lr ends up None or 0 is left out
         (sd-scripts: "NO LR skipping!") and its parameters stop requiring grad. The group's
         `name` is what the trainer logs the lr under (`lr/textencoder`, `lr/unet`).
         """
+        if text_encoder_lr is not None and not isinstance(text_encoder_lr, (int, float)):
+            text_encoder_lr = next(iter(text_encoder_lr), None)
         groups: list[dict[str, Any]] = []
         for name, params, lr in (("textencoder", self.text_encoder_params(), text_encoder_lr),
                                  ("unet", self.unet_params(), unet_lr)):
@@ -330,7 +337,7 @@ class LoRANetwork(nn.Module):
         adapter or has another shape is a one-line TrainError: training on after a half-loaded
         file wastes hours. Adapters absent from the file keep their fresh init (reported).
         """
-        state_dict, metadata, path = _read_weights(source)
+        state_dict, metadata, path = read_weights(source)
         return self._load_checked(state_dict, metadata, path)
 
     def _load_checked(self, state_dict: Mapping[str, torch.Tensor], metadata: dict[str, str],
@@ -363,7 +370,7 @@ class LoRANetwork(nn.Module):
         Per adapter: rank from the lora_down shape, alpha from the file (missing → rank), as in
         sd-scripts' create_network_from_weights. The network is returned unapplied.
         """
-        state_dict, metadata, path = _read_weights(source)
+        state_dict, metadata, path = read_weights(source)
         modules_dim: dict[str, int] = {}
         modules_alpha: dict[str, float] = {}
         for key, value in state_dict.items():
@@ -380,18 +387,3 @@ class LoRANetwork(nn.Module):
         network = cls(text_encoder, unet, multiplier=multiplier, modules_dim=modules_dim, modules_alpha=modules_alpha)
         network._load_checked(state_dict, metadata, path)
         return network
-
-
-def _read_weights(source: str | Path | Mapping[str, torch.Tensor],
-                  ) -> tuple[Mapping[str, torch.Tensor], dict[str, str], Path | None]:
-    if isinstance(source, Mapping):
-        return source, {}, None
-    from lora_tui.train.network.file import load_lora
-
-    state_dict, metadata = load_lora(source)
-    return state_dict, metadata, Path(source)
-
-
-def iter_lora_names(state_dict: Iterable[str]) -> list[str]:
-    """The adapter names a LoRA state dict holds, in first-seen order (for counts and logs)."""
-    return list(dict.fromkeys(key.partition(".")[0] for key in state_dict))

@@ -81,8 +81,12 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
 
 def training_facts(args: TrainArgs, data: TrainData, *, session_id: int, started_at: float, optimizer: str,
                    steps_per_epoch: int, epochs: int, total_steps: int, v2: bool, model_hash: tuple[str | None,
-                   str | None], dataset: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the per-save step/epoch/time facts."""
+                   str | None], dataset: dict[str, Any], sdxl: bool = False) -> dict[str, Any]:
+    """Everything but the per-save step/epoch/time facts.
+
+    `sdxl`: the file is an SDXL LoRA (ss_base_model_version sdxl_base_v1-0, modelspec SDXL ids, 1024 px
+    default resolution), as sdxl_train_network.py writes it.
+    """
     model = Path(str(args.pretrained_model_name_or_path))
     facts: dict[str, Any] = {
         "session_id": session_id, "training_started_at": started_at, "output_name": args.output_name,
@@ -95,13 +99,14 @@ def training_facts(args: TrainArgs, data: TrainData, *, session_id: int, started
         "network_module": "networks.lora", "network_dim": args.network_dim, "network_alpha": args.network_alpha,
         "network_dropout": args.network_dropout, "mixed_precision": args.mixed_precision,
         "full_fp16": bool(args.full_fp16), "v2": v2, "v_parameterization": bool(args.v_parameterization),
+        "sdxl": sdxl,
         "clip_skip": args.clip_skip, "max_token_length": args.max_token_length,
         "cache_latents": bool(args.cache_latents or args.cache_latents_to_disk), "seed": args.seed,
         "lowram": bool(args.lowram), "noise_offset": args.noise_offset, "training_comment": args.training_comment,
         "optimizer": optimizer, "max_grad_norm": args.max_grad_norm, "prior_loss_weight": args.prior_loss_weight,
         "min_snr_gamma": args.min_snr_gamma, "sd_model_name": model.name, "sd_model_hash": model_hash[0],
         "new_sd_model_hash": model_hash[1], "loss_type": "l2",
-        "resolution": data.datasets[0].resolution if data.datasets else 512,
+        "resolution": data.datasets[0].resolution if data.datasets else (1024 if sdxl else 512),
         **dataset,
     }
     if args.network_args:

@@ -15,7 +15,9 @@ for them, because it trains those on a diffusers-layout U-Net.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from torch import nn
@@ -25,7 +27,6 @@ TE_PREFIXES_SDXL = ("lora_te1", "lora_te2")
 SDXL_UNET_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_",
                     "lora_unet_label_emb_", "lora_unet_time_embed_", "lora_unet_out_")
 SD_UNET_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_")
-SDXL_BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' sdxl_train_util.SDXL_MODEL_VERSION_STR
 
 
 def is_sdxl_unet(unet: nn.Module | None) -> bool:
@@ -38,8 +39,8 @@ def is_sdxl_unet(unet: nn.Module | None) -> bool:
     return kind == "text_time"
 
 
-def sgm_paths(unet: nn.Module, paths: Iterable[str]) -> dict[str, str]:
-    """{diffusers module path: SGM module path} for weighted layers of an SDXL diffusers U-Net.
+def sgm_paths(config: Any, paths: Iterable[str]) -> dict[str, str]:
+    """{diffusers module path: SGM module path} for weighted layers of an SDXL diffusers U-Net (its config).
 
     Raises KeyError (ldm_convert's UnmappedKeyError) for a path the SGM layout has no place for,
     i.e. a U-Net config that is not SDXL-shaped.
@@ -47,12 +48,51 @@ def sgm_paths(unet: nn.Module, paths: Iterable[str]) -> dict[str, str]:
     from lora_tui.train.model.ldm_convert import UNET_PREFIX, unet_key_map
 
     paths = list(paths)
-    mapped = unet_key_map(unet.config, [f"{p}.weight" for p in paths])
+    mapped = unet_key_map(config, [f"{p}.weight" for p in paths])
     out = {}
     for path in paths:
         key = mapped[f"{path}.weight"].key
         out[path] = key[len(UNET_PREFIX):-len(".weight")]
     return out
+
+
+@lru_cache(maxsize=1)
+def _sdxl_config() -> dict[str, Any]:
+    from lora_tui.train.model.sdxl_load import SDXL_CONFIG_DIR
+
+    return json.loads((SDXL_CONFIG_DIR / "unet" / "config.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _sgm_blocks() -> list[tuple[str, str, dict[str, str]]]:
+    """(SGM prefix, diffusers prefix, SGM → diffusers rename of what follows), longest SGM prefix first."""
+    from lora_tui.train.model.ldm_convert import _unet_modules
+
+    blocks = [(orig, diffusers, {new: old for old, new in table.items()})
+              for diffusers, (orig, table) in _unet_modules(_sdxl_config()).items()]
+    return sorted(blocks, key=lambda b: -len(b[0]))
+
+
+def diffusers_to_sgm(path: str) -> str:
+    """An SDXL U-Net module path from diffusers' layout to the original one (SDXL 1.0's block structure).
+
+    Every SDXL-family base (SDXL 1.0, Pony, Illustrious, NoobAI) shares that structure; it is what
+    `lora convert` needs when it has a file but no model. Raises KeyError for a path SDXL lacks.
+    """
+    return sgm_paths(_sdxl_config(), [path])[path]
+
+
+def sgm_to_diffusers(path: str) -> str:
+    """The inverse of `diffusers_to_sgm`; KeyError for a path outside SDXL's U-Net blocks."""
+    for orig, diffusers, inverse in _sgm_blocks():
+        if path == orig or path.startswith(orig + "."):
+            rest = path[len(orig) + 1:]
+            for new, old in inverse.items():
+                if rest == new or rest.startswith(new + "."):
+                    rest = old + rest[len(new):]
+                    break
+            return f"{diffusers}.{rest}" if rest else diffusers
+    raise KeyError(f"{path!r} is not a module of SDXL's U-Net")
 
 
 def lora_family(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
