@@ -50,6 +50,7 @@ def test_tiny_sdxl_single_file_checks_trains_and_loads_in_diffusers_sdxl(tmp_pat
     with safe_open(str(lora), framework="pt") as handle:
         keys, meta = list(handle.keys()), handle.metadata()
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert any(k.startswith("lora_te1_") for k in keys) and any(k.startswith("lora_te2_") for k in keys)
     assert any(k.startswith("lora_unet_input_blocks_") for k in keys)
 

@@ -274,6 +274,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
         module.requires_grad_(False)
     from diffusers.utils import logging as diffusers_logging
 
+    verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # casting frozen models is intended; its warning is noise
     # channels_last VAE weights make every conv of the encoder run NHWC: 1.7× faster encoding on the
     # CPU (oneDNN) and the tensor-core layout on CUDA; only float rounding changes (bench/bench_train.py)
@@ -283,6 +284,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     model.unet.to(device, weight_dtype)
     if device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
+    diffusers_logging.set_verbosity(verbosity)  # an embedding program (a test) keeps its own setting
     per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
 
     if args.cache_latents or args.cache_latents_to_disk:
@@ -351,9 +353,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     facts = training_facts(args.replace(seed=seed), data, session_id=session_id, started_at=time.time(),
                            optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
                            v2=model.v2, model_hash=model_hashes(Path(model_path)),
-                           dataset=dataset_facts(data))
-    if is_sdxl:
-        facts["base_model_version"] = model.base_model_version  # sd-scripts' sdxl_base_v1-0
+                           dataset=dataset_facts(data), sdxl=is_sdxl)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     batch = max(ds.batch_size for ds in data.datasets)
