@@ -1,6 +1,7 @@
 """Training-step budgets of the built-in trainer, measured against a diffusers-style reference loop.
 
     .venv/bin/python bench/bench_train.py [--quick] [--steps N] [--warmup N] [--heads H] [--gpu]
+    .venv/bin/python bench/bench_train.py --sdxl [--quick]   (SDXL: bench/bench_train_sdxl.py)
 
 1. Steady-state step time, CPU, fp32, same process, interleaved rounds (every variant once per round,
    the order rotated each round), warm-up steps discarded, medians. The reference loop is written here
@@ -654,9 +655,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpu-batches", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU comparison")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--sdxl", action="store_true", help="the SDXL comparison instead (bench/bench_train_sdxl.py)")
+    ap.add_argument("--sdxl-resolution", type=int, default=128, help="training resolution of the SDXL comparison")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.warmup = 5, 2
+    if args.sdxl:
+        from bench.bench_train_sdxl import sdxl_cpu_run
+
+        result = sdxl_cpu_run(args)
+        if args.json:
+            args.json.write_text(json.dumps({"sdxl_cpu": result}, indent=2, default=str), encoding="utf-8")
+        return
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()

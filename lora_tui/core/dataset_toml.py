@@ -224,12 +224,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load(path: Path, *, masked_loss: bool = False, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load(path: Path, *, masked_loss: bool = False, args: Mapping[str, Any] | None = None,
+         bucket_step_multiple: int = 64) -> dict[str, Any]:
     """Read and validate an sd-scripts dataset TOML; a :class:`ConfigError` lists every problem.
 
     ``args`` (command-line values) fill what the file leaves unset, as in :func:`validate`."""
     config = parse_plain(path, "dataset config")
-    problems = validate(config, masked_loss=masked_loss, args=args)
+    problems = validate(config, masked_loss=masked_loss, args=args, bucket_step_multiple=bucket_step_multiple)
     if problems:
         text = read_text_file(path, "dataset config")
         first = problems[0]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lora_tui.core.findings import ERROR, WARNING
-from lora_tui.core.model_family import LABELS, SD1, SD2, SD2_V, SDXL, SDXL_BUILTIN_REFUSAL
+from lora_tui.core.model_family import LABELS, SD1, SD2, SD2_V, SDXL
 from lora_tui.core.train_settings import SETTINGS
 
 SDXL_ONLY = tuple(name for name, row in SETTINGS.items() if row.sdxl_only)  # the table marks them
@@ -62,9 +62,6 @@ def family_problems(family: str | None, args: Mapping[str, Any], *, backend: str
         if args.get("mixed_precision") == "fp16" and not args.get("no_half_vae"):
             add(WARNING, "sdxl-half-vae", "SDXL's VAE overflows in fp16 (NaN latents, black samples) and "
                 "no_half_vae is off", "set no_half_vae = true, or use mixed_precision = \"bf16\"")
-        if backend == "builtin":
-            add(ERROR, "sdxl-builtin", SDXL_BUILTIN_REFUSAL,
-                'set [project] backend = "sd-scripts" and sd_scripts_dir to your kohya-ss/sd-scripts checkout')
         if args.get("cache_text_encoder_outputs") or args.get("cache_text_encoder_outputs_to_disk"):
             if not args.get("network_train_unet_only"):
                 add(ERROR, "te-cache-unet-only", "cache_text_encoder_outputs needs network_train_unet_only = true "

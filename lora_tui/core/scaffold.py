@@ -95,7 +95,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 def use_model(plan: NewProject, model: Path) -> NewProject:
     """Point a planned project at `model` and apply its family's defaults (FAMILY_DEFAULTS)."""
-    from lora_tui.core.model_family import LABELS, SDXL, FamilyError, detect_family
+    from lora_tui.core.model_family import LABELS, FamilyError, detect_family
 
     model = Path(model).expanduser().absolute()
     if not model.exists():
@@ -112,10 +112,6 @@ def use_model(plan: NewProject, model: Path) -> NewProject:
     plan.training.update(changes.get("training", {}))
     for ds in plan.datasets:
         ds.update(changes.get("dataset", {}))
-    if family == SDXL:
-        plan.backend = "sd-scripts"
-        plan.notes.append("SDXL base model: backend is sd-scripts (the built-in trainer does not train SDXL yet); "
-                          "set [project] sd_scripts_dir")
     if family in LABELS:
         plan.notes.append(f"base model family: {LABELS[family]}")
     return plan

@@ -60,9 +60,9 @@ def test_resolution_below_1024_on_sdxl_is_a_warning_with_the_reason(tmp_path: Pa
     assert finding.severity == "warning" and "1024" in finding.message and "resolution = 1024" in finding.fix
 
 
-def test_the_built_in_backend_on_sdxl_is_the_one_line_error(tmp_path: Path) -> None:
-    (finding,) = _codes(_project(tmp_path, backend="builtin"))["sdxl-builtin"]
-    assert finding.message == 'SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"'
+def test_the_built_in_backend_takes_sdxl_without_a_finding(tmp_path: Path) -> None:
+    """The built-in trainer trains SDXL (issue 13): no backend refusal any more."""
+    assert "sdxl-builtin" not in _codes(_project(tmp_path, backend="builtin"))
 
 
 def test_te_output_caching_needs_unet_only_and_no_caption_shuffling(tmp_path: Path) -> None:
@@ -104,15 +104,15 @@ def test_sdxl_options_are_written_to_the_args_file(tmp_path: Path) -> None:
     assert "cache_text_encoder_outputs = true" in text and "no_half_vae = true" in text
 
 
-def test_new_project_for_an_sdxl_model_trains_at_1024_on_sd_scripts(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_project_for_an_sdxl_model_trains_at_1024_on_the_built_in_trainer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lora_tui.cli import main
 
     model = write_header_only_model(tmp_path / "models" / "xl.safetensors", "sdxl")
     assert main(["new", str(tmp_path / "p"), "--model", str(model)]) == 0
     assert "SDXL" in capsys.readouterr().out
     loaded = project.load(tmp_path / "p")
-    assert loaded.backend == "sd-scripts" and loaded.model_path == model
+    assert loaded.backend == "builtin" and loaded.model_path == model  # it trains SDXL since issue 13
     assert loaded.datasets[0].get("resolution") == 1024 and loaded.general["max_bucket_reso"] == 2048
     assert loaded.training["no_half_vae"] is True
     codes = {f.code for f in lint.check_project(loaded).findings}

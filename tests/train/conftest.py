@@ -33,3 +33,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SDXL-topology model as a Diffusers folder (seed 0). Treat it as read-only."""
+    from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny SDXL model as one original-layout `.safetensors` with both tokenizers beside it."""
+    from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl-single") / "xl.safetensors", single_file=True, seed=0)

@@ -144,24 +144,14 @@ def test_make_tiny_model_sdxl_refuses_v2(tmp_path: Path, capsys: pytest.CaptureF
     assert "--sdxl" in err and err.count("\n") == 1
 
 
-def test_built_in_train_on_sdxl_fails_early_in_one_line(tmp_path: Path, tiny_sdxl: tuple[Path, Path],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    root = Path(__file__).resolve().parents[2]
-    project = tmp_path / "sample"
-    shutil.copytree(root / "sample_project", project, ignore=shutil.ignore_patterns("runs", "configs", ".lora-tui"))
-    assert main(["train", str(project), "--model", str(tiny_sdxl[1]), "--max-train-steps", "1"]) == 2
-    err = capsys.readouterr().err
-    assert 'SDXL needs the sd-scripts backend for now: set backend = "sd-scripts"' in err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert not (project / "runs").exists() or not any((project / "runs").iterdir())  # no run folder left
-
-
-def test_the_built_in_trainer_refuses_sdxl_only_options() -> None:
-    from lora_tui.core.errors import TrainError
+def test_the_built_in_trainer_refuses_sdxl_only_options_on_an_sd1_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """SDXL-only options parse now (the trainer trains SDXL); on an SD1 model they are refused when it loads
+    (tests/train/test_sdxl_te_cache.py); SDXL training itself: tests/train/test_sdxl_trainer.py."""
     from lora_tui.train.loop.args import parse_args
 
-    with pytest.raises(TrainError, match="cache_text_encoder_outputs"):
-        parse_args(["--cache_text_encoder_outputs"])
+    args = parse_args(["--cache_text_encoder_outputs", "--dataset_config", "d.toml",
+                       "--pretrained_model_name_or_path", str(tiny_model_dir)])
+    assert args.cache_text_encoder_outputs is True
 
 
 def test_doctor_shows_sdxl_and_the_family_mismatch(tmp_path: Path, tiny_sdxl: tuple[Path, Path]) -> None:
@@ -175,7 +165,7 @@ def test_doctor_shows_sdxl_and_the_family_mismatch(tmp_path: Path, tiny_sdxl: tu
     findings, family = dp.check_model(project_mod.load(tmp_path))
     assert family == "sdxl" and findings[0].severity == "ok" and "(SDXL)" in findings[0].message
     messages = [f.message for f in findings if f.severity == "error"]
-    assert any("v2 = true" in m for m in messages) and any("sd-scripts backend" in m for m in messages)
+    assert any("v2 = true" in m for m in messages) and not any("sd-scripts backend" in m for m in messages)
     tok = dp.check_tokenizer(project_mod.load(tmp_path), family, {})
     assert [f.severity for f in tok] == ["ok", "ok"] and tok[1].message.endswith("xl.tokenizer_2")
 

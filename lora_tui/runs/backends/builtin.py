@@ -6,8 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lora_tui.core import model_family, train_args
-from lora_tui.core.errors import LoraTuiError
+from lora_tui.core import train_args
 from lora_tui.core.project import Project
 from lora_tui.runs.backends.base import Backend
 
@@ -15,12 +14,6 @@ from lora_tui.runs.backends.base import Backend
 class BuiltinBackend(Backend):
     name = "builtin"
     progress = "events"
-
-    def check_model(self, project: Project, model: Path | None) -> None:
-        """SDXL is refused here, before a run folder exists: the built-in trainer trains SD1/SD2 only."""
-        if model_family.is_sdxl(model):
-            raise LoraTuiError(model_family.SDXL_BUILTIN_REFUSAL, path=model,
-                               hint='add backend = "sd-scripts" and sd_scripts_dir to [project]')
 
     def command(self, project: Project, dataset_config: Path, args_config: Path,
                 run_dir: Path) -> tuple[list[str], Path]:

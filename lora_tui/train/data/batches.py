@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lora_tui.core.errors import TrainError
 from lora_tui.core.steps import DatasetSteps
 from lora_tui.train.data import cache as data_cache
+from lora_tui.train.data import te_cache
 from lora_tui.train.data.captions import CaptionOptions, process_caption
 from lora_tui.train.data.images import crop_ltrb, prepare_image
 
@@ -66,6 +67,8 @@ class ImageEntry:
     latents: torch.Tensor | None = None
     latents_flipped: torch.Tensor | None = None
     npz: Path | None = None
+    te_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # SDXL, cached in memory
+    te_npz: Path | None = None  # SDXL, cached on disk (<stem>_te_outputs.npz)
 
     @property
     def crop_ltrb(self) -> tuple[int, int, int, int]:
@@ -209,7 +212,8 @@ class TrainData(Dataset):
     # --- items -----------------------------------------------------------------------------------------
     def __getitem__(self, key: int | BatchKey | tuple[int, ...]) -> dict[str, Any]:
         """One batch: ``images`` (B,3,H,W) in [-1,1] or ``latents`` when cached, fresh ``captions``,
-        ``loss_weights`` (prior_loss_weight for reg images), ``is_reg``, ``bucket`` (W, H), ``keys``."""
+        ``loss_weights`` (prior_loss_weight for reg images), ``is_reg``, ``bucket`` (W, H), ``keys``,
+        SDXL's size conditioning per image and ``te_outputs`` when they are cached."""
         key = self.key_for(int(key)) if isinstance(key, int) else BatchKey(*key)
         if not 0 <= key.position < len(self):
             raise IndexError(key.position)
@@ -243,6 +247,7 @@ class TrainData(Dataset):
         return {
             "images": torch.stack(images) if images else None,
             "latents": torch.stack(latents) if latents else None,
+            "te_outputs": te_cache.batch_outputs(entries),
             "captions": captions,
             "loss_weights": torch.tensor([self.prior_loss_weight if e.is_reg else 1.0 for e in entries]),
             "is_reg": [e.is_reg for e in entries],

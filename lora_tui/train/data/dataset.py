@@ -138,16 +138,17 @@ def _build_one(ds: ConfigDataset, source: Path, seed: int, warnings: list[str],
 
 def build_dataset(dataset_config: Path, *, seed: int, debug_dataset: bool = False,
                   args: Mapping[str, Any] | None = None, prior_loss_weight: float = 1.0,
-                  root: Path | None = None) -> TrainData:
+                  root: Path | None = None, bucket_step_multiple: int = 64) -> TrainData:
     """The training data for a run, from the same file sd-scripts gets as ``--dataset_config``.
 
     ``args`` are train_network.py-style values the file falls back to (``resolution``,
     ``train_batch_size``, ``enable_bucket``, ``caption_extension``, ...); relative paths resolve
-    against ``root`` (default: the working folder, as in sd-scripts). Raises :class:`TrainError`
+    against ``root`` (default: the working folder, as in sd-scripts); ``bucket_step_multiple`` is what
+    bucket_reso_steps must divide by (32 for SDXL, 64 otherwise). Raises :class:`TrainError`
     when nothing is left to train on, naming the file.
     """
     dataset_config = Path(dataset_config)
-    config = dataset_toml.load(dataset_config, args=args)
+    config = dataset_toml.load(dataset_config, args=args, bucket_step_multiple=bucket_step_multiple)
     warnings: list[str] = []
     unreadable: list[tuple[Path, str]] = []
     datasets = []

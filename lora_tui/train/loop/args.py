@@ -32,8 +32,9 @@ OPTIMIZERS = ("adamw", "adamw8bit", "lion", "sgdnesterov", "adafactor", "prodigy
               "dadaptadam")
 
 # sd-scripts options the built-in trainer implements (beyond them: an error unless left at default);
-# their defaults and ranges are core.train_settings' rows.
-SUPPORTED = frozenset(name for name, row in SETTINGS.items() if not row.sdxl_only)  # built-in: SD1/SD2 only
+# their defaults and ranges are core.train_settings' rows. SDXL-only rows are implemented too; on an
+# SD1/SD2 model they are refused when the model is known (core.family_checks, as `lora-tui check`).
+SUPPORTED = frozenset(SETTINGS)
 NETWORK_ARGS = ("conv_dim", "conv_alpha", "dropout")
 
 
@@ -50,6 +51,7 @@ class TrainArgs:
 
     values: dict[str, Any]
     sources: dict[str, str]
+    notes: tuple[str, ...] = ()  # what resolving decided that the run should say (warn events)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -62,7 +64,7 @@ class TrainArgs:
         values.update(changes)
         sources = dict(self.sources)
         sources.update(dict.fromkeys(changes, "override"))
-        return TrainArgs(values, sources)
+        return TrainArgs(values, sources, self.notes)
 
 
 def _flag_type(spec: Mapping[str, Any]) -> Any:
@@ -173,11 +175,18 @@ def resolve(values: Mapping[str, Any], sources: Mapping[str, str]) -> TrainArgs:
     for name in ("network_args", "optimizer_args", "text_encoder_lr"):
         if out.get(name) is not None and not isinstance(out[name], list):
             out[name] = [out[name]]
+    notes: list[str] = []
     if isinstance(out.get("text_encoder_lr"), list):
-        out["text_encoder_lr"] = float(out["text_encoder_lr"][0]) if out["text_encoder_lr"] else None
+        given = [float(v) for v in out["text_encoder_lr"]]
+        # train_network.py hands networks.lora only the first value (its networks without
+        # prepare_optimizer_params_with_multiple_te_lrs); SDXL's second text encoder trains at it too
+        out["text_encoder_lr"] = given[0] if given else None
+        if len(given) > 1 and any(v != given[0] for v in given[1:]):
+            notes.append(f"text_encoder_lr has {len(given)} values; networks.lora uses the first ({given[0]:g}) "
+                         "for every text encoder, as sd-scripts does")
     if not out.get("optimizer_type"):  # sd-scripts reads "" as AdamW
         out["optimizer_type"] = SETTINGS["optimizer_type"].default
-    return TrainArgs(out, dict(sources))
+    return TrainArgs(out, dict(sources), tuple(notes))
 
 
 def check(args: TrainArgs, where: Path | None = None) -> TrainArgs:

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from lora_tui.core.errors import TrainError
 from lora_tui.core.steps import train_length
 from lora_tui.train.data.dataset import TrainData
+from lora_tui.train.loop import sdxl
 from lora_tui.train.loop.args import TrainArgs, network_kwargs, optimizer_kwargs
 from lora_tui.train.loop.events import RunWriter
 from lora_tui.train.loop.optim import make_optimizer, make_scheduler, warmup_steps
 from lora_tui.train.model import builtin, onednn
-from lora_tui.train.model.load import load_base_model
+from lora_tui.train.model.family import load_training_model
 from lora_tui.train.model.text import TextEncoding
 from lora_tui.train.network import saves as state_io
 from lora_tui.train.network.file import build_metadata
@@ -43,7 +44,7 @@ class Setup:
     network: LoRANetwork
     optimizer: Any
     scheduler: Any
-    text: TextEncoding
+    text: Any  # TextEncoding (SD1/SD2) or SdxlTextEncoding
     trainable: list[torch.nn.Parameter]
     steps_per_epoch: int
     epochs: int
@@ -60,6 +61,7 @@ class Setup:
     train_unet: bool
     last_state: Path | None = None
     snr: torch.Tensor | None = None
+    sdxl: Any = None  # loop.sdxl.SdxlConditioning for SDXL models
     sample_warnings: set[str] = field(default_factory=set)
 
     # -- one batch ------------------------------------------------------------------------------
@@ -82,8 +84,11 @@ class Setup:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         with self.accelerator.autocast():
-            states = self.text(batch["captions"], device, frozen=not self.train_te)
-            pred = model.unet(noisy, timesteps, states.to(self.weight_dtype)).sample
+            if self.sdxl is not None:
+                pred = self.sdxl.predict(model.unet, noisy, timesteps, batch, device, self.weight_dtype)
+            else:
+                states = self.text(batch["captions"], device, frozen=not self.train_te)
+                pred = model.unet(noisy, timesteps, states.to(self.weight_dtype)).sample
         if model.v_parameterization:
             target = scheduler.get_velocity(latents, noise, timesteps)
         else:
@@ -201,13 +206,23 @@ class Setup:
         model = self.model
         try:
             prompts = load_prompts(Path(self.args.sample_prompts))
-            with self.accelerator.autocast():
-                made = generate_samples(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                                        unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
-                                        output_name=self.output_name, step=step, epoch=epoch,
-                                        device=self.accelerator.device, dtype=self.weight_dtype,
-                                        sampler=self.args.sample_sampler, network=self.network,
-                                        v_parameterization=model.v_parameterization, clip_skip=self.args.clip_skip)
+            if self.sdxl is not None:
+                from lora_tui.train.loop.sdxl_sampling import generate_sdxl_samples
+
+                made = generate_sdxl_samples(model=model, prompts=prompts, out_dir=self.sample_dir,
+                                             output_name=self.output_name, step=step, epoch=epoch,
+                                             device=self.accelerator.device, dtype=self.weight_dtype,
+                                             sampler=self.args.sample_sampler, network=self.network)
+            else:
+                with self.accelerator.autocast():
+                    made = generate_samples(tokenizer=model.tokenizer, text_encoder=model.text_encoder,
+                                            vae=model.vae,
+                                            unet=model.unet, prompts=prompts, out_dir=self.sample_dir,
+                                            output_name=self.output_name, step=step, epoch=epoch,
+                                            device=self.accelerator.device, dtype=self.weight_dtype,
+                                            sampler=self.args.sample_sampler, network=self.network,
+                                            v_parameterization=model.v_parameterization,
+                                            clip_skip=self.args.clip_skip)
         except TrainError as exc:  # a bad prompt file must not end a long run: say so (once) and keep training
             if str(exc) not in self.sample_warnings:
                 self.sample_warnings.add(str(exc))
@@ -243,30 +258,35 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
     # "lora-tui:tiny-sd15" is its cache folder, built here on first use (args keep the name: events, metadata)
     model_path = builtin.local_model(str(args.pretrained_model_name_or_path), say=writer.say)
-    model = load_base_model(model_path, v2=bool(args.v2),
-                            v_parameterization=bool(args.v_parameterization),
-                            tokenizer_cache_dir=args.tokenizer_cache_dir)
-    for note in model.notes:
+    model = load_training_model(model_path, v2=bool(args.v2), v_parameterization=bool(args.v_parameterization),
+                                tokenizer_cache_dir=args.tokenizer_cache_dir)
+    is_sdxl = bool(getattr(model, "is_sdxl", False))
+    text_encoders = list(model.text_encoders) if is_sdxl else [model.text_encoder]
+    sdxl.check_settings(args, data, writer, family="sdxl" if is_sdxl else "sd_v2" if model.v2 else "sd_v1")
+    for note in [*model.notes, *args.notes]:
         writer.event("warn", message=note)
     if args.xformers or args.mem_eff_attn:
         writer.event("warn", message="xformers / mem_eff_attn: the built-in trainer uses torch's scaled-dot-product "
                                      "attention, which picks the memory-efficient kernel itself")
     train_unet = not args.network_train_text_encoder_only
     train_te = not args.network_train_unet_only
-    for module in (model.unet, model.text_encoder, model.vae):
+    for module in (model.unet, *text_encoders, model.vae):
         module.requires_grad_(False)
     from diffusers.utils import logging as diffusers_logging
 
+    verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # casting frozen models is intended; its warning is noise
     # channels_last VAE weights make every conv of the encoder run NHWC: 1.7× faster encoding on the
     # CPU (oneDNN) and the tensor-core layout on CUDA; only float rounding changes (bench/bench_train.py)
     model.vae.to(device, vae_dtype, memory_format=torch.channels_last).eval()
-    model.text_encoder.to(device, weight_dtype)
+    for encoder in text_encoders:
+        encoder.to(device, weight_dtype)
     model.unet.to(device, weight_dtype)
     if device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
     elif device.type == "cpu" and not args.torch_compile:  # before the LoRA wraps them: train/model/onednn.py
-        onednn.route_frozen_layers([model.unet, model.text_encoder])
+        onednn.route_frozen_layers([model.unet, *text_encoders])
+    diffusers_logging.set_verbosity(verbosity)  # an embedding program (a test) keeps its own setting
     per_epoch, epochs, total = _steps(args, data, accelerator.num_processes)
 
     if args.cache_latents or args.cache_latents_to_disk:
@@ -290,27 +310,26 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
             writer.say(f"warning: damaged latent cache {path} was encoded again")
         model.vae.to("cpu")
 
-    extra = network_kwargs(args)
-    if args.network_weights and args.dim_from_weights:
-        network = LoRANetwork.from_weights(args.network_weights, model.text_encoder if train_te else None,
-                                           model.unet if train_unet else None)
+    if is_sdxl:
+        text: Any = sdxl.SdxlTextEncoding(model.tokenizers, model.text_encoders,
+                                          max_token_length=args.max_token_length, cache_size=0 if train_te else 8192)
+        if sdxl.caches_text_outputs(args):
+            sdxl.cache_text_outputs(args, data, model, text, accelerator, writer, should_stop)
     else:
-        network = LoRANetwork(model.text_encoder, model.unet, dim=int(args.network_dim),
-                              alpha=args.network_alpha, conv_dim=extra.get("conv_dim"),
-                              conv_alpha=extra.get("conv_alpha"), train_unet=train_unet, train_text_encoder=train_te,
-                              dropout=args.network_dropout)
-        if args.network_weights:
-            info = network.load_weights(args.network_weights)
-            writer.say(f"continuing from {args.network_weights} ({info.loaded_keys} tensors)")
+        text = TextEncoding(model.tokenizer, model.text_encoder, max_token_length=args.max_token_length,
+                            clip_skip=args.clip_skip, cache_size=0 if train_te else 8192)
+    network = _network(args, model, train_unet=train_unet, train_te=train_te, say=writer.say)
     network.apply_to()
     lora_dtype = weight_dtype if (args.full_fp16 or args.full_bf16) else torch.float32
     network.to(device, lora_dtype)
     if args.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
         if train_te:
-            model.text_encoder.gradient_checkpointing_enable()
+            for encoder in text_encoders:
+                encoder.gradient_checkpointing_enable()
     model.unet.train(bool(args.gradient_checkpointing))
-    model.text_encoder.train(train_te and bool(args.gradient_checkpointing))
+    for encoder in text_encoders:
+        encoder.train(train_te and bool(args.gradient_checkpointing))
     if args.torch_compile:
         model.unet = torch.compile(model.unet, backend=args.dynamo_backend)
 
@@ -326,8 +345,6 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                                num_cycles=int(args.lr_scheduler_num_cycles),
                                power=float(args.lr_scheduler_power), initial_lr=lr)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    text = TextEncoding(model.tokenizer, model.text_encoder, max_token_length=args.max_token_length,
-                        clip_skip=args.clip_skip, cache_size=0 if train_te else 8192)
     snr = None
     if args.min_snr_gamma:
         alphas = model.noise_scheduler.alphas_cumprod.to(device)
@@ -338,7 +355,7 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
     facts = training_facts(args.replace(seed=seed), data, session_id=session_id, started_at=time.time(),
                            optimizer=described, steps_per_epoch=per_epoch, epochs=epochs, total_steps=total,
                            v2=model.v2, model_hash=model_hashes(Path(model_path)),
-                           dataset=dataset_facts(data))
+                           dataset=dataset_facts(data), sdxl=is_sdxl)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     batch = max(ds.batch_size for ds in data.datasets)
@@ -347,4 +364,23 @@ def prepare(args: TrainArgs, data: TrainData, accelerator: Any, *, seed: int, wr
                  epochs=epochs, total_steps=total, samples_per_step=batch * accelerator.num_processes *
                  int(args.gradient_accumulation_steps), weight_dtype=weight_dtype, vae_dtype=vae_dtype,
                  output_dir=output_dir, state_dir=state_dir, sample_dir=sample_dir, output_name=output_name,
-                 base_facts=facts, train_te=train_te, train_unet=train_unet, snr=snr)
+                 base_facts=facts, train_te=train_te, train_unet=train_unet, snr=snr,
+                 sdxl=sdxl.SdxlConditioning(text, train_te=train_te) if is_sdxl else None)
+
+
+def _network(args: TrainArgs, model: Any, *, train_unet: bool, train_te: bool,
+             say: Callable[[str], object]) -> LoRANetwork:
+    """The LoRA: new, continued from `network_weights`, or shaped by them (`dim_from_weights`)."""
+    extra = network_kwargs(args)
+    text_encoder = sdxl.network_text_encoders(model) if getattr(model, "is_sdxl", False) else model.text_encoder
+    if args.network_weights and args.dim_from_weights:
+        return LoRANetwork.from_weights(args.network_weights, text_encoder if train_te else None,
+                                        model.unet if train_unet else None)
+    network = LoRANetwork(text_encoder, model.unet, dim=int(args.network_dim),
+                          alpha=args.network_alpha, conv_dim=extra.get("conv_dim"),
+                          conv_alpha=extra.get("conv_alpha"), train_unet=train_unet, train_text_encoder=train_te,
+                          dropout=args.network_dropout)
+    if args.network_weights:
+        info = network.load_weights(args.network_weights)
+        say(f"continuing from {args.network_weights} ({info.loaded_keys} tensors)")
+    return network

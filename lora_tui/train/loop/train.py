@@ -172,7 +172,8 @@ class Trainer:
         if self._stopped_early(accelerator):
             return self._end_before_start()
         data = build_dataset(Path(args.dataset_config), seed=seed, args=args.values,
-                             prior_loss_weight=float(args.prior_loss_weight))
+                             prior_loss_weight=float(args.prior_loss_weight),
+                             bucket_step_multiple=_bucket_step_multiple(args))
         for warning in data.warnings:
             self.writer.event("warn", message=warning)
             self.writer.say(f"warning: {warning}")
@@ -381,6 +382,14 @@ def _close_process_group() -> None:
             dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def _bucket_step_multiple(args: TrainArgs) -> int:
+    """32 for an SDXL model (sdxl_train_network.py), 64 otherwise; the family is read from the header."""
+    from lora_tui.core.family_checks import bucket_step_multiple
+    from lora_tui.core.model_family import family_of_value
+
+    return bucket_step_multiple(family_of_value(args.pretrained_model_name_or_path, Path.cwd()))
 
 
 def world_size(accelerator: Any) -> int:

@@ -49,6 +49,25 @@ class SdxlBaseModel:
     kind: str  # "diffusers" | "safetensors"
     notes: list[str] = field(default_factory=list)
     base_model_version: str = "sdxl_base_v1-0"  # sd-scripts' ss_base_model_version for SDXL
+    v_parameterization: bool = False  # SDXL base predicts noise; a v-prediction fine-tune sets it
+    noise_scheduler: Any = None  # the training schedule (sd-scripts' constants, as for SD1/SD2)
+
+    # The trainer reads SD1/SD2's BaseModel attribute names; SDXL answers them with its first encoder
+    # and adds the second, so one loop serves both families.
+    is_sdxl = True
+    v2 = False
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.tokenizers[0]
+
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        return self.text_encoders[0]
+
+    @property
+    def text_encoder_2(self) -> torch.nn.Module:
+        return self.text_encoders[1]
 
 
 def find_sdxl_tokenizer(model: Path, index: int, tokenizer_cache_dir: str | Path | None = None) -> Path:
@@ -114,14 +133,16 @@ def _config_folder(configs: dict[str, Any], into: Path) -> Path:
 
 
 def load_sdxl_model(path: str | Path, *, tokenizer_cache_dir: str | Path | None = None,
-                    dtype: torch.dtype = torch.float32) -> SdxlBaseModel:
+                    dtype: torch.dtype = torch.float32, v_parameterization: bool = False) -> SdxlBaseModel:
     """Tokenizers, both text encoders, VAE and U-Net of a local SDXL model, offline.
 
     Tokenizers are resolved first, so a missing one fails before seconds of weight loading.
+    The noise schedule is sd-scripts' for every family (sdxl_train_network.py uses train_network.py's).
     """
     from diffusers import StableDiffusionXLPipeline
 
     from lora_tui.train.model import load as _models  # noqa: F401  (quiets the libraries' progress bars)
+    from lora_tui.train.model.load import make_noise_scheduler
 
     source = Path(path).expanduser()
     if not source.exists():
@@ -148,4 +169,6 @@ def load_sdxl_model(path: str | Path, *, tokenizer_cache_dir: str | Path | None 
         raise ModelError(f"cannot load the SDXL model: {_first_line(exc)}", path=source,
                          hint="a complete SDXL base checkpoint (U-Net, VAE, both text encoders) is needed") from None
     return SdxlBaseModel(tokenizers=tokenizers, text_encoders=(pipe.text_encoder.eval(), pipe.text_encoder_2.eval()),
-                         vae=pipe.vae.eval(), unet=pipe.unet.eval(), source=source, kind=kind)
+                         vae=pipe.vae.eval(), unet=pipe.unet.eval(), source=source, kind=kind,
+                         v_parameterization=v_parameterization,
+                         noise_scheduler=make_noise_scheduler(v_parameterization))
