@@ -22,7 +22,7 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Static, TextArea
+from textual.widgets import Header, Static, TextArea
 
 from lora_tui.core.caption_edit import CaptionConflict, current_text, save_caption
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
@@ -44,6 +44,7 @@ from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
+from lora_tui.ui.widgets.footer import Footer
 
 AUTOSAVE_SECONDS = 1.5
 
@@ -76,6 +77,7 @@ class DatasetScreen(ActionScreen):
         self.chips = self.caption_pane.chips
         self.preview = ImagePreview(id="preview")
         self.tag_panel = TagPanel(id="tags")
+        self.tag_panel.display = False  # hidden from the start: no second layout after the first one
         self.outside = OutsideChanges(self)
         self.writer = JournalWriter(self, self.journal, expect=self.outside.expect)
         self.filters = Filters(self)
@@ -96,7 +98,6 @@ class DatasetScreen(ActionScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.tag_panel.display = False
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
@@ -149,6 +150,7 @@ class DatasetScreen(ActionScreen):
                     break
         self.image_list.set_rows(index.apply(flt), cursor)
         self.update_status()
+        self.call_after_refresh(self.loader.opened)
 
     def _show_view(self, rows: list[Row], current: Row | None) -> None:
         at = next((i for i, r in enumerate(rows) if current is not None and r.key == current.key), None)
@@ -373,6 +375,7 @@ class DatasetScreen(ActionScreen):
         self.dismiss(self.index.scans if self.index is not None and self.captions_ready else None)
 
     def on_unmount(self) -> None:
+        self.loader.opened()
         self._save_on_exit()
         self.outside.stop()
 

@@ -1,0 +1,59 @@
+"""Pausing Python's cyclic garbage collector while a screen opens.
+
+Opening the app and the dataset screen builds tens of thousands of long-lived objects (widgets,
+their styles, 10,000 index rows). While they are being built the collector keeps traversing them,
+a young collection every 700 allocations and now and then a full one (90-200 ms on the 2-core VM,
+more than the whole rest of the open), and frees nothing: none of it is garbage yet. So each open
+holds the collector off until its screen is interactive and resumes it after; the first collection
+then runs once, after the screen is on show, instead of dozens of times before it.
+
+Holds nest (the app's start and the dataset screen's open may overlap) and each one ends by itself
+after ``max_s`` seconds, so a screen that is built but never shown cannot leave the collector off.
+Reference counting frees everything that is not a cycle meanwhile, as always.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+_lock = threading.Lock()
+_holds = 0
+_resume = False  # whether the collector was on when the first hold began (a test may turn it off)
+
+
+class Hold:
+    """One pause of the collector, ended by :meth:`release` (idempotent) or after ``max_s`` seconds."""
+
+    def __init__(self, max_s: float = 3.0) -> None:
+        global _holds, _resume
+        with _lock:
+            if _holds == 0:
+                _resume = gc.isenabled()
+                gc.disable()
+            _holds += 1
+        self._held = True
+        self._timer = threading.Timer(max_s, self.release)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def release(self) -> None:
+        global _holds
+        with _lock:
+            if not self._held:
+                return
+            self._held = False
+            _holds -= 1
+            if _holds == 0 and _resume:
+                gc.enable()
+        if threading.current_thread() is not self._timer:
+            self._timer.cancel()
+
+
+def holding() -> int:
+    """How many holds are in force (for tests)."""
+    return _holds
