@@ -12,8 +12,8 @@ from textual.app import App
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
+from lora_tui.ui import gc_pause
 from lora_tui.ui.actions import Action, Actions, ScreenActionsProvider
-from lora_tui.ui.gc_pause import Hold
 from lora_tui.ui.screens.overview import STARTUP_DELAY, OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
@@ -48,7 +48,7 @@ class LoraTuiApp(App[int]):
             self.set_keymap(self.settings.keymap)
 
     def on_mount(self) -> None:
-        self._start_hold = Hold()
+        self._start_hold = gc_pause.Hold()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._problems:
             self.notify("settings skipped: " + "; ".join(self._problems), severity="warning", markup=False)
@@ -102,6 +102,7 @@ class LoraTuiApp(App[int]):
 
     def on_unmount(self) -> None:
         self._start_hold.release()
+        gc_pause.thaw()
 
     def _remember_theme(self, theme) -> None:
         """A theme picked in the palette is the next start's theme too."""

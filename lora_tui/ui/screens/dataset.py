@@ -32,6 +32,7 @@ from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
+from lora_tui.ui import gc_pause
 from lora_tui.ui.actions import ActionScreen
 from lora_tui.ui.screens.dataset_actions import BulkEdits, Filters
 from lora_tui.ui.screens.dataset_caption import AutoCaption
@@ -101,7 +102,9 @@ class DatasetScreen(ActionScreen):
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
-        self.loader.start()
+        index = self.loader.start()
+        if index is not None:  # listed already: the first frame shows it
+            self._show_listing(index)
         self.set_interval(AUTOSAVE_SECONDS / 3, self._autosave)
         self.call_after_refresh(self.outside.start)
 
@@ -137,7 +140,10 @@ class DatasetScreen(ActionScreen):
 
     @on(IndexLoader.Listed)
     def _show_index(self, message: IndexLoader.Listed) -> None:
-        self.index = index = message.index
+        self._show_listing(message.index)
+
+    def _show_listing(self, index: DatasetIndex) -> None:
+        self.index = index
         flt, cursor = Filter(), 0
         focus = self.focus_path
         if focus is not None:
@@ -149,7 +155,8 @@ class DatasetScreen(ActionScreen):
                     flt = Filter(subset=f"{row.subset.dataset_index}.{row.subset.index}")
                     break
         self.image_list.set_rows(index.apply(flt), cursor)
-        self.update_status()
+        self.row = self.image_list.current  # its caption in the same frame as the list (the
+        self._show_row()                    # Highlighted message from set_rows then finds it shown)
         self.call_after_refresh(self.loader.opened)
 
     def _show_view(self, rows: list[Row], current: Row | None) -> None:
@@ -161,6 +168,8 @@ class DatasetScreen(ActionScreen):
     def _highlighted(self, message: ImageList.Highlighted) -> None:
         if message.row is not None and message.row is self.row:
             return  # the same image again (cursor re-set): keep the editor, and any unsaved text, as is
+        if message.row is not self.image_list.current:
+            return  # stale: the cursor moved on (or the rows were replaced) and a newer message follows
         if self.row is not None and not self.save_current():
             if not self._reverting and self.row in self.image_list.rows:  # keep the unsaved edit on screen
                 self._reverting = True
@@ -378,6 +387,7 @@ class DatasetScreen(ActionScreen):
         self.loader.opened()
         self._save_on_exit()
         self.outside.stop()
+        gc_pause.thaw()  # the rows and widgets frozen after the open may be collected now
 
     def _save_on_exit(self) -> None:
         """Quitting never loses an edit in progress: it waits for another writer, and what still cannot

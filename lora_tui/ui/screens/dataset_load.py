@@ -23,6 +23,7 @@ from lora_tui.core.tag_complete import TagVocabulary
 from lora_tui.ui.gc_pause import Hold
 
 CAPTION_SLICE_S = 0.004  # caption reading per UI tick while the list is already usable
+QUICK_LISTING_S = 0.15  # how long the screen waits for the listing before its first frame
 
 
 class IndexLoader:
@@ -66,9 +67,22 @@ class IndexLoader:
         if self.gc_hold is not None:
             self.gc_hold.release()
 
-    def start(self) -> None:
-        """Once mounted: wait for the listing (off the UI thread), then show it and read the captions."""
-        self.host.run_worker(self._deliver, thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def start(self) -> DatasetIndex | None:
+        """Once mounted: the listing, for the screen's first frame, when it is ready within
+        ``QUICK_LISTING_S``; else None, and :class:`Listed` comes when it is. Then the captions are read.
+
+        Waiting here blocks the event loop for at most that long, before anything usable is on
+        screen: the keys pressed meanwhile wait in the queue, as they would for the listing. Not
+        waiting cost more: the screen painted "scanning…" frames that needed the GIL the listing
+        thread needed too, and laid itself out once without rows and once with them.
+        """
+        try:
+            index = self._listing.result(timeout=QUICK_LISTING_S)
+        except BaseException:  # slow (a big folder on a network disk), or failed: the worker reports it
+            self.host.run_worker(self._deliver, thread=True, exclusive=True, group="scan", exit_on_error=False)
+            return None
+        self.host.call_later(self._read_captions, index, scan.PendingCaptions(index.scans))
+        return index
 
     def _deliver(self) -> None:
         try:

@@ -59,11 +59,12 @@ class Footer(TextualFooter):
     def compose(self) -> ComposeResult:
         if self._bindings_ready and self.is_attached:
             self._shown = self._keys()
-        compact = self.compact
         for widget in super().compose():  # keys in a binding group pass here too (yielded in its `with`)
             if isinstance(widget, FooterKey):
-                # A key is born compact (its own default) and learns the footer's style when
-                # mounted: restyled twice each. Born in the footer's style, it is styled once.
+                # A key is born compact (its own default) and learns its style when mounted: the
+                # footer's, bound to it (the palette key is not bound: it stays compact). Restyled
+                # twice each that way; born in its final style, it is styled once.
+                compact = True if widget.has_class("-command-palette") else self.compact
                 widget.set_reactive(FooterKey.compact, compact)
                 widget.set_class(compact, "-compact", update=False)
             yield widget
