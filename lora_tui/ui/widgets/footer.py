@@ -5,7 +5,8 @@ screen's bindings may have changed: on mount, on each focus change, when a scree
 the app fired that four times on the overview (about 36 key widgets styled for 9 shown), a large
 share of the time to the first interactive screen. This footer coalesces the requests made before
 the next refresh into one and skips the rebuild when the keys it would show are the ones it shows,
-and it builds each key in the footer's style (each was otherwise styled three times when mounted).
+it shows its keys in the screen's first frame (not one frame later), and it builds each key in its
+final style (each was otherwise styled three times when mounted).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ class Footer(TextualFooter):
         await self.recompose()
 
     def compose(self) -> ComposeResult:
-        if self._bindings_ready and self.is_attached:
+        if self.is_attached:
+            # The keys from the start, in the screen's first frame: Textual's footer is empty until
+            # the screen's first bindings signal, after that frame, then rebuilt and painted again.
+            self.set_reactive(TextualFooter._bindings_ready, True)
             self._shown = self._keys()
         for widget in super().compose():  # keys in a binding group pass here too (yielded in its `with`)
             if isinstance(widget, FooterKey):
