@@ -33,11 +33,18 @@ from lora_tui.ui.screens.dataset import DatasetScreen
 
 
 def interactive(screen: DatasetScreen) -> bool:
-    """The open is done when every image is listed, the first one is the current row and its caption
-    is in the editor (keys are taken from then on: the list has the focus)."""
+    """Every image is listed, the first one is the current row and its caption is in the editor (keys
+    are taken from then on: the list has the focus). The open ends when a frame showing that is painted."""
     row = screen.row
     return screen.index is not None and row is not None and screen.image_list.cursor == 0 and \
         screen.editor.title_text.startswith(row.record.name)
+
+
+async def painted(screen: DatasetScreen) -> None:
+    """Wait for the screen's next frame (and what was scheduled to run after it, before this)."""
+    done = asyncio.Event()
+    screen.call_after_refresh(done.set)
+    await done.wait()
 
 
 async def open_once(root: Path, keys: bool) -> tuple[float, float]:
@@ -52,6 +59,7 @@ async def open_once(root: Path, keys: bool) -> tuple[float, float]:
         await app.push_screen(screen)
         while not interactive(screen):
             await pilot.pause(0.005)
+        await painted(screen)
         ready = time.perf_counter() - t0
         cpu = time.process_time() - c0
         if keys:

@@ -14,13 +14,9 @@ from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.ui import gc_pause
 from lora_tui.ui.actions import Action, Actions, ScreenActionsProvider
-from lora_tui.ui.screens.overview import STARTUP_DELAY, OverviewScreen
+from lora_tui.ui.screens.overview import OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
 from lora_tui.ui.themes import DEFAULT_THEME, load_themes
-
-# The collector stays off from mount until this long after the first screen is pushed: the start
-# builds only long-lived objects (see lora_tui.ui.gc_pause); the overview's analysis starts then too.
-START_GC_HOLD_S = STARTUP_DELAY
 
 
 class LoraTuiApp(App[int]):
@@ -93,7 +89,7 @@ class LoraTuiApp(App[int]):
                         f"in {unsaved.folder(self.project.root)} (copy them over the captions, then delete them)",
                         severity="warning", markup=False, timeout=30)
         self.push_screen(OverviewScreen(self.project))
-        self.set_timer(START_GC_HOLD_S, self._start_hold.release)
+        self.call_after_refresh(self._start_hold.release)  # the first screen is on show
         # -- runs (issue 11): a toast, the bell and a desktop notification when a run ends --
         from lora_tui.ui.notify import RunNotifier
 
@@ -102,7 +98,6 @@ class LoraTuiApp(App[int]):
 
     def on_unmount(self) -> None:
         self._start_hold.release()
-        gc_pause.thaw()
 
     def _remember_theme(self, theme) -> None:
         """A theme picked in the palette is the next start's theme too."""

@@ -32,7 +32,6 @@ from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
-from lora_tui.ui import gc_pause
 from lora_tui.ui.actions import ActionScreen
 from lora_tui.ui.screens.dataset_actions import BulkEdits, Filters
 from lora_tui.ui.screens.dataset_caption import AutoCaption
@@ -387,7 +386,6 @@ class DatasetScreen(ActionScreen):
         self.loader.opened()
         self._save_on_exit()
         self.outside.stop()
-        gc_pause.thaw()  # the rows and widgets frozen after the open may be collected now
 
     def _save_on_exit(self) -> None:
         """Quitting never loses an edit in progress: it waits for another writer, and what still cannot
