@@ -17,6 +17,7 @@ Reference counting frees everything that is not a cycle meanwhile, as always.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 
@@ -36,15 +37,22 @@ class Hold:
                 gc.disable()
             _holds += 1
         self._held = True
-        self._timer = threading.Timer(max_s, self.release)
-        self._timer.daemon = True
-        self._timer.start()
+        # The deadline runs on the event loop when there is one (a timer thread costs a thread start,
+        # a GIL hand-off, on every open); a hold made outside a loop gets a thread.
+        self._timer: asyncio.TimerHandle | threading.Timer
+        try:
+            self._timer = asyncio.get_running_loop().call_later(max_s, self.release)
+        except RuntimeError:
+            self._timer = threading.Timer(max_s, self.release)
+            self._timer.daemon = True
+            self._timer.start()
 
     @property
     def held(self) -> bool:
         return self._held
 
     def release(self) -> None:
+        """End this hold (from any thread; a second call does nothing)."""
         global _holds
         with _lock:
             if not self._held:
@@ -53,8 +61,9 @@ class Hold:
             _holds -= 1
             if _holds == 0 and _resume:
                 gc.enable()
-        if threading.current_thread() is not self._timer:
-            self._timer.cancel()
+        if isinstance(self._timer, threading.Timer) and self._timer is not threading.current_thread():
+            self._timer.cancel()  # (a loop's TimerHandle is left to fire: release is idempotent, and
+            #                        cancelling it is not safe from a worker thread, where one release runs)
 
 
 def holding() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from pathlib import Path
@@ -38,6 +39,16 @@ def test_a_hold_nobody_releases_ends_by_itself() -> None:
     deadline = time.monotonic() + 5
     while not gc.isenabled() and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert gc.isenabled() and gc_pause.holding() == 0
+
+
+async def test_a_hold_made_in_the_event_loop_ends_by_itself_there_too() -> None:
+    gc_pause.Hold(max_s=0.05)
+    assert not gc.isenabled()
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if gc.isenabled():
+            break
     assert gc.isenabled() and gc_pause.holding() == 0
 
 
