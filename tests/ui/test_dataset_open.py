@@ -11,6 +11,7 @@ from lora_tui.core import project
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens import dataset_load
 from lora_tui.ui.screens.dataset import DatasetScreen
+from tests.helpers import write_project
 from tests.ui.settle import wait_until
 
 
@@ -50,3 +51,14 @@ async def test_a_slow_listing_does_not_hold_the_screen_and_arrives_later(sample_
         await wait_until(pilot, lambda: screen.row is not None and screen.editor.title_text.startswith(
             screen.row.record.name), "the list and the first caption")
         assert screen.row is screen.index.rows[0]
+
+
+async def test_an_empty_folder_opens_to_a_status_line_not_scanning(tmp_path: Path) -> None:
+    (tmp_path / "data" / "none").mkdir(parents=True)
+    write_project(tmp_path, [{"resolution": 512, "subsets": [{"image_dir": "data/none"}]}])
+    app = LoraTuiApp(project.load(tmp_path))
+    async with app.run_test(size=(140, 45)):
+        screen = DatasetScreen(app.project)
+        await app.push_screen(screen)  # the first frame: no "scanning…" left over
+        assert screen.index is not None and screen.row is None
+        assert str(screen.query_one("#status", Static).render()).startswith("0/0")

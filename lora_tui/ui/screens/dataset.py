@@ -156,6 +156,7 @@ class DatasetScreen(ActionScreen):
         self.image_list.set_rows(index.apply(flt), cursor)
         self.row = self.image_list.current  # its caption in the same frame as the list (the
         self._show_row()                    # Highlighted message from set_rows then finds it shown)
+        self.update_status()  # (_show_row does too, but not for an empty list)
         self.call_after_refresh(self.loader.opened)
 
     def _show_view(self, rows: list[Row], current: Row | None) -> None:
