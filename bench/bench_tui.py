@@ -32,17 +32,34 @@ from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.dataset import DatasetScreen
 
 
+def interactive(screen: DatasetScreen) -> bool:
+    """Every image is listed, the first one is the current row and its caption is in the editor (keys
+    are taken from then on: the list has the focus). The open ends when a frame showing that is painted."""
+    row = screen.row
+    return screen.index is not None and row is not None and screen.image_list.cursor == 0 and \
+        screen.editor.title_text.startswith(row.record.name)
+
+
+async def painted(screen: DatasetScreen) -> None:
+    """Wait for the screen's next frame (and what was scheduled to run after it, before this)."""
+    done = asyncio.Event()
+    screen.call_after_refresh(done.set)
+    await done.wait()
+
+
 async def open_once(root: Path, keys: bool) -> tuple[float, float]:
-    """Seconds from app start to a dataset screen listing every image, wall and this process's CPU
-    (on a shared machine the CPU time is the steadier figure); keys: also time j presses and an undo."""
+    """Seconds from app start to an interactive dataset screen (see :func:`interactive`), wall and this
+    process's CPU (on a shared machine the CPU time is the steadier figure); keys: also time j presses
+    and an undo."""
     t0 = time.perf_counter()
     c0 = time.process_time()
     app = LoraTuiApp(project.load(root))
     async with app.run_test(size=(160, 50)) as pilot:
         screen = DatasetScreen(app.project)
         await app.push_screen(screen)
-        while screen.index is None:
+        while not interactive(screen):
             await pilot.pause(0.005)
+        await painted(screen)
         ready = time.perf_counter() - t0
         cpu = time.process_time() - c0
         if keys:

@@ -112,8 +112,20 @@ class DatasetIndex:
         self._counts: Counter[str] | None = None  # tag counts over every row, kept current by refresh
 
     def _rows_of(self, scans: Iterable[SubsetScan]) -> list[Row]:
-        return [Row(scan.subset, record, self.marks.key(record.path_text))
-                for scan in scans for record in scan.records]
+        """One row per record; the marks key is built per folder (``marks.key(record.path_text)``,
+        which is the folder's key plus the file name, costs more than the rest of the row)."""
+        key = self.marks.key
+        folder_keys: dict[str, str] = {}
+        rows = []
+        for scan in scans:
+            subset = scan.subset
+            for record in scan.records:
+                folder = record.folder
+                base = folder_keys.get(folder)
+                if base is None:
+                    base = folder_keys[folder] = key(os.path.join(folder, ""))
+                rows.append(Row(subset, record, base + record.name))
+        return rows
 
     # -- incremental updates ---------------------------------------------------------------------
     def _paths(self) -> dict[str, Row]:

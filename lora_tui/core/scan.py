@@ -103,7 +103,7 @@ def scan_subset(subset: Subset, *, read_captions: bool = True) -> SubsetScan:
     names = listing.names
     base = str(folder)
     for name in listing.image_names:
-        cap_name: str | None = os.path.splitext(name)[0] + ext
+        cap_name: str | None = name[:name.rfind(".")] + ext  # splitext: an image name has its extension
         if cap_name not in names:  # the common case needs no candidate paths
             found = find_caption(folder / name, ext, names)
             cap_name = found.name if found is not None else None

@@ -12,6 +12,7 @@ from textual.app import App
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
+from lora_tui.ui import gc_pause
 from lora_tui.ui.actions import Action, Actions, ScreenActionsProvider
 from lora_tui.ui.screens.overview import OverviewScreen
 from lora_tui.ui.settings import Settings, load_keymap
@@ -43,6 +44,7 @@ class LoraTuiApp(App[int]):
             self.set_keymap(self.settings.keymap)
 
     def on_mount(self) -> None:
+        self._start_hold = gc_pause.Hold()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._problems:
             self.notify("settings skipped: " + "; ".join(self._problems), severity="warning", markup=False)
@@ -87,11 +89,15 @@ class LoraTuiApp(App[int]):
                         f"in {unsaved.folder(self.project.root)} (copy them over the captions, then delete them)",
                         severity="warning", markup=False, timeout=30)
         self.push_screen(OverviewScreen(self.project))
+        self.call_after_refresh(self._start_hold.release)  # the first screen is on show
         # -- runs (issue 11): a toast, the bell and a desktop notification when a run ends --
         from lora_tui.ui.notify import RunNotifier
 
         self.run_notifier = RunNotifier(self, self.project.root)
         self.run_notifier.start()
+
+    def on_unmount(self) -> None:
+        self._start_hold.release()
 
     def _remember_theme(self, theme) -> None:
         """A theme picked in the palette is the next start's theme too."""

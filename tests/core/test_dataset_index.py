@@ -94,3 +94,19 @@ def test_a_slice_stops_at_its_budget_and_the_next_one_goes_on(tmp_path: Path) ->
     assert sum(not r.caption_pending for r in scans[0].records) == 32
     assert not reader.read(0.0) and reader.read(0.0)
     assert all(r.caption is not None for r in scans[0].records)
+
+
+def test_row_keys_are_the_review_marks_keys_inside_and_outside_the_project(tmp_path: Path) -> None:
+    root, outside = tmp_path / "proj", tmp_path / "elsewhere"
+    write_images(root, [(64, 64)] * 2)
+    write_images(root / "deep" / "er", [(64, 64)] * 2, seed=2)
+    write_images(outside, [(64, 64)] * 2, seed=3)
+    write_project(root, [{"resolution": 512, "subsets": [
+        {"image_dir": "."}, {"image_dir": "deep/er"}, {"image_dir": str(outside)}]}])
+    proj = project.load(root)
+    marks = ReviewMarks(proj.root)
+    index = DatasetIndex(scan.scan_project(proj), marks)
+    assert len(index.rows) == 6
+    assert [r.key for r in index.rows] == [marks.key(r.record.path) for r in index.rows]
+    assert [r.key for r in index.rows][:3] == ["img0000.png", "img0001.png", "deep/er/img0000.png"]
+    assert index.rows[-1].key == str(outside / "img0001.png")

@@ -47,6 +47,19 @@ def test_listing_follows_sd_scripts_rules(tmp_path: Path) -> None:
     assert listing.subdirs == ["sub"]
 
 
+def test_listing_splits_extensions_as_splitext_does(tmp_path: Path) -> None:
+    names = ("a.b.png", "x.", "noext", "..png", ".png", ".hidden.png", "a.PNG.txt", "v1.2.JPG", "z.jpeg",
+             "o.AVIF", "q.Jpeg")
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    listing = images.list_folder(tmp_path)
+    visible = [n for n in sorted(names) if not n.startswith(".")]
+    ext = {n: os.path.splitext(n)[1] for n in visible}
+    assert listing.image_names == [n for n in visible if ext[n] in images.IMAGE_EXTENSIONS]
+    assert listing.other_images == ["o.AVIF", "q.Jpeg"]
+    assert listing.names == frozenset(names)
+
+
 def test_zero_byte_image_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "z.png").write_bytes(b"")
     with pytest.raises(ImageError, match="empty"):

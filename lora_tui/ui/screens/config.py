@@ -16,13 +16,14 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
+from textual.widgets import Header, Input, Label, Select, Static, Switch
 
 from lora_tui.core import configs, project, schema, steps, train_args
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.screens.modals import AskUnsaved
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.path_suggester import PathSuggester, model_suggester
 
 # The flags people change most (the seed recipe's), in front; everything else stays in the file.

@@ -22,7 +22,7 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Static, TextArea
+from textual.widgets import Header, Static, TextArea
 
 from lora_tui.core.caption_edit import CaptionConflict, current_text, save_caption
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
@@ -44,6 +44,7 @@ from lora_tui.ui.widgets.dataset.image_list import ImageList
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
 from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
+from lora_tui.ui.widgets.footer import Footer
 
 AUTOSAVE_SECONDS = 1.5
 
@@ -76,6 +77,7 @@ class DatasetScreen(ActionScreen):
         self.chips = self.caption_pane.chips
         self.preview = ImagePreview(id="preview")
         self.tag_panel = TagPanel(id="tags")
+        self.tag_panel.display = False  # hidden from the start: no second layout after the first one
         self.outside = OutsideChanges(self)
         self.writer = JournalWriter(self, self.journal, expect=self.outside.expect)
         self.filters = Filters(self)
@@ -96,11 +98,12 @@ class DatasetScreen(ActionScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.tag_panel.display = False
         self.title = f"lora-tui · {self.project.name}"
         self.sub_title = "dataset"
         self.image_list.focus()
-        self.loader.start()
+        index = self.loader.start()
+        if index is not None:  # listed already: the first frame shows it
+            self._show_listing(index)
         self.set_interval(AUTOSAVE_SECONDS / 3, self._autosave)
         self.call_after_refresh(self.outside.start)
 
@@ -136,7 +139,10 @@ class DatasetScreen(ActionScreen):
 
     @on(IndexLoader.Listed)
     def _show_index(self, message: IndexLoader.Listed) -> None:
-        self.index = index = message.index
+        self._show_listing(message.index)
+
+    def _show_listing(self, index: DatasetIndex) -> None:
+        self.index = index
         flt, cursor = Filter(), 0
         focus = self.focus_path
         if focus is not None:
@@ -148,7 +154,10 @@ class DatasetScreen(ActionScreen):
                     flt = Filter(subset=f"{row.subset.dataset_index}.{row.subset.index}")
                     break
         self.image_list.set_rows(index.apply(flt), cursor)
-        self.update_status()
+        self.row = self.image_list.current  # its caption in the same frame as the list (the
+        self._show_row()                    # Highlighted message from set_rows then finds it shown)
+        self.update_status()  # (_show_row does too, but not for an empty list)
+        self.call_after_refresh(self.loader.opened)
 
     def _show_view(self, rows: list[Row], current: Row | None) -> None:
         at = next((i for i, r in enumerate(rows) if current is not None and r.key == current.key), None)
@@ -159,6 +168,8 @@ class DatasetScreen(ActionScreen):
     def _highlighted(self, message: ImageList.Highlighted) -> None:
         if message.row is not None and message.row is self.row:
             return  # the same image again (cursor re-set): keep the editor, and any unsaved text, as is
+        if message.row is not self.image_list.current:
+            return  # stale: the cursor moved on (or the rows were replaced) and a newer message follows
         if self.row is not None and not self.save_current():
             if not self._reverting and self.row in self.image_list.rows:  # keep the unsaved edit on screen
                 self._reverting = True
@@ -373,6 +384,7 @@ class DatasetScreen(ActionScreen):
         self.dismiss(self.index.scans if self.index is not None and self.captions_ready else None)
 
     def on_unmount(self) -> None:
+        self.loader.opened()
         self._save_on_exit()
         self.outside.stop()
 

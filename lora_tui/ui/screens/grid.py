@@ -16,11 +16,12 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from lora_tui.runs import contract
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.run.panel import TextPanel
 
 MANIFEST = Path("grid") / "grid.json"

@@ -22,7 +22,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.runs import contract, reader
@@ -30,6 +30,7 @@ from lora_tui.runs.follow import RunMonitor
 from lora_tui.runs.logtail import read_tail
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.widgets.dataset.preview import ImagePreview
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.run import artifacts, texts
 from lora_tui.ui.widgets.run.confirm import Confirm
 from lora_tui.ui.widgets.run.follow import ChangeFlag

@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import get_current_worker
 
 from lora_tui.core import configs, lint, model_family, scan, steps
@@ -18,6 +18,7 @@ from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.messages import ProjectAnalysed
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.project.findings import FindingsTable
 from lora_tui.ui.widgets.project.subsets import SubsetTable
 from lora_tui.ui.widgets.run.latest import LatestRuns

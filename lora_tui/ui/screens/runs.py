@@ -14,12 +14,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.project import Project
 from lora_tui.runs import queue, reader
 from lora_tui.ui.actions import Action, Actions, ActionScreen
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.run.confirm import Confirm
 from lora_tui.ui.widgets.run.table import RunsTable
 

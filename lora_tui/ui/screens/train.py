@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.widgets import Header, Input, Label, Select, Static
 
 from lora_tui.core import configs, project
 from lora_tui.core.errors import LoraTuiError
@@ -23,6 +23,7 @@ from lora_tui.core.project import Project
 from lora_tui.ui import launcher
 from lora_tui.ui.actions import Action, Actions, ActionScreen
 from lora_tui.ui.screens.config import parse_value
+from lora_tui.ui.widgets.footer import Footer
 from lora_tui.ui.widgets.path_suggester import model_suggester
 from lora_tui.ui.widgets.run.confirm import Confirm
 

@@ -27,14 +27,12 @@ class CaptionPane(Vertical):
         super().__init__(**kwargs)
         self.editor = CaptionEditor(id="editor")
         self.chips = TagChips(id="chips")
+        self.chips.display = False  # set before mounting: hiding it after would lay the screen out twice
         self.chip_mode = False
 
     def compose(self) -> ComposeResult:
         yield self.editor
         yield self.chips
-
-    def on_mount(self) -> None:
-        self.chips.display = False
 
     @property
     def separator(self) -> str:

@@ -52,10 +52,11 @@ class LatestRuns(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("reading runs/…", id="no-runs", markup=False)
-        yield RunsTable(full=False, limit=LIMIT, id="latest-runs")
+        table = RunsTable(full=False, limit=LIMIT, id="latest-runs")
+        table.display = False  # until runs are read (hidden before mounting: one layout, not two)
+        yield table
 
     def on_mount(self) -> None:
-        self.query_one(RunsTable).display = False
         self.reload()
         self.timer = self.set_interval(REFRESH_S, self.reload)
 
