@@ -1,7 +1,7 @@
 """`lora-tui grid RUN`: which checkpoint, at which strength? Every chosen checkpoint × weight ×
 prompt drawn with the run's base model and the trainer's own sampling code (same prompt syntax,
-same samplers; an SDXL base loads and draws as SDXL training samples do), one labelled grid PNG per prompt in the run's `grid/`, recorded by a `grid` event.
-
+same samplers; an SDXL base loads and draws as SDXL training samples do), one labelled grid PNG per
+prompt in the run's `grid/`, recorded by a `grid` event.
 Every cell of one prompt uses the same seed, so only the LoRA (which checkpoint, what strength)
 changes between cells. `grid/grid.json` lists the cells for the TUI and for scripts.
 """
