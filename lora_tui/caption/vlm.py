@@ -14,7 +14,8 @@ import copy
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,39 @@ def _model_class(transformers: Any, model_type: str, config: Any) -> Any:
                      "image-text-to-text model", hint="use a BLIP, BLIP-2, GIT or chat VLM folder, or a WD14 tagger")
 
 
+_quiet_lock = threading.Lock()
+_quiet: list[Any] = [0, None]  # [holders, (verbosity, progress bars on) to restore when the last leaves]
+
+
+@contextmanager
+def quiet_transformers(transformers: Any) -> Iterator[None]:
+    """transformers' warnings and progress bars off while we load, prepare or generate, then the
+    caller's settings back.
+
+    Both are process-wide: a program that embeds the captioner (or a later test in the same process)
+    keeps its own, while our own progress bar is the one that counts. Loader threads and the
+    generating thread overlap, so the first to enter saves the settings and the last to leave
+    restores them (a plain save/restore per call would let one thread restore another's "quiet").
+    """
+    log = transformers.logging
+    with _quiet_lock:
+        if _quiet[0] == 0:
+            _quiet[1] = (log.get_verbosity(), log.is_progress_bar_enabled())
+            log.set_verbosity_error()
+            log.disable_progress_bar()
+        _quiet[0] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet[0] -= 1
+            if _quiet[0] == 0:
+                verbosity, bars = _quiet[1]
+                log.set_verbosity(verbosity)
+                if bars:
+                    log.enable_progress_bar()
+
+
 class SentenceCaptioner:
     """A loaded transformers captioner: :meth:`prepare` on loader threads, :meth:`run` per batch."""
 
@@ -78,8 +112,7 @@ class SentenceCaptioner:
         except ImportError as exc:
             raise ModelError(f"transformers/torch cannot be imported: {exc}",
                              hint="reinstall lora-tui with its dependencies") from None
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()  # our own bar is the one that counts
+        self.transformers = transformers
         self.torch = torch
         self.name = spec.name
         self.family = spec.family
@@ -87,20 +120,21 @@ class SentenceCaptioner:
         self.device = _pick_device(torch, device)
         name = DTYPES.get(dtype) or ("float16" if self.device.startswith("cuda") else "float32")
         self.dtype = getattr(torch, name)
-        try:
-            config = transformers.AutoConfig.from_pretrained(spec.path, local_files_only=True)
-            cls = _model_class(transformers, spec.model_type, config)
-            self.processor = transformers.AutoProcessor.from_pretrained(spec.path, local_files_only=True)
+        with quiet_transformers(transformers):
             try:
-                model = cls.from_pretrained(spec.path, local_files_only=True, dtype=self.dtype)
-            except TypeError:  # transformers before 4.56 names it torch_dtype
-                model = cls.from_pretrained(spec.path, local_files_only=True, torch_dtype=self.dtype)
-        except ModelError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"cannot load the captioner: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                             path=spec.path, hint="check the folder has the model's weights, config and "
-                                                  "processor files") from None
+                config = transformers.AutoConfig.from_pretrained(spec.path, local_files_only=True)
+                cls = _model_class(transformers, spec.model_type, config)
+                self.processor = transformers.AutoProcessor.from_pretrained(spec.path, local_files_only=True)
+                try:
+                    model = cls.from_pretrained(spec.path, local_files_only=True, dtype=self.dtype)
+                except TypeError:  # transformers before 4.56 names it torch_dtype
+                    model = cls.from_pretrained(spec.path, local_files_only=True, torch_dtype=self.dtype)
+            except ModelError:
+                raise
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(f"cannot load the captioner: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                                 path=spec.path, hint="check the folder has the model's weights, config and "
+                                                      "processor files") from None
         self.model = model.to(self.device).eval()
         self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
         tokenizer = getattr(self.processor, "tokenizer", None)
@@ -144,7 +178,8 @@ class SentenceCaptioner:
         kwargs: dict[str, Any] = {"images": [image], "return_tensors": "pt"}
         if self.text is not None:
             kwargs["text"] = [self.text]
-        return dict(processor(**kwargs))
+        with quiet_transformers(self.transformers):
+            return dict(processor(**kwargs))
 
     def _collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """One batch: text left-padded (decoder-only models generate from the right), the rest concatenated."""
@@ -172,7 +207,7 @@ class SentenceCaptioner:
             torch.set_num_threads(self.cpu_threads)
         start = time.perf_counter()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), quiet_transformers(self.transformers):
                 out = self.model.generate(**batch, max_new_tokens=self.gen.max_new_tokens,
                                           num_beams=self.gen.num_beams, do_sample=self.gen.sample)
         finally:

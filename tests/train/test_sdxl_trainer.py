@@ -165,6 +165,44 @@ def test_a_flipped_image_mirrors_its_crop_left_as_sd_scripts_does(tmp_path: Path
     assert seen == {(False, (0, 10), (96, 64)), (True, (0, 12), (96, 64))}
 
 
+def _size_conditioning(tmp_path: Path, *, enable_bucket: bool, cached: bool) -> set:
+    """(flipped, crop top-left, original size hw) of every batch over a few epochs: 64×96 images at 64."""
+    import torch
+
+    from lora_tui.core import configs, project
+    from lora_tui.train.data.dataset import build_dataset
+    from tests.helpers import write_images, write_project
+
+    write_images(tmp_path / "data", [(64, 96)] * 4, captions=dict.fromkeys(range(4), "x"))
+    write_project(tmp_path, [{"resolution": 64, "batch_size": 1, "enable_bucket": enable_bucket,
+                              "min_bucket_reso": 64, "max_bucket_reso": 64, "bucket_reso_steps": 64,
+                              "subsets": [{"image_dir": "data", "flip_aug": True, "random_crop": True}]}])
+    generated = configs.write(project.load(tmp_path))
+    data = build_dataset(generated.dataset_config, seed=3, root=tmp_path)
+    if cached:  # latents in memory, as cache_latents leaves them (their values do not matter here)
+        for entry in data.datasets[0].entries:
+            entry.latents, entry.latents_flipped = torch.zeros(4, 8, 8), torch.ones(4, 8, 8)
+    seen = set()
+    for epoch in range(1, 4):
+        for position in range(len(data)):
+            batch = data[(epoch, position, 0)]
+            seen.add((batch["flipped"][0], batch["crop_top_lefts"][0], batch["original_sizes_hw"][0]))
+    return seen
+
+
+def test_without_buckets_an_uncached_image_is_conditioned_as_the_resolution_with_no_crop(tmp_path: Path) -> None:
+    """sd-scripts (enable_bucket false, image loaded at the step): original size = the resolution, crop
+    (0, 0, 0, 0); a flipped image's crop left is then target width − 0 = 64."""
+    seen = _size_conditioning(tmp_path, enable_bucket=False, cached=False)
+    assert seen == {(False, (0, 0), (64, 64)), (True, (0, 64), (64, 64))}
+
+
+def test_without_buckets_cached_latents_keep_the_letterboxed_values(tmp_path: Path) -> None:
+    """sd-scripts caches through trim_and_resize_if_required: the image's own size and get_crop_ltrb."""
+    seen = _size_conditioning(tmp_path, enable_bucket=False, cached=True)
+    assert seen == {(False, (0, 10), (96, 64)), (True, (0, 12), (96, 64))}
+
+
 def test_save_then_resume_reproduces_the_uninterrupted_sdxl_run(tmp_path: Path, tiny_sdxl_dir: Path) -> None:
     training = {"max_train_steps": 6, "save_every_n_steps": 3, "save_state": True}
     whole = tiny_project(tmp_path / "whole", tiny_sdxl_dir, training=training)

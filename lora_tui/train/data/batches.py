@@ -69,6 +69,7 @@ class ImageEntry:
     npz: Path | None = None
     te_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # SDXL, cached in memory
     te_npz: Path | None = None  # SDXL, cached on disk (<stem>_te_outputs.npz)
+    enable_bucket: bool = True  # the dataset's enable_bucket: SDXL's size conditioning of uncached images
 
     @property
     def crop_ltrb(self) -> tuple[int, int, int, int]:
@@ -232,6 +233,10 @@ class TrainData(Dataset):
                 lat, original, crop = data_cache.load(entry.npz, flipped)
                 latents.append(lat)
             else:
+                if not entry.enable_bucket:  # sd-scripts' uncached image without buckets: the resolution
+                    # and a zero crop (flipped: crop left = the full width, as there); cached latents
+                    # keep the bucketed values, as sd-scripts caches through trim_and_resize_if_required
+                    original, crop = entry.bucket, (0, 0, 0, 0)
                 images.append(prepare_image(entry.path, entry.bucket, entry.resized, random_crop=sub.random_crop,
                                             use_color_aug=sub.color_aug, flip=flipped, rng=rng,
                                             interpolation=sub.resize_interpolation))

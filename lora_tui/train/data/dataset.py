@@ -126,7 +126,8 @@ def _build_one(ds: ConfigDataset, source: Path, seed: int, warnings: list[str],
         entries.append(ImageEntry(key=reg.record.path_text, path=reg.record.path, caption=caption,
                                   caption_source=origin, is_reg=sub.is_reg, repeats=reg.repeats, subset=opts,
                                   size=reg.record.size, bucket=reg.assignment.bucket,
-                                  resized=reg.assignment.resized))
+                                  resized=reg.assignment.resized,
+                                  enable_bucket=bool(ds.get("enable_bucket"))))
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, entry in enumerate(entries):
         buckets.setdefault(entry.bucket, []).extend([i] * entry.repeats)

@@ -1,7 +1,7 @@
 """`lora-tui grid RUN`: which checkpoint, at which strength? Every chosen checkpoint × weight ×
 prompt drawn with the run's base model and the trainer's own sampling code (same prompt syntax,
-same samplers), one labelled grid PNG per prompt in the run's `grid/`, recorded by a `grid` event.
-
+same samplers; an SDXL base loads and draws as SDXL training samples do), one labelled grid PNG per
+prompt in the run's `grid/`, recorded by a `grid` event.
 Every cell of one prompt uses the same seed, so only the LoRA (which checkpoint, what strength)
 changes between cells. `grid/grid.json` lists the cells for the TUI and for scripts.
 """
@@ -50,6 +50,7 @@ class RunFacts:
     sampler: str
     prompts_file: Path | None
     checkpoints: list[Checkpoint]
+    tokenizer_cache_dir: str | None = None
 
 
 def read_run(run_dir: Path) -> RunFacts:
@@ -81,8 +82,10 @@ def read_run(run_dir: Path) -> RunFacts:
     prompts_file = Path(str(prompts)) if prompts else None
     if prompts_file is not None and not prompts_file.is_absolute():
         prompts_file = run_dir / prompts_file
+    cache = args.get("tokenizer_cache_dir")
     return RunFacts(run_dir, str(model), bool(args.get("v2")), bool(args.get("v_parameterization")),
-                    args.get("clip_skip"), str(args.get("sample_sampler") or "ddim"), prompts_file, checkpoints)
+                    args.get("clip_skip"), str(args.get("sample_sampler") or "ddim"), prompts_file, checkpoints,
+                    str(cache) if cache else None)
 
 
 def choose(checkpoints: list[Checkpoint], spec: str) -> list[Checkpoint]:
@@ -131,6 +134,27 @@ def compose(cells: list[list[Path]], row_labels: list[str], col_labels: list[str
     return buf.getvalue()
 
 
+def _drawer(base: Any, facts: RunFacts, device: Any, dtype: Any, sampler: str) -> Any:
+    """`draw(prompts, out_dir, network)` with the trainer's sampling code for the base model's family."""
+    from lora_tui.train.loop.sampling import generate_samples
+
+    if getattr(base, "is_sdxl", False):
+        from lora_tui.train.loop.sdxl_sampling import generate_sdxl_samples
+
+        def draw_sdxl(prompts: list[Any], out_dir: Path, network: Any) -> list[tuple[Path, Any]]:
+            return generate_sdxl_samples(model=base, prompts=prompts, out_dir=out_dir, output_name=None, step=0,
+                                         epoch=None, device=device, dtype=dtype, sampler=sampler, network=network)
+        return draw_sdxl
+
+    def draw_sd(prompts: list[Any], out_dir: Path, network: Any) -> list[tuple[Path, Any]]:
+        return generate_samples(
+            tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae, unet=base.unet,
+            prompts=prompts, out_dir=out_dir, output_name=None, step=0, epoch=None, device=device, dtype=dtype,
+            sampler=sampler, v_parameterization=facts.v_parameterization, clip_skip=facts.clip_skip,
+            network=network)
+    return draw_sd
+
+
 def render(run_dir: Path, *, prompts_file: Path | None = None, weights: list[float] | None = None,
            checkpoints: str = "all", seed: int | None = None, steps: int | None = None, sampler: str | None = None,
            size: tuple[int, int] | None = None, device: str | None = None,
@@ -138,8 +162,8 @@ def render(run_dir: Path, *, prompts_file: Path | None = None, weights: list[flo
     """Draw the grid; returns the manifest (also written to grid/grid.json)."""
     import torch
 
-    from lora_tui.train.loop.sampling import generate_samples, load_prompts
-    from lora_tui.train.model.load import load_base_model
+    from lora_tui.train.loop.sampling import load_prompts
+    from lora_tui.train.model.family import load_training_model
     from lora_tui.train.network.lora import LoRANetwork
 
     facts = read_run(run_dir)
@@ -162,7 +186,12 @@ def render(run_dir: Path, *, prompts_file: Path | None = None, weights: list[flo
         fixed.append(p)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    base = load_base_model(facts.model, v2=facts.v2, v_parameterization=facts.v_parameterization)
+    # The run's family decides loader and sampler: an SDXL base (folder or single file) loads through
+    # sdxl_load and draws with the trainer's SDXL sampling, an SD1/SD2 one as before.
+    base = load_training_model(facts.model, v2=facts.v2, v_parameterization=facts.v_parameterization,
+                               tokenizer_cache_dir=facts.tokenizer_cache_dir)
+    draw = _drawer(base, facts, dev, dtype, sampler or facts.sampler)
+    text_encoder = tuple(base.text_encoders) if getattr(base, "is_sdxl", False) else base.text_encoder
     out = run_dir / GRID_DIR
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -170,16 +199,12 @@ def render(run_dir: Path, *, prompts_file: Path | None = None, weights: list[flo
     table: dict[int, list[list[Path]]] = {p.index: [] for p in fixed}
     try:
         for c_i, ckpt in enumerate(chosen):
-            net = LoRANetwork.from_weights(ckpt.path, base.text_encoder, base.unet)
+            net = LoRANetwork.from_weights(ckpt.path, text_encoder, base.unet)
             net.apply_to()
             rows: dict[int, list[Path]] = {p.index: [] for p in fixed}
             for weight in weights:
                 net.set_multiplier(weight)
-                drawn = generate_samples(
-                    tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae, unet=base.unet,
-                    prompts=fixed, out_dir=tmp, output_name=None, step=0, epoch=None, device=dev, dtype=dtype,
-                    sampler=sampler or facts.sampler, v_parameterization=facts.v_parameterization,
-                    clip_skip=facts.clip_skip, network=net)
+                drawn = draw(fixed, tmp, net)
                 for path, prompt in drawn:
                     cell = cells_dir / f"p{prompt.index:02d}_{ckpt.path.stem}_w{weight:g}.png"
                     os.replace(path, cell)

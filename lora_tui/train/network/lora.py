@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.network.file import read_weights
 from lora_tui.train.network.sdxl_names import TE_PREFIXES_SDXL, family_words, is_sdxl_unet, lora_family, sgm_paths
+from lora_tui.train.network.weights_style import read_kohya_weights
 
 UNET_PREFIX = "lora_unet"
 TE_PREFIX = "lora_te"
@@ -350,7 +350,7 @@ class LoRANetwork(nn.Module):
         adapter or has another shape is a one-line TrainError: training on after a half-loaded
         file wastes hours. Adapters absent from the file keep their fresh init (reported).
         """
-        state_dict, metadata, path = read_weights(source)
+        state_dict, metadata, path = read_kohya_weights(source, sdxl=self.is_sdxl)
         return self._load_checked(state_dict, metadata, path)
 
     def _load_checked(self, state_dict: Mapping[str, torch.Tensor], metadata: dict[str, str],
@@ -383,7 +383,7 @@ class LoRANetwork(nn.Module):
         Per adapter: rank from the lora_down shape, alpha from the file (missing → rank), as in
         sd-scripts' create_network_from_weights. The network is returned unapplied.
         """
-        state_dict, metadata, path = read_weights(source)
+        state_dict, metadata, path = read_kohya_weights(source, sdxl=is_sdxl_unet(unet))
         modules_dim: dict[str, int] = {}
         modules_alpha: dict[str, float] = {}
         for key, value in state_dict.items():
