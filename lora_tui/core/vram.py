@@ -83,24 +83,25 @@ class FamilyMemory:
     vae_encode_per_px: int  # encoding an image without gradients, bf16, bytes per image pixel
 
 
-# measured with vram_measure on 2026-12-02 (torch 2.13.0 CPU build, meta device): parameter counts of the
+# measured with vram_measure on 2026-12-02 (torch 2.13.0 CPU build, meta device; mixed-precision lines re-measured
+# after the adapter stopped casting its input under autocast and fused its up-projection in addmm): parameter counts of the
 # shipped configs; activations of a rank-16 UNet-only LoRA step at batch 1 fitted through 64×64 and 128×128
 # latents (a third size, 96×96, is within 3 % of the line, with checkpointing up to 7 % below it:
 # tests/train/test_vram_measure.py); batch × the batch-1 figure is exact in fp32, ≤ 2 % high mixed;
 # conv_dim's extra at 64², rank 8; text encoder and VAE in bf16 (fp32 runs: twice).
 FAMILIES: dict[str, FamilyMemory] = {
     "sd_v1": FamilyMemory(859_520_964, 83_653_863, 123_060_480,
-                          mixed=Activations(21_000_000, 330_619), mixed_gc=Activations(2_300_000, 86_869),
+                          mixed=Activations(17_200_000, 305_412), mixed_gc=Activations(2_100_000, 72_269),
                           fp32=Activations(7_900_000, 470_421), fp32_gc=Activations(300_000, 129_250),
-                          conv_per_latent_px=34_900, te_act_per_sample=29_100_000, vae_encode_per_px=1280),
+                          conv_per_latent_px=23_800, te_act_per_sample=29_100_000, vae_encode_per_px=1280),
     "sd_v2": FamilyMemory(865_910_724, 83_653_863, 340_387_840,
-                          mixed=Activations(22_200_000, 320_551), mixed_gc=Activations(2_300_000, 76_846),
+                          mixed=Activations(17_200_000, 300_343), mixed_gc=Activations(2_100_000, 67_245),
                           fp32=Activations(7_900_000, 470_353), fp32_gc=Activations(300_000, 129_226),
-                          conv_per_latent_px=34_300, te_act_per_sample=59_800_000, vae_encode_per_px=1280),
+                          conv_per_latent_px=23_100, te_act_per_sample=59_800_000, vae_encode_per_px=1280),
     "sdxl": FamilyMemory(2_567_463_684, 83_653_863, 817_720_320,
-                         mixed=Activations(148_200_000, 539_622), mixed_gc=Activations(74_800_000, 44_755),
+                         mixed=Activations(104_100_000, 514_022), mixed_gc=Activations(48_000_000, 46_390),
                          fp32=Activations(52_000_000, 827_718), fp32_gc=Activations(500_000, 81_306),
-                         conv_per_latent_px=41_700, te_act_per_sample=129_500_000, vae_encode_per_px=1280),
+                         conv_per_latent_px=31_100, te_act_per_sample=129_500_000, vae_encode_per_px=1280),
 }
 
 # bytes of optimizer state per trainable parameter (fp32 states; sd-scripts' optimizer_type names)

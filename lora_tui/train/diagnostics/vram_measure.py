@@ -102,8 +102,10 @@ def autocast_like(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
 
     CUDA autocast runs `group_norm`/`layer_norm` in fp32 (fp32 outputs, which the next SiLU or
     attention input keeps) and `linear`/`conv2d` in `dtype` (an fp32 input, such as the fp32 LoRA's
-    `x.to(float32)`, is cast back: that cast is a new tensor the layer saves). Only the four functions
-    the SD U-Nets and CLIP use are wrapped; diffusers and torch.nn call them through `F`."""
+    an fp32 norm output, is cast: that cast is a new tensor the layer saves) and the LoRA's fused
+    `addmm` in `dtype`. The four functions the SD U-Nets and CLIP use are wrapped (diffusers and
+    torch.nn call them through `F`), plus `torch.addmm`; the adapter is told autocast is on, so it
+    leaves its input to autocast as it does on CUDA."""
     names = ("group_norm", "layer_norm", "linear", "conv2d")
     original = {name: getattr(F, name) for name in names}
 
@@ -125,14 +127,24 @@ def autocast_like(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
     def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Any = None, *args: Any, **kwargs: Any) -> Any:
         return original["conv2d"](low(x), low(weight), low(bias), *args, **kwargs)
 
+    def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **kwargs: Any) -> Any:
+        return original_addmm(low(bias), low(a), low(b), **kwargs)  # the LoRA's fused up-projection
+
+    from lora_tui.train.network import lora
+
+    original_addmm, original_autocasting = torch.addmm, lora._autocasting
     replacements = {"group_norm": group_norm, "layer_norm": layer_norm, "linear": linear, "conv2d": conv2d}
     for name in names:
         setattr(F, name, replacements[name])
+    torch.addmm = addmm  # type: ignore[assignment]
+    lora._autocasting = lambda x: True  # the adapter leaves its input's cast to autocast, as under CUDA autocast
     try:
         yield
     finally:
         for name in names:
             setattr(F, name, original[name])
+        torch.addmm = original_addmm  # type: ignore[assignment]
+        lora._autocasting = original_autocasting
 
 
 # ------------------------------------------------------------------------------------------- configs
