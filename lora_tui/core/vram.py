@@ -83,11 +83,11 @@ class FamilyMemory:
     vae_encode_per_px: int  # encoding an image without gradients, bf16, bytes per image pixel
 
 
-# measured with vram_measure on 2026-12-02 (torch 2.13.0 CPU build, meta device; mixed-precision lines re-measured
-# after the adapter stopped casting its input under autocast and fused its up-projection in addmm): parameter counts of the
-# shipped configs; activations of a rank-16 UNet-only LoRA step at batch 1 fitted through 64×64 and 128×128
-# latents (a third size, 96×96, is within 3 % of the line, with checkpointing up to 7 % below it:
-# tests/train/test_vram_measure.py); batch × the batch-1 figure is exact in fp32, ≤ 2 % high mixed;
+# measured with vram_measure on 2026-12-02 (torch 2.13.0 CPU build, meta device; mixed-precision lines
+# re-measured after the adapter left its input's cast to autocast and fused its up-projection in addmm):
+# parameter counts of the shipped configs; activations of a rank-16 UNet-only LoRA step at batch 1 fitted
+# through 64×64 and 128×128 latents (a third size, 96×96, is within 3 % of the line, with checkpointing up
+# to 7 % below it: tests/train/test_vram_measure.py); batch × the batch-1 figure is exact in fp32, ≤ 2 % high mixed;
 # conv_dim's extra at 64², rank 8; text encoder and VAE in bf16 (fp32 runs: twice).
 FAMILIES: dict[str, FamilyMemory] = {
     "sd_v1": FamilyMemory(859_520_964, 83_653_863, 123_060_480,
@@ -288,7 +288,8 @@ def advice(plan: Plan, free: int) -> tuple[list[str], Estimate] | None:
 
 
 # ------------------------------------------------------------------------------------------- project
-def _network_arg(training: Mapping[str, Any], key: str) -> str | None:
+def network_arg(training: Mapping[str, Any], key: str) -> str | None:
+    """One `key=value` of `[training] network_args` (sd-scripts' list form), so conv_dim counts where set."""
     for item in training.get("network_args") or []:
         name, _, value = str(item).partition("=")
         if name.strip() == key:
@@ -303,7 +304,7 @@ def plan_from_settings(family: str, training: Mapping[str, Any], *, batch: int, 
     def flag(name: str) -> bool:
         return bool(effective(training, name))
 
-    conv = _network_arg(training, "conv_dim")
+    conv = network_arg(training, "conv_dim")
     try:
         conv_dim = int(float(conv)) if conv else None
     except ValueError:

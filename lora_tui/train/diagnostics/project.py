@@ -24,7 +24,7 @@ from lora_tui.core.model_family import LABELS, SD2, SD2_V, SDXL, FamilyError, di
 from lora_tui.core.offline import is_offline
 from lora_tui.core.project import Project, resolve_path
 from lora_tui.core.train_settings import effective
-from lora_tui.core.vram import LORA_PARAMS_PER_RANK
+from lora_tui.core.vram import LORA_PARAMS_PER_RANK, network_arg
 from lora_tui.core.vram_check import check_vram
 
 HEADER_BYTES_PER_TENSOR = 142  # safetensors JSON header entry for one `lora_…` tensor
@@ -290,14 +290,6 @@ def estimate_lora_bytes(family: str, dim: int, conv_dim: int | None = None, byte
     return params * bytes_per_param + adapters * (bytes_per_param + 3 * HEADER_BYTES_PER_TENSOR) + METADATA_BYTES
 
 
-def _network_arg(training: Mapping[str, Any], key: str) -> str | None:
-    for item in training.get("network_args") or []:
-        name, _, value = str(item).partition("=")
-        if name.strip() == key:
-            return value.strip()
-    return None
-
-
 def _intermediate(every: int | None, last_n: int | None, total: int) -> int:
     """Saves before the final one for `save_every_n_*` (capped by `save_last_n_*`), as sd-scripts counts."""
     if not every or total <= 1:
@@ -348,7 +340,7 @@ def check_disk(project: Project, family: str, report: Any = None, note: str | No
     else:  # estimate from the settings alone
         epochs, total = int(t.get("max_train_epochs") or 1), int(effective(t, "max_train_steps"))
     dim = int(effective(t, "network_dim"))
-    conv = _network_arg(t, "conv_dim")
+    conv = network_arg(t, "conv_dim")
     conv_dim = int(float(conv)) if conv and conv.replace(".", "", 1).isdigit() else None
     precision = t.get("save_precision") or ("fp16" if t.get("full_fp16") else "bf16" if t.get("full_bf16") else "float")
     bpp = 4 if precision == "float" else 2
