@@ -45,8 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 SD_STEP = re.compile(rb"steps:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 OUR_STEP = re.compile(rb"(?:^|\n)step (\d+)/(\d+) ")
-RESULTS_START = "<!-- bench_vs_sdscripts:start -->"
-RESULTS_END = "<!-- bench_vs_sdscripts:end -->"
+
+
+def markers(sdxl: bool) -> tuple[str, str]:
+    """This bench's block markers in bench/RESULTS.md: one block per model family, so neither overwrites the other."""
+    name = "bench_vs_sdscripts_sdxl" if sdxl else "bench_vs_sdscripts"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.json:
         Path(opts.json).write_text(json.dumps({side: [r.reports for r in rs] for side, rs in runs.items()}), "utf-8")
     if opts.results:
-        write_results(report)
+        write_results(report, sdxl=opts.sdxl)
     return 0
 
 
@@ -329,14 +333,15 @@ def render(opts: argparse.Namespace, runs: dict[str, list[Run]], own: dict[str, 
     return "\n".join(lines)
 
 
-def write_results(report: str) -> None:
+def write_results(report: str, *, sdxl: bool = False) -> None:
     """Put the report between this bench's markers in bench/RESULTS.md (appended the first time)."""
+    start, end = markers(sdxl)
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text("utf-8")
-    block = f"{RESULTS_START}\n```\n{report}\n```\n{RESULTS_END}"
-    if RESULTS_START in text and RESULTS_END in text:
-        head, rest = text.split(RESULTS_START, 1)
-        text = head + block + rest.split(RESULTS_END, 1)[1]
+    block = f"{start}\n```\n{report}\n```\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     tmp = path.with_suffix(".md.tmp")
