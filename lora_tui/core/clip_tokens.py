@@ -100,7 +100,9 @@ def find_tokenizer(model_path: Path | None, extra: list[Path] | None = None) -> 
     """A CLIP tokenizer from the model folder, a configured folder, or the local HF cache."""
     candidates: list[Path] = list(extra or [])
     if model_path is not None:
-        candidates += [model_path / "tokenizer", model_path]
+        # a single-file model (the usual download) keeps its tokenizer folder beside the file, as the trainer reads it
+        base = model_path if model_path.is_dir() else model_path.parent
+        candidates += [base / "tokenizer", base]
     hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
                                                                         "huggingface")) / "hub")
     for name in CLIP_HUB_DIRS:

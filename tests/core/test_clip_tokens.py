@@ -38,6 +38,14 @@ def test_found_in_a_diffusers_model_folder(tokenizer_dir: Path) -> None:
     assert found is not None and found.source == tokenizer_dir
 
 
+def test_found_beside_a_single_file_model(tokenizer_dir: Path) -> None:
+    """`make-tiny-model --single-file` and the usual download keep tokenizer/ next to the .safetensors."""
+    model = tokenizer_dir.parent / "model.safetensors"
+    model.write_bytes(b"")
+    found = find_tokenizer(model)
+    assert found is not None and found.source == tokenizer_dir
+
+
 def test_estimate_is_positive_for_text() -> None:
     assert estimate_tokens("a photo of a dog, smiling") >= 6
     assert estimate_tokens("") == 0
