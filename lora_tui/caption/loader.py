@@ -68,15 +68,26 @@ def model_threads(workers: int | None = None) -> int:
     return max(1, cores() - (workers or default_workers()))
 
 
+def _inline(prepare: Callable[[T], Any], item: T) -> Future:
+    """``prepare(item)`` run here and now, as a finished future (its result or its exception)."""
+    future: Future = Future()
+    try:
+        future.set_result(prepare(item))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 def batches(items: Sequence[T], prepare: Callable[[T], Any], batch_size: int, *, workers: int | None = None,
             ahead: int = 2, describe: Callable[[T], str] = str) -> Iterator[list[Loaded[T]]]:
     """Yield ``items`` in order, ``batch_size`` at a time, each prepared by ``prepare`` on a worker thread.
 
-    Up to ``ahead`` batches are in flight beyond the one being consumed. Closing the generator
-    (or an exception in the consumer) cancels what has not started.
+    Up to ``ahead`` batches are in flight beyond the one being consumed; items of the batch due next
+    that no worker has started yet are prepared by the consumer itself rather than waited for.
+    Closing the generator (or an exception in the consumer) cancels what has not started.
     """
     batch_size = max(1, batch_size)
-    window = batch_size * (ahead + 1)
+    window = batch_size * max(1, ahead)  # beyond the batch being handed out
     pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="caption-load")
     pending: deque[tuple[T, Future]] = deque()
     feed = iter(items)
@@ -89,19 +100,26 @@ def batches(items: Sequence[T], prepare: Callable[[T], Any], batch_size: int, *,
                 return
             pending.append((item, pool.submit(prepare, item)))
 
+    def settle(item: T, future: Future) -> Loaded[T]:
+        try:
+            return Loaded(item, future.result())
+        except Exception as exc:  # a corrupt or unreadable image: reported, the rest go on
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            return Loaded(item, error=f"{describe(item)}: cannot read image: {reason}")
+
     try:
         top_up()
         while pending:
-            batch: list[Loaded[T]] = []
-            while pending and len(batch) < batch_size:
-                item, future = pending.popleft()
-                try:
-                    batch.append(Loaded(item, future.result()))
-                except Exception as exc:  # a corrupt or unreadable image: reported, the rest go on
-                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                    batch.append(Loaded(item, error=f"{describe(item)}: cannot read image: {reason}"))
-                top_up()
-            yield batch
+            taken = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            top_up()
+            # The consumer would only wait now: it prepares the batch's not-yet-started items itself,
+            # from the back (the workers take them from the front). This is the first batch (the
+            # model has nothing to do yet) and any batch the workers fell behind on.
+            for i in range(len(taken) - 1, -1, -1):
+                item, future = taken[i]
+                if future.cancel():
+                    taken[i] = (item, _inline(prepare, item))
+            yield [settle(item, future) for item, future in taken]
     finally:
         for _, future in pending:
             future.cancel()

@@ -27,11 +27,13 @@ from lora_tui.core.scan import ImageRecord, caption_target
 
 Target = tuple[Subset, ImageRecord]
 
-# The writer gathers captions for up to GROUP_WAIT_S (or GROUP_MAX of them) per journal edit: an edit
-# has a fixed cost (two journal commits, the lock, a folder sync) that a batch of 8 paid per 8 files
-# (~1 ms of CPU and ~10 ms of disk waits a caption; ~0.25 ms and ~1 ms in groups of 64: Journal.apply
-# alone, bench/RESULTS.md), while the TUI still sees captions land within about half a second.
-GROUP_MAX = 64
+# The writer gathers captions for up to GROUP_WAIT_S (or GROUP_MAX of them) per journal edit. An edit
+# has a fixed cost (two journal commits, the lock, a folder sync: ~3 ms of CPU) on top of ~0.15 ms a
+# caption, so a group per batch of 8 cost 0.45 ms a caption, 16 0.23 ms, 64 0.18 ms. But whatever is
+# still gathered when the model finishes is written after it, on the user's clock: groups of 64 left
+# ~25 ms of writing after the last batch of a 64-image run (a quarter of the pipeline's overhead), 16
+# leave ~6 ms. The TUI sees captions land within half a second when they come slowly (bench/RESULTS.md).
+GROUP_MAX = 16
 GROUP_WAIT_S = 0.5
 
 

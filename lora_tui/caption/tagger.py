@@ -62,24 +62,44 @@ def _norm(tag: str) -> str:
     return " ".join(tag.replace("_", " ").casefold().split())
 
 
+class TagSelector:
+    """The selection rules for one tag list and one set of settings, prepared once for every image.
+
+    A WD14 v3 list has ~10,000 tags: checking each one in Python cost ~0.4 µs a tag per image (4 ms
+    an image, a third of a small tagger's forward pass); here the thresholds, the exclusions and the
+    spelled-out names are worked out once, and an image's probabilities are compared in one array
+    operation, leaving Python only the few tags that pass.
+    """
+
+    def __init__(self, table: TagTable, settings: TagSettings) -> None:
+        import numpy as np
+
+        excluded = {_norm(t) for t in settings.exclude}
+        cats = np.asarray(table.categories, dtype=np.int64)
+        keep = np.array([_norm(n) not in excluded for n in table.names], dtype=bool)
+        self.names = [n if settings.underscores or n in KAOMOJI else n.replace("_", " ") for n in table.names]
+        thresholds = np.where(cats == CHARACTER, settings.character_threshold, settings.threshold).astype(np.float64)
+        self.thresholds = np.where(keep & (cats != RATING), thresholds, np.inf)  # never picked as general
+        self.ratings = np.flatnonzero(keep & (cats == RATING)) if settings.ratings else np.empty(0, np.int64)
+
+    def select(self, probs: Sequence[float]) -> list[str]:
+        """Tags over their category's threshold, most confident first (ties in list order); with
+        ``ratings``, the likeliest rating tag leads."""
+        import numpy as np
+
+        p = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if p.shape[0] != self.thresholds.shape[0]:
+            raise ModelError(f"the model gave {p.shape[0]} scores but the tag list has {self.thresholds.shape[0]} rows",
+                             hint="use the selected_tags.csv that came with this model")
+        picked = np.flatnonzero(p >= self.thresholds)
+        picked = picked[np.argsort(-p[picked], kind="stable")]
+        lead = [self.names[int(self.ratings[int(np.argmax(p[self.ratings]))])]] if self.ratings.size else []
+        return lead + [self.names[i] for i in picked.tolist()]
+
+
 def select_tags(probs: Sequence[float], table: TagTable, settings: TagSettings) -> list[str]:
-    """Tags over their category's threshold, most confident first, excluded ones dropped; with
-    ``ratings``, the likeliest rating tag leads."""
-    excluded = {_norm(t) for t in settings.exclude}
-    picked: list[tuple[float, str]] = []
-    rating: tuple[float, str] | None = None
-    for p, name, cat in zip(probs, table.names, table.categories):
-        p = float(p)
-        if _norm(name) in excluded:
-            continue
-        tag = name if settings.underscores or name in KAOMOJI else name.replace("_", " ")
-        if cat == RATING:
-            if settings.ratings and (rating is None or p > rating[0]):
-                rating = (p, tag)
-        elif p >= (settings.character_threshold if cat == CHARACTER else settings.threshold):
-            picked.append((p, tag))
-    picked.sort(key=lambda pt: -pt[0])
-    return ([rating[1]] if rating else []) + [t for _, t in picked]
+    """One image's tags (see :class:`TagSelector`, which a run builds once)."""
+    return TagSelector(table, settings).select(probs)
 
 
 def _onnxruntime() -> Any:
@@ -101,6 +121,7 @@ class Tagger:
         self.name = spec.name
         self.settings = settings
         self.table = read_tags(spec.tags_csv)
+        self.selector = TagSelector(self.table, settings)
         available = ort.get_available_providers()
         want_cuda = device == "auto" or device.startswith("cuda")
         if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
@@ -176,4 +197,4 @@ class Tagger:
         else:
             probs = list(self.session.run(None, {self.input_name: batch})[0])
         self.forward_s += time.perf_counter() - start
-        return [select_tags(p, self.table, self.settings) for p in probs]
+        return [self.selector.select(p) for p in probs]

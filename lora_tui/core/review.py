@@ -2,8 +2,10 @@
 
 Marks are keyed by the image path relative to the project folder (absolute for folders outside
 it), so they survive moving the project with its images. Every change is written atomically, on
-top of the file as it is now: an auto-captioner in another process adds "needs-review" marks
-while the app marks images reviewed, and neither may drop the other's marks.
+top of the file as it is now, holding ``.lora-tui/review.lock`` from reading the file to replacing
+it: an auto-captioner in another process adds "needs-review" marks while the app marks images
+reviewed, and neither may drop the other's marks (without the lock, two processes setting 200
+marks each kept ~100 of each).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.writelock import WriteLock
 
 REVIEW_FILE = "review.json"
+REVIEW_LOCK = "review.lock"
 NEEDS_REVIEW = "needs-review"  # set on captions a model wrote; marking the image reviewed clears it
 MARKS = ("reviewed", "flagged", "excluded", NEEDS_REVIEW)
 
@@ -29,16 +33,18 @@ class ReviewMarks:
         self._prefix = os.path.join(str(self.root), "")
         self._marks: dict[str, set[str]] = {}
         self._stamp: tuple[int, int, int] | None = None
+        self.lock = WriteLock(self.file.parent, name=REVIEW_LOCK, subject="review marks")
         self.reload()
 
-    def reload(self) -> bool:
-        """Re-read the file if another process changed it since; True if it did."""
+    def reload(self, *, force: bool = False) -> bool:
+        """Re-read the file if another process changed it since (``force``: whatever its stamp says;
+        an inode freed by one atomic write can come back with the next in the same clock tick)."""
         try:
             st = self.file.stat()
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes: a new inode each
         except OSError:
             stamp = None
-        if stamp == self._stamp:
+        if stamp == self._stamp and not force:
             return False
         self._stamp = stamp
         self._marks = {}
@@ -66,10 +72,17 @@ class ReviewMarks:
     def has(self, image: Path | str, mark: str) -> bool:
         return mark in self._marks.get(self.key(image), ())
 
-    def set(self, images: Iterable[Path | str], mark: str, on: bool) -> None:
+    def set(self, images: Iterable[Path | str], mark: str, on: bool, *, wait: float | None = None) -> None:
+        """Set or clear ``mark`` on ``images``, on top of the marks on disk now (BusyError if another
+        process holds the marks for longer than ``wait`` seconds, default the write lock's wait)."""
         if mark not in MARKS:
             raise ValueError(f"unknown mark {mark!r}")
-        self.reload()
+        with self.lock.hold(wait):
+            self.reload(force=True)
+            self._change(images, mark, on)
+            self._save()
+
+    def _change(self, images: Iterable[Path | str], mark: str, on: bool) -> None:
         for image in images:
             key = self.key(image)
             marks = self._marks.setdefault(key, set())
@@ -81,12 +94,14 @@ class ReviewMarks:
                 marks.discard(mark)
             if not marks:
                 del self._marks[key]
-        self._save()
 
-    def toggle(self, image: Path | str, mark: str) -> bool:
-        """Flip one mark; returns the new state."""
-        on = not self.has(image, mark)
-        self.set([image], mark, on)
+    def toggle(self, image: Path | str, mark: str, *, wait: float | None = None) -> bool:
+        """Flip one mark as it is on disk now (another process may have set it); returns the new state."""
+        with self.lock.hold(wait):
+            self.reload(force=True)
+            on = not self.has(image, mark)
+            self._change([image], mark, on)
+            self._save()
         return on
 
     def count(self, images: Iterable[Path | str], mark: str) -> int:
@@ -98,7 +113,9 @@ class ReviewMarks:
     def _save(self) -> None:
         self.file.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "images": {k: sorted(v) for k, v in sorted(self._marks.items())}}
-        atomic_write_text(self.file, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        # compact: json's C encoder (``indent`` falls back to the pure-Python one, ~10x slower,
+        # which a captioning run paid per group of captions on a 10,000-image project)
+        atomic_write_text(self.file, json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
         try:
             st = self.file.stat()
             self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes: a new inode each

@@ -59,8 +59,10 @@ def describe_holder(file: Path) -> str:
 class WriteLock:
     """The project's caption write lock; use ``with lock.hold(wait):`` around a whole operation."""
 
-    def __init__(self, state_dir: Path, command: str | None = None) -> None:
-        self.file = Path(state_dir) / LOCK_NAME
+    def __init__(self, state_dir: Path, command: str | None = None, *, name: str = LOCK_NAME,
+                 subject: str = "captions") -> None:
+        self.file = Path(state_dir) / name
+        self.subject = subject  # what the lock guards, for the "… are being written by" message
         self.command = command or this_command()
         self._local = threading.local()
 
@@ -109,7 +111,7 @@ class WriteLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise BusyError(f"captions are being written by {describe_holder(self.file)}",
+                    raise BusyError(f"{self.subject} are being written by {describe_holder(self.file)}",
                                     path=self.file.parent.parent,
                                     hint="try again when it has finished") from None
                 time.sleep(POLL_S)

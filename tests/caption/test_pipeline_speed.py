@@ -84,14 +84,68 @@ def test_the_model_gets_the_cores_the_loader_threads_leave() -> None:
     assert loader.model_threads(1) == max(1, loader.cores() - 1)
 
 
-def test_captions_queued_together_become_one_journal_edit(tmp_path: Path) -> None:
-    root = colour_project(tmp_path / "p", [f"red{i}" for i in range(20)])
+def test_captions_queued_together_become_journal_edits_of_up_to_a_group_and_one_undo_step(tmp_path: Path) -> None:
+    count = run.GROUP_MAX + 4
+    root = colour_project(tmp_path / "p", [f"red{i}" for i in range(count)])
     writer = run.Writer(project.load(root), "auto-caption")
-    for i in range(20):
+    for i in range(count):
         image = root / "data" / "pics" / f"red{i}.png"
         writer.put(Change(image.with_suffix(".txt"), None, f"red theme {i}\n"), str(image))
     assert writer.close(lambda n: f"auto-caption {n} images") == 1
-    assert len(writer.seqs) == 1 and writer.written == 20
+    assert len(writer.seqs) == 2 and writer.written == count
+
+
+def test_the_consumer_prepares_the_first_batch_beside_the_worker_and_keeps_the_order() -> None:
+    import time
+
+    seen: dict[int, str] = {}
+
+    def prepare(i: int) -> int:
+        time.sleep(0.02)
+        seen[i] = threading.current_thread().name
+        return i * 10
+
+    got = list(loader.batches(list(range(12)), prepare, 4, workers=1))
+    assert [[item.data for item in batch] for batch in got] == [[0, 10, 20, 30], [40, 50, 60, 70], [80, 90, 100, 110]]
+    assert threading.current_thread().name in {seen[i] for i in range(4)}  # it did not just wait
+    assert any(name.startswith("caption-load") for name in seen.values())
+
+
+def test_an_image_the_consumer_prepared_that_fails_is_reported_and_the_rest_go_on() -> None:
+    def prepare(i: int) -> int:
+        if i == 3:  # the last of the first batch: the one the consumer takes first
+            raise OSError(5, "Input/output error")
+        return i
+
+    batch = next(loader.batches(list(range(4)), prepare, 4, workers=1, describe=lambda i: f"img{i}.png"))
+    assert [item.data for item in batch[:3]] == [0, 1, 2]
+    assert batch[3].error == "img3.png: cannot read image: Input/output error"
+
+
+def test_tags_are_picked_from_a_full_size_wd14_list_as_the_rules_say() -> None:
+    """10,861 tags (WD14 v3), picked in one array operation: the same tags, in the same order, as
+    checking each tag by hand."""
+    from lora_tui.caption.tagger import CHARACTER, RATING, TagSelector, TagSettings, TagTable
+
+    rng = np.random.default_rng(1)
+    n = 10_861
+    cats = [RATING if i < 4 else CHARACTER if i % 40 == 0 else 0 for i in range(n)]
+    table = TagTable(tuple(f"tag_{i}" for i in range(n)), tuple(cats))
+    probs = np.round(rng.random(n) * 0.4, 2).astype(np.float32)  # many ties, ~12 % over 0.35
+    settings = TagSettings(exclude=frozenset({"tag 100", "TAG_200"}), ratings=True, character_threshold=0.38)
+    by_hand = sorted(((-float(p), i) for i, (p, c) in enumerate(zip(probs, cats))
+                      if c != RATING and i not in (100, 200)
+                      and float(p) >= (0.38 if c == CHARACTER else 0.35)))
+    rating = max(range(4), key=lambda i: (float(probs[i]), -i))
+    assert TagSelector(table, settings).select(probs) == [f"tag {i}" for i in [rating] + [i for _, i in by_hand]]
+
+
+def test_a_tagger_giving_more_scores_than_its_tag_list_is_a_one_line_error() -> None:
+    from lora_tui.caption.tagger import TagSelector, TagSettings, TagTable
+    from lora_tui.core.errors import ModelError
+
+    with pytest.raises(ModelError, match="the model gave 3 scores but the tag list has 2 rows"):
+        TagSelector(TagTable(("a", "b"), (0, 0)), TagSettings()).select([0.9, 0.9, 0.9])
 
 
 def test_a_lone_caption_lands_without_waiting_for_the_run_to_end(tmp_path: Path) -> None:

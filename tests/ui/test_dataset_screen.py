@@ -300,3 +300,24 @@ async def test_autosave_waits_for_a_pause_in_typing_so_undo_takes_back_the_whole
         await pilot.press("escape", "u")
         await wait_until(pilot, lambda: not screen.writing and not screen.workers, "the undo")
         assert caption.read_text() == original  # one undo step: the whole word
+
+
+async def test_a_mark_key_while_another_process_holds_the_marks_says_so_and_changes_nothing(
+        sample_copy: Path, monkeypatch) -> None:
+    from lora_tui.core.writelock import WriteLock
+    from lora_tui.ui.screens import dataset
+
+    monkeypatch.setattr(dataset, "MARK_WAIT_S", 0.05)
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_dataset(pilot)
+        other = WriteLock(sample_copy / ".lora-tui", "lora-tui caption judy", name="review.lock")
+        with other.hold(0):
+            await pilot.press("r")
+            await pilot.pause()
+        messages = [str(n.message) for n in app._notifications]
+        assert any("review marks are being written by `lora-tui caption judy`" in m for m in messages)
+        assert not screen.marks.has(screen.row.key, "reviewed")
+        await pilot.press("r")  # free again: the key works
+        await pilot.pause()
+        assert screen.marks.has(screen.row.key, "reviewed")

@@ -46,6 +46,8 @@ from lora_tui.ui.widgets.dataset.tag_chips import TagChips
 from lora_tui.ui.widgets.dataset.tag_panel import TagPanel
 from lora_tui.ui.widgets.footer import Footer
 
+MARK_WAIT_S = 1.0  # a mark key waits this long for another process writing the marks (ms, normally)
+
 AUTOSAVE_SECONDS = 1.5
 
 
@@ -342,7 +344,11 @@ class DatasetScreen(ActionScreen):
     def action_mark(self, mark: str) -> None:
         if self.row is None:
             return
-        on_ = self.marks.toggle(self.row.key, mark)
+        try:
+            on_ = self.marks.toggle(self.row.key, mark, wait=MARK_WAIT_S)
+        except LoraTuiError as exc:  # another process holding the marks, or a read-only project
+            self.notify(str(exc), severity="error", markup=False)
+            return
         self.image_list.refresh()
         self.update_status()
         self.notify(f"{self.row.record.name}: {mark}" if on_ else f"{self.row.record.name}: not {mark}",
@@ -352,7 +358,11 @@ class DatasetScreen(ActionScreen):
         if self.row is None or not self.save_current():
             return
         if not self.marks.has(self.row.key, "reviewed"):
-            self.marks.set([self.row.key], "reviewed", True)
+            try:
+                self.marks.set([self.row.key], "reviewed", True, wait=MARK_WAIT_S)
+            except LoraTuiError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
         self.action_next_unreviewed()
 
     def action_next_unreviewed(self) -> None:
