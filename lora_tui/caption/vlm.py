@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from lora_tui.caption import pixels
 from lora_tui.caption.detect import ModelSpec
 from lora_tui.caption.loader import open_rgb
 from lora_tui.core.errors import ModelError
@@ -143,6 +144,8 @@ class SentenceCaptioner:
         self.text = self._text(spec.model_type)
         self.size = self._image_side()
         self._local = threading.local()
+        # the processor's recipe in Pillow and numpy, when it gives the processor's own output (pixels.py)
+        self.fast = pixels.fast_path(self.processor, lambda image: self._process(self.processor, image))
         self.cpu_threads = cpu_threads if self.device == "cpu" else None
         self.forward_s = 0.0
 
@@ -170,11 +173,17 @@ class SentenceCaptioner:
         return max(sides) if sides else None
 
     def prepare(self, path: str) -> dict[str, Any]:
-        """Decode and run the processor on one image (on a loader thread, with its own processor copy)."""
+        """Decode one image and make the model's inputs (on a loader thread): the fast path when it
+        is proven equal, else the processor (each thread its own copy)."""
+        image = open_rgb(path, draft=self.size)
+        if self.fast is not None:
+            return self.fast(image)
         processor = getattr(self._local, "processor", None)
         if processor is None:
             processor = self._local.processor = copy.deepcopy(self.processor)
-        image = open_rgb(path, draft=self.size)
+        return self._process(processor, image)
+
+    def _process(self, processor: Any, image: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"images": [image], "return_tensors": "pt"}
         if self.text is not None:
             kwargs["text"] = [self.text]
