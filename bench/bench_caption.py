@@ -187,6 +187,7 @@ def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float,
         wall, cpu = time.perf_counter() - t0, cpu_s() - c0
     finally:
         run.Writer._apply = apply.fn  # type: ignore[method-assign]
+        captioner.close()
     assert summary.written == len(targets), summary
     return baseline, wall, summary.forward_s, baseline_cpu, cpu, prepare.seconds, apply.seconds
 

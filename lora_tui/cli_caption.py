@@ -135,9 +135,12 @@ def run_caption(args: argparse.Namespace) -> int:
     captioner = open_captioner(spec, args)
     reporter.line(f"captioning {len(todo.todo)} images with {spec.name} on {getattr(captioner, 'device', 'cpu')}"
                   + (f" ({todo.kept} already captioned, left alone)" if todo.kept else ""))
-    summary = run.caption_images(proj, todo.todo, captioner, mode=args.mode, prefix=args.prefix,
-                                 batch_size=args.batch_size, reporter=reporter, dry_run=args.dry_run,
-                                 workers=args.workers)
+    try:
+        summary = run.caption_images(proj, todo.todo, captioner, mode=args.mode, prefix=args.prefix,
+                                     batch_size=args.batch_size, reporter=reporter, dry_run=args.dry_run,
+                                     workers=args.workers)
+    finally:
+        captioner.close()
     failed = [*todo.skipped, *summary.failed]
     reporter.end({"written": summary.written, "failed": len(failed), "interrupted": summary.interrupted,
                   "undo_steps": summary.undo_steps, "seconds": round(summary.seconds, 3),

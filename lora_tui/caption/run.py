@@ -58,6 +58,8 @@ class Captioner(Protocol):
 
     def run(self, inputs: Sequence[Any]) -> list[list[str]]: ...
 
+    def close(self) -> None: ...  # what the run set process-wide (torch's thread count) back
+
 
 @dataclass
 class Plan:

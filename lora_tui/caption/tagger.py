@@ -198,3 +198,6 @@ class Tagger:
             probs = list(self.session.run(None, {self.input_name: batch})[0])
         self.forward_s += time.perf_counter() - start
         return [self.selector.select(p) for p in probs]
+
+    def close(self) -> None:
+        """Nothing process-wide to give back (onnxruntime's threads are the session's own)."""

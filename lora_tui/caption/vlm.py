@@ -147,6 +147,7 @@ class SentenceCaptioner:
         # the processor's recipe in Pillow and numpy, when it gives the processor's own output (pixels.py)
         self.fast = pixels.fast_path(self.processor, lambda image: self._process(self.processor, image))
         self.cpu_threads = cpu_threads if self.device == "cpu" else None
+        self._caller_threads: int | None = None
         self.forward_s = 0.0
 
     def _text(self, model_type: str) -> str | None:
@@ -209,11 +210,15 @@ class SentenceCaptioner:
         return batch
 
     def run(self, inputs: Sequence[dict[str, Any]]) -> list[list[str]]:
-        batch = self._collate(inputs)
         torch = self.torch
-        threads = torch.get_num_threads()
-        if self.cpu_threads:  # the cores the loader threads leave (torch's idle threads spin too)
+        if self.cpu_threads and torch.get_num_threads() != self.cpu_threads:
+            # The cores the loader threads leave, from the first batch until close(): switching
+            # back to the caller's count between batches made the collation run on two threads
+            # whose idle one then spun beside the loader (+15 % of the forward time, bench/RESULTS.md).
+            if self._caller_threads is None:
+                self._caller_threads = torch.get_num_threads()
             torch.set_num_threads(self.cpu_threads)
+        batch = self._collate(inputs)
         start = time.perf_counter()
         try:
             with torch.inference_mode(), quiet_transformers(self.transformers):
@@ -221,8 +226,13 @@ class SentenceCaptioner:
                                           num_beams=self.gen.num_beams, do_sample=self.gen.sample)
         finally:
             self.forward_s += time.perf_counter() - start
-            torch.set_num_threads(threads)  # a process-wide setting: the caller's stays its own
         if self.family == "chat" and not self.encoder_decoder and "input_ids" in batch:
             out = out[:, batch["input_ids"].shape[1]:]  # the answer only, not the prompt
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         return [[clean(t)] if clean(t) else [] for t in texts]
+
+    def close(self) -> None:
+        """The caller's torch thread count back (a process-wide setting; a program embedding us keeps its own)."""
+        if self._caller_threads is not None:
+            self.torch.set_num_threads(self._caller_threads)
+            self._caller_threads = None

@@ -168,7 +168,7 @@ def test_a_sentence_captioner_decodes_jpegs_for_its_processor_side(vlm_models: d
     assert model.size == IMAGE
 
 
-def test_a_sentence_captioner_generates_on_its_threads_and_gives_the_process_its_own_back(
+def test_a_sentence_captioner_generates_on_its_threads_until_closed_then_gives_the_process_its_own_back(
         tmp_path: Path, vlm_models: dict[str, Path]) -> None:
     import torch
 
@@ -185,6 +185,9 @@ def test_a_sentence_captioner_generates_on_its_threads_and_gives_the_process_its
     torch.set_num_threads(2)
     try:
         model.run([model.prepare(str(path))])
-        assert seen == [1] and torch.get_num_threads() == 2
+        model.run([model.prepare(str(path))])
+        assert seen == [1, 1] and torch.get_num_threads() == 1  # kept between batches
+        model.close()
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
