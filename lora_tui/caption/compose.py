@@ -29,8 +29,9 @@ def dedupe(tags: Iterable[str]) -> list[str]:
     out = []
     for tag in tags:
         tag = tag.strip()
-        if tag and _key(tag) not in seen:
-            seen.add(_key(tag))
+        key = _key(tag)
+        if tag and key not in seen:
+            seen.add(key)
             out.append(tag)
     return out
 

@@ -118,28 +118,35 @@ class Writer:
         self.written = 0
         self.left_alone: list[tuple[Path, str]] = []
         self.error: BaseException | None = None
-        self._queue: queue.Queue[tuple[Change, str] | None] = queue.Queue()
+        self._queue: queue.Queue[list[tuple[Change, str]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="caption-writer", daemon=True)
         self._thread.start()
 
     def put(self, change: Change, image: str) -> None:
+        self.put_many([(change, image)])
+
+    def put_many(self, items: list[tuple[Change, str]]) -> None:
+        """Queue a batch's captions in one hand-over (one wake-up of the writer, not one per caption)."""
         if self.error is not None:
             raise self.error
-        self._queue.put((change, image))
+        if items:
+            self._queue.put(items)
 
     def _loop(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
+            first = self._queue.get()
+            changes: list[tuple[Change, str]] = list(first or [])
+            stop = first is None
             deadline = time.monotonic() + GROUP_WAIT_S
-            while items[-1] is not None and len(items) < GROUP_MAX:
+            while not stop and len(changes) < GROUP_MAX:
                 left = deadline - time.monotonic()
                 try:
-                    items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                    more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
-            stop = None in items
-            changes = [c for c in items if c is not None]
+                stop = more is None
+                changes.extend(more or [])
             self.images.update((c.path, image) for c, image in changes)
             if changes and self.error is None:
                 try:
@@ -186,6 +193,7 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
     reporter.start(total, model=captioner.name, mode=mode, dry_run=dry_run)
     batches = loader.batches(todo, lambda t: captioner.prepare(t[1].path_text), batch_size, workers=workers,
                              describe=lambda t: t[1].path_text)
+    made: list[tuple[Change, str]] = []  # captions of the batch in hand, not yet queued for writing
     try:
         for batch in batches:
             for item in batch:
@@ -211,7 +219,10 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
                     before = (change.before or "(no caption)").strip().splitlines() or ["(empty)"]
                     reporter.sample(f"{record.path_text}\n    - {before[0]}\n    + {text.strip()}")
                 else:
-                    writer.put(change, record.path_text)  # type: ignore[union-attr]
+                    made.append((change, record.path_text))
+            if writer is not None:
+                writer.put_many(made)
+                made = []
             summary.done += len(batch)
             elapsed = time.perf_counter() - start
             rate = summary.done / elapsed if elapsed > 0 else None
@@ -224,6 +235,8 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
         with _no_second_interrupt():  # a second Ctrl-C must not cut the last writes or the undo step short
             batches.close()
             if writer is not None:
+                if made and writer.error is None:  # Ctrl-C before its batch's hand-over: finished, so written
+                    writer.put_many(made)
                 summary.undo_steps = writer.close(lambda n: f"auto-caption {n} images with {captioner.name} ({mode})")
                 summary.written = writer.written
                 summary.failed.extend((str(p), f"{p}: {why}") for p, why in writer.left_alone)
