@@ -105,7 +105,7 @@ class Summary:
 
 
 class Writer:
-    """Applies captions through the journal on its own thread, whatever has queued up at a time."""
+    """Applies captions through the journal on its own thread, in groups (GROUP_MAX, GROUP_WAIT_S)."""
 
     def __init__(self, project: Project, label: str,
                  on_written: Callable[[list[str], list[str]], None] | None = None) -> None:
