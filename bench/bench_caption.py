@@ -2,7 +2,7 @@
 is at most 10% of the model's own forward time at batch 8, on the CPU with small models.
 
     python bench/bench_caption.py [--images 64] [--side 1024] [--content scene|noise] [--batch-size 8]
-                                  [--model tagger|blip|both] [--repeat 3]
+                                  [--model tagger|blip|both] [--repeat 3] [--contention]
 
 Both figures come from the same run: first the model alone on inputs prepared beforehand (the
 baseline: forward time only), then ``lora-tui caption``'s pipeline on the same images from disk (JPEG
@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -192,6 +193,52 @@ def measure(model_dir: Path, images: int, batch: int, tmp: Path) -> tuple[float,
     return baseline, wall, summary.forward_s, baseline_cpu, cpu, prepare.seconds, apply.seconds
 
 
+def _decode_forever(paths: list[str], side: int, stop: Any) -> None:  # stop: an Event of either kind
+    from lora_tui.caption import loader
+
+    while not stop.is_set():
+        for path in paths:
+            loader.open_rgb(path, draft=side).resize((side, side))
+            if stop.is_set():
+                return
+
+
+def contention(model_dir: Path, tmp: Path, images: int, batch: int, rounds: int) -> None:
+    """The model's forward time alone, beside a JPEG decoder looping in another process, and in a
+    thread of this one: what sharing the machine with the loader costs the model by itself."""
+    import multiprocessing
+
+    from lora_tui.cli_caption import open_captioner
+
+    paths = sorted(str(p) for p in (tmp / "images").glob("*.jpg"))
+    captioner = open_captioner(detect.resolve(str(model_dir)), Args())
+    prepared = [captioner.prepare(paths[i % len(paths)]) for i in range(images)]
+    captioner.run(prepared[:batch])
+    side = getattr(captioner, "size", None) or 448
+    times: dict[str, list[float]] = {"alone": [], "beside a decoding process": [], "beside a decoding thread": []}
+    for _ in range(rounds):
+        for where, found in times.items():
+            stop: Any = None
+            if where != "alone":
+                ctx = multiprocessing.get_context("spawn")
+                stop = ctx.Event() if "process" in where else threading.Event()
+                worker: Any = (ctx.Process if "process" in where else threading.Thread)(
+                    target=_decode_forever, args=(paths, side, stop), daemon=True)
+                worker.start()
+                time.sleep(0.5 if "process" in where else 0.05)  # a spawned interpreter starts first
+            captioner.forward_s = 0.0
+            for i in range(0, images, batch):
+                captioner.run(prepared[i:i + batch])
+            found.append(captioner.forward_s)
+            if stop is not None:
+                stop.set()
+                worker.join()
+    captioner.close()
+    for where, found in times.items():
+        print(f"  forward of {images} images {where}: median {statistics.median(found):.3f} s "
+              f"({' '.join(f'{t:.3f}' for t in found)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=64)
@@ -202,6 +249,8 @@ def main() -> None:
                                                            "at least twice the model's input)")
     ap.add_argument("--content", choices=("scene", "noise"), default="scene",
                     help="photo-like scenes, or noise (the decoder's worst case)")
+    ap.add_argument("--contention", action="store_true",
+                    help="instead: the model's forward alone and beside a decoder (process, thread)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as name:
         tmp = Path(name)
@@ -211,6 +260,10 @@ def main() -> None:
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         for kind in kinds:
             folder = build_tagger(tmp / "tagger") if kind == "tagger" else build_blip(tmp / "blip")
+            if args.contention:
+                print(kind)
+                contention(folder, tmp, args.images, args.batch_size, args.repeat)
+                continue
             ratios, inner, cpu_ratios = [], [], []
             for _ in range(args.repeat):
                 baseline, wall, inside, base_cpu, cpu, loader_cpu, writer_cpu = measure(
