@@ -321,3 +321,18 @@ async def test_a_mark_key_while_another_process_holds_the_marks_says_so_and_chan
         await pilot.press("r")  # free again: the key works
         await pilot.pause()
         assert screen.marks.has(screen.row.key, "reviewed")
+
+
+async def test_the_first_image_with_a_caption_file_in_a_class_tokens_subset_is_not_called_uncaptioned(
+        sample_copy: Path) -> None:
+    """The list shows before captions are read; the first image's title must not say "no caption file"
+    just because its text was read a moment after the title was made."""
+    folder = sample_copy / "data" / "mira"
+    for image in folder.glob("*.png"):
+        image.with_suffix(".txt").write_text("mira, red theme\n")
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await _open_dataset(pilot)  # its first row is the current one from the start
+        assert screen.row is not None and screen.row.record.name == "mira_00.png"
+        assert screen.editor._border_title.plain == "mira_00.png"
+        assert screen.editor.text == "mira, red theme\n"

@@ -191,7 +191,8 @@ class DatasetScreen(ActionScreen):
         if record.meta_key is not None:
             fallback = f"  (in {subset.path('metadata_file').name})"  # type: ignore[union-attr]
         else:
-            fallback = "" if record.caption is not None else f"  (no caption file: trains on "\
+            # caption_name, not caption: the listing knows the file exists before its text is read
+            fallback = "" if record.caption_name is not None else f"  (no caption file: trains on "\
                        f"'{subset.get('class_tokens') or ''}')"
         separator = subset.get("caption_separator") or ","
         self.caption_pane.load(current_text(record, subset), f"{record.name}{fallback}", separator,
