@@ -147,10 +147,14 @@ def assess(project: Any, family: str, report: Any = None, *,
              + ("" if known else f", optimizer {plan.optimizer} counted as Adam-like"))
     found = unet_params_in(getattr(project, "model_path", None))
     full = vram.FAMILIES[family].unet_params
-    tiny = found is not None and not 0.9 * full <= found <= 1.1 * full
     label = {"sd_v1": "SD1.x", "sd_v2": "SD2.x", "sdxl": "SDXL"}[family]
-    scope = (f" of a full-size {label} model (this one's U-Net has {found:,} parameters: a test model)" if tiny
-             else "")
+    reference = getattr(project, "model_reference", None)  # a built-in model is a tiny test model, built or not
+    scope = ""
+    if reference:
+        scope = f" of a full-size {label} model ({reference} is a test model)"
+    elif found is not None and not 0.9 * full <= found <= 1.1 * full:
+        scope = f" of a full-size {label} model (this one's U-Net has {found:,} parameters: a test model)"
+    tiny = bool(scope)
     severity = OK if tiny else WARNING
     made = partial(Assessment, estimate=estimate, basis=basis, scope=scope, which=which, assumed=not gpus)
     if estimate.total <= free:

@@ -133,7 +133,7 @@ class TrainScreen(ActionScreen):
         with Horizontal(classes="row"):
             yield Label("mixed_precision")
             yield Select([(p, p) for p in tv.PRECISIONS], value=self.project.training.get("mixed_precision")
-                         or Select.BLANK, prompt="(default: no)", id="s-mixed_precision")
+                         or Select.NULL, prompt="(default: no)", id="s-mixed_precision")
 
     def on_mount(self) -> None:
         self.title = f"lora-tui · {self.project.name}"
@@ -206,7 +206,7 @@ class TrainScreen(ActionScreen):
 
     @on(Select.Changed, "#s-mixed_precision")
     def _precision(self, event: Select.Changed) -> None:
-        value = None if event.value is Select.BLANK else event.value
+        value = event.value if event.value in tv.PRECISIONS else None  # the blank choice: the default
         if value != self.project.training.get("mixed_precision"):
             self._save(("training",), "mixed_precision", value)
 
