@@ -18,6 +18,7 @@ from textual.widgets import Input, Static, Switch
 from lora_tui.core import project, vram_check
 from lora_tui.core.gpu import GpuMemory
 from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens import train_vram
 from lora_tui.ui.screens.train import TrainScreen
 from tests.helpers import write_images, write_project
 from tests.ui.settle import wait_until
@@ -175,6 +176,45 @@ async def test_a_test_models_estimate_is_of_the_full_size_model_and_never_asks(
         text = vram_text(screen)
         assert "of a full-size SD1.x model (lora-tui:tiny-sd15 is a test model)" in text
         assert "! more than 1.0 GiB free on GPU 0" in text and not screen.vram.over
+
+
+
+async def test_batch_size_typed_once_sets_every_dataset_when_they_differ(tmp_path: Path) -> None:
+    root = full_size_project(tmp_path / "p")
+    write_images(root / "data" / "b", [(256, 256)] * 2, captions={0: "sks", 1: "sks"})
+    toml = root / "lora-tui.toml"
+    toml.write_text(toml.read_text() + '\n[[datasets]]\nresolution = 512\nbatch_size = 2\n'
+                    '[[datasets.subsets]]\nimage_dir = "data/b"\n')
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await train_screen(pilot)
+        field = screen.query_one("#m-batch_size", Input)
+        assert field.value == "" and field.placeholder.startswith("differs per dataset")
+        field.focus()
+        await pilot.press("enter")  # nothing typed: nothing is overwritten
+        await pilot.pause()
+        assert any("type a value to set every dataset's batch_size" in n.message for n in app._notifications)
+        assert [ds.values["batch_size"] for ds in project.load(root).datasets] == [1, 2]
+        await pilot.press("3", "enter")
+        await wait_until(pilot, lambda: "batch 3," in vram_text(screen), "the saved estimate")
+        assert [ds.values["batch_size"] for ds in project.load(root).datasets] == [3, 3]
+
+
+async def test_an_estimate_that_fails_says_why_and_the_screen_still_launches_after_its_checks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("header vanished")
+
+    monkeypatch.setattr(train_vram, "assess", broken)
+    app = LoraTuiApp(project.load(full_size_project(tmp_path / "p")))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen) and app.screen.preflight is not None
+                         and "no estimate" in vram_text(app.screen), "the checks")
+        screen = app.screen
+        assert "no estimate: RuntimeError: header vanished" in vram_text(screen)
+        assert str(screen.query_one("#launch-state", Static).render()) == "ready: ctrl+s launches, ctrl+e queues"
 
 
 @pytest.fixture

@@ -83,6 +83,8 @@ class TrainScreen(ActionScreen):
         self.vram: tv.Assessment | None = None  # the saved settings' estimate: a launch asks when it is over
         self.drafts: dict[str, str] = {}  # input id → text typed and not saved yet (the estimate follows it)
         self._vram_timer: Any = None
+        self._vram_shown = 0  # which estimate the panel waits for (a late, older one is not shown)
+        self._vram_note: str | None = None  # why the saved settings have no estimate
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -226,20 +228,18 @@ class TrainScreen(ActionScreen):
         result = launcher.preflight(proj, backend=proj.backend)
         command = trainer_command(proj)
         try:
-            found = tv.estimate_for(proj, result.scans, result.steps)
-        except Exception:  # an estimate must never stop the checks: the panel says it has none
-            found = None
-        self.app.call_from_thread(self._checked, result, command, found)
+            found, note = tv.estimate_for(proj, result.scans, result.steps), None
+        except Exception as exc:  # an estimate must never stop the checks: the panel says why it has none
+            found, note = None, f"{type(exc).__name__}: {exc}"
+        self.app.call_from_thread(self._checked, result, command, found, note)
 
-    def _checked(self, result: launcher.Preflight, command: str, found: tv.Assessment | None = None) -> None:
+    def _checked(self, result: launcher.Preflight, command: str, found: tv.Assessment | None = None,
+                 note: str | None = None) -> None:
         if not self.is_mounted:  # left before the checks finished
             return
         self.preflight = result
-        self.vram = found
-        if self.drafts:
-            self._preview()  # the form still holds typed edits: the estimate shows them
-        else:
-            self.query_one("#vram", Static).update(tv.render(found))
+        self.vram, self._vram_note = found, note
+        self._preview()  # the saved settings' estimate, or the typed edits' when the form holds some
         lint = Text()
         if result.problem:
             lint.append(f"✗ {result.problem}\n", style="bold red")
@@ -260,24 +260,28 @@ class TrainScreen(ActionScreen):
 
     # -- the VRAM estimate of what is typed --------------------------------------------------------
     def _preview(self) -> None:
+        """Show the saved settings' estimate, or start one of the typed edits (each newer than the last:
+        an older worker finishing late is ignored)."""
         self._vram_timer = None
+        self._vram_shown += 1
         if not self.drafts:
-            self.query_one("#vram", Static).update(tv.render(self.vram))
+            if self.preflight is not None:
+                self._show_vram(tv.render(self.vram, error=self._vram_note), self._vram_shown)
             return
         self._estimate_drafts(self.project, dict(self.drafts),
-                              self.preflight.scans if self.preflight is not None else None)
+                              self.preflight.scans if self.preflight is not None else None, self._vram_shown)
 
     @work(thread=True, exclusive=True, group="vram", exit_on_error=False)
-    def _estimate_drafts(self, proj: Project, drafts: dict[str, str], scans: list[Any] | None) -> None:
+    def _estimate_drafts(self, proj: Project, drafts: dict[str, str], scans: list[Any] | None, nth: int) -> None:
         drafted, problem = tv.draft_project(proj, drafts)
         try:
             text = tv.render(tv.estimate_for(drafted, scans), drafted=True, problem=problem)
         except Exception as exc:  # an estimate must never take the screen down: say why there is none
-            text = tv.render(None, problem=f"{type(exc).__name__}: {exc}")
-        self.app.call_from_thread(self._show_vram, text)
+            text = tv.render(None, drafted=True, problem=problem, error=f"{type(exc).__name__}: {exc}")
+        self.app.call_from_thread(self._show_vram, text, nth)
 
-    def _show_vram(self, text: Any) -> None:
-        if self.is_mounted:
+    def _show_vram(self, text: Any, nth: int) -> None:
+        if self.is_mounted and nth == self._vram_shown:
             self.query_one("#vram", Static).update(text)
 
     def _show_state(self, line: str | None = None) -> None:

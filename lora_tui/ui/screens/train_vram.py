@@ -100,7 +100,8 @@ def estimate_for(proj: Project, scans: list[Any] | None, report: Any = None) -> 
     return assess(proj, vram_family(proj), report)
 
 
-def render(found: Assessment | None, *, drafted: bool = False, problem: str | None = None) -> Text:
+def render(found: Assessment | None, *, drafted: bool = False, problem: str | None = None,
+           error: str | None = None) -> Text:
     """The estimate on a few lines: the figure, what it is for, the verdict against the card, the fix."""
     text = Text()
     if problem:
@@ -108,7 +109,7 @@ def render(found: Assessment | None, *, drafted: bool = False, problem: str | No
     if drafted:
         text.append("(with unsaved edits: enter saves a field)\n", style="dim")
     if found is None:
-        text.append("no estimate for this model family")
+        text.append(f"no estimate: {error}" if error else "estimating…", style="red" if error else "")
         return text
     text.append(f"{found.estimate.text()}{found.scope}\n")
     text.append(f"for {found.basis}; unverified on a GPU\n", style="dim")
