@@ -124,6 +124,20 @@ async def test_gradient_checkpointing_switched_on_lowers_the_estimate_and_is_sav
         assert project.load(root).training["gradient_checkpointing"] is True
 
 
+
+async def test_bf16_picked_from_the_precision_list_is_saved_and_halves_the_weights(tmp_path: Path) -> None:
+    root = full_size_project(tmp_path / "p")
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await train_screen(pilot)
+        weights = float(re.search(r"weights ([0-9.]+)", vram_text(screen)).group(1))
+        screen.query_one("#s-mixed_precision").focus()
+        await pilot.press("enter", "down", "down", "down", "enter")  # (default: no), no, fp16, bf16
+        await wait_until(pilot, lambda: "batch 1, bf16" in vram_text(screen), "the bf16 estimate")
+        assert float(re.search(r"weights ([0-9.]+)", vram_text(screen)).group(1)) < 0.6 * weights
+        assert project.load(root).training["mixed_precision"] == "bf16"
+
+
 async def test_an_estimate_over_the_card_gives_doctors_advice_and_the_launch_asks_first(tmp_path: Path) -> None:
     root = full_size_project(tmp_path / "p")
     app = LoraTuiApp(project.load(root))
