@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,22 +77,69 @@ def unet_params_in(model: Path | None) -> int | None:
     return total or None
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """The estimate for a project's planned settings against the card, in parts a screen can lay out.
+
+    `finding()` joins them into the doctor's one line; the train screen shows them on three lines and
+    asks before a launch when `over` (a test model's estimate is of the full-size model: never over)."""
+
+    estimate: vram.Estimate
+    basis: str  # "largest bucket 512×512, batch 2, fp32"
+    scope: str  # "" or " of a full-size SD1.x model (…: a test model)"
+    which: str  # "an assumed 24 GB card (no GPU here)" or "20.1 GiB free on GPU 0 (…)"
+    assumed: bool  # no GPU here: the card is the assumed one
+    verdict: str  # "fits …", "fits … with under 10% to spare (…)", "more than …"
+    fix: str | None  # "set … → 11.3 GiB", the doctor's advice
+    severity: str
+    over: bool  # the estimate exceeds the card's free memory, for this model
+
+    @property
+    def text(self) -> str:
+        return f"{self.estimate.text()}{self.scope} for {self.basis}; unverified on a GPU"
+
+    def finding(self) -> Finding:
+        return Finding.about(TOPIC, self.severity, f"{self.text}; {self.verdict}", self.fix)
+
+
 def check_vram(project: Any, family: str, report: Any = None, *,
                probe: Callable[[], list[GpuMemory] | None] | None = None) -> list[Finding]:
-    """One finding: the estimate, and when it exceeds the card's free memory, the knob that fixes it.
+    """One finding: the estimate, and when it exceeds the card's free memory, the knob that fixes it."""
+    found = assess(project, family, report, probe=probe)
+    return [found.finding()] if found else []
+
+
+def vram_family(project: Any) -> str:
+    """The estimate's family for a project's base model, torch-free, as doctor picks it: the model's
+    header when it can be read (SD2-v counts as SD2), else the [model] v2 flag."""
+    from lora_tui.core.model_family import SD2, SD2_V, family_of_value
+
+    found = family_of_value(project.model.get("pretrained_model_name_or_path"), project.root)
+    if found == SD2_V:
+        return SD2
+    if found in vram.FAMILIES:
+        return found
+    return "sd_v2" if project.model.get("v2") else "sd_v1"
+
+
+def assess(project: Any, family: str, report: Any = None, *,
+           probe: Callable[[], list[GpuMemory] | None] | None = None) -> Assessment | None:
+    """The estimate against the card, and when it exceeds the card's free memory, the knob that fixes it.
 
     The estimate is for the family's full-size architecture. A model whose U-Net is far smaller (a
     tiny test model) gets the full-size figure, said to be that, as information: it tells a user
-    trying the loop on a test model what the real one will need, and nothing here could fail."""
+    trying the loop on a test model what the real one will need, and nothing here could fail.
+    None for a family without measurements."""
     if family not in vram.FAMILIES:
-        return []
+        return None
     width, height, batch, where = largest_bucket(report, family)
     training = dict(project.training)
     if (getattr(project, "launch", None) or {}).get("mixed_precision"):  # [launch] wins, as in the launch command
         training["mixed_precision"] = project.launch["mixed_precision"]
     plan = vram.plan_from_settings(family, training, batch=batch, width=width, height=height)
     estimate = vram.estimate(plan)
-    free, which = card(project, (probe or gpu_memory)())
+    gpus = (probe or gpu_memory)()
+    free, which = card(project, gpus)
     _, known = vram.optimizer_state_bytes(plan.optimizer)
     precision = plan.mixed_precision if plan.mixed_precision != "no" else "fp32"
     basis = (f"{where}, batch {plan.batch}, {precision}" + (", gradient checkpointing" if plan.gradient_checkpointing
@@ -98,21 +147,25 @@ def check_vram(project: Any, family: str, report: Any = None, *,
              + ("" if known else f", optimizer {plan.optimizer} counted as Adam-like"))
     found = unet_params_in(getattr(project, "model_path", None))
     full = vram.FAMILIES[family].unet_params
-    tiny = found is not None and not 0.9 * full <= found <= 1.1 * full
     label = {"sd_v1": "SD1.x", "sd_v2": "SD2.x", "sdxl": "SDXL"}[family]
-    scope = (f" of a full-size {label} model (this one's U-Net has {found:,} parameters: a test model)" if tiny
-             else "")
-    text = f"{estimate.text()}{scope} for {basis}; unverified on a GPU"
+    reference = getattr(project, "model_reference", None)  # a built-in model is a tiny test model, built or not
+    scope = ""
+    if reference:
+        scope = f" of a full-size {label} model ({reference} is a test model)"
+    elif found is not None and not 0.9 * full <= found <= 1.1 * full:
+        scope = f" of a full-size {label} model (this one's U-Net has {found:,} parameters: a test model)"
+    tiny = bool(scope)
     severity = OK if tiny else WARNING
+    made = partial(Assessment, estimate=estimate, basis=basis, scope=scope, which=which, assumed=not gpus)
     if estimate.total <= free:
         if estimate.total <= HEADROOM * free:
-            return [Finding.about(TOPIC, OK, f"{text}; fits {which}")]
+            return made(verdict=f"fits {which}", fix=None, severity=OK, over=False)
         fix = vram.advice(plan, int(HEADROOM * free))  # the estimate is a lower bound: keep some room
         hint = ("set " + " and ".join(fix[0]) + f" → {vram.gib(fix[1].total)}") if fix else None
-        return [Finding.about(TOPIC, severity, f"{text}; fits {which} with under {1 - HEADROOM:.0%} to spare "
-                              "(the estimate is a lower bound)", hint)]
+        return made(verdict=f"fits {which} with under {1 - HEADROOM:.0%} to spare (the estimate "
+                          "is a lower bound)", fix=hint, severity=severity, over=False)
     settings, after = vram.advice(plan, free) or ([], estimate)
     change = "set " + " and ".join(settings) + f" → {vram.gib(after.total)}"
     if after.total > free:
         change += ", still over: a card with more free memory is needed"
-    return [Finding.about(TOPIC, severity, f"{text}; more than {which}", change)]
+    return made(verdict=f"more than {which}", fix=change, severity=severity, over=not tiny)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from lora_tui.core import project
+from lora_tui.core import project, vram_check
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.monitor import MonitorScreen
 from lora_tui.ui.screens.runs import RunsScreen
@@ -73,6 +73,7 @@ def fixed_sample(monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.rmtree(dest.parent, ignore_errors=True)
     shutil.copytree(Path(__file__).resolve().parents[2] / "sample_project", dest)
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    monkeypatch.setattr(vram_check, "gpu_memory", lambda: None)  # the VRAM estimate against the assumed card
     yield dest
     shutil.rmtree(dest.parent, ignore_errors=True)
 
