@@ -124,3 +124,21 @@ async def test_the_launch_command_is_the_projects_backends(sample_copy: Path) ->
         shown = str(screen.query_one("#command", Static).render())
         assert "launch (builtin)" in shown and "-m lora_tui.train" in shown
         assert "train_network.py" not in shown
+
+
+async def test_a_project_without_mixed_precision_opens_the_config_screen_and_can_set_it(sample_copy: Path) -> None:
+    """An unset choice is a blank Select (Textual 8's Select.BLANK is False, an illegal value)."""
+    from textual.widgets import Select
+
+    toml = sample_copy / "lora-tui.toml"
+    text = toml.read_text()
+    toml.write_text("\n".join(line for line in text.splitlines() if not line.startswith("mixed_precision")) + "\n")
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open_config(pilot)
+        select = next(s for s in screen.query(Select) if s.id and s.id.endswith("mixed_precision"))
+        assert select.is_blank()
+        select.value = "bf16"
+        await wait_until(pilot, lambda: 'mixed_precision = "bf16"' in toml.read_text(), "bf16 saved")
+        select.clear()
+        await wait_until(pilot, lambda: "mixed_precision" not in toml.read_text(), "mixed_precision removed")

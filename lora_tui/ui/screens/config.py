@@ -144,7 +144,7 @@ class ConfigScreen(ActionScreen):
                 if kind == "flag":
                     yield Switch(bool(values.get(key, False)), id=field.widget_id)
                 elif choices:
-                    yield Select([(c, c) for c in choices], value=values.get(key, Select.BLANK),
+                    yield Select([(c, c) for c in choices], value=values.get(key, Select.NULL),
                                  id=field.widget_id, allow_blank=True)
                 else:
                     yield Input(_shown(values.get(key)), id=field.widget_id, placeholder="(default)",
@@ -216,7 +216,7 @@ class ConfigScreen(ActionScreen):
 
     @on(Select.Changed)
     def _select(self, event: Select.Changed) -> None:
-        value = None if event.value is Select.BLANK else event.value
+        value = None if event.select.is_blank() else event.value  # Select.BLANK is False in Textual 8
         field = self.fields.get(event.select.id or "")
         if field is not None and self._current(field) != value:
             self._apply(event.select.id, value)
