@@ -77,9 +77,22 @@ def _channels(value: Any) -> np.ndarray | None:
     return np.asarray(values, dtype=np.float32).reshape(1, 1, -1) if len(values) == 3 else None
 
 
+# The steps the recipe knows. Any other ``do_*`` switched on (Gemma 3's pan-and-scan, Idefics'
+# image splitting, Donut's thumbnail, ...) may act only on images larger or longer than the probes,
+# so the probes passing proves nothing about it.
+KNOWN_STEPS = frozenset({"do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb", "do_pad"})
+
+
+def _unknown_step(image_processor: Any) -> bool:
+    names = {n for n in dir(image_processor) if n.startswith("do_") and n not in KNOWN_STEPS}
+    return any(isinstance(value := getattr(image_processor, n, None), (bool, int)) and value for n in names)
+
+
 def recipe_for(image_processor: Any) -> PixelRecipe | None:
     """The plain recipe this processor's settings describe, or None when they describe something else."""
     if image_processor is None or _get(image_processor, "do_pad") or not _get(image_processor, "do_resize"):
+        return None
+    if _unknown_step(image_processor):
         return None
     size = _get(image_processor, "size")
     height, width, short = (_get(size, k) for k in ("height", "width", "shortest_edge"))
