@@ -1,7 +1,7 @@
 """One captioning run: pick the images, run the model batch by batch, write through the journal.
 
 Captions are written as they are made, by a writer thread, each group as a journal edit; at the end
-(also after Ctrl-C, or a failure) those edits are combined into one, so one undo takes the whole run
+(also after Ctrl-C, SIGTERM or SIGHUP, or a failure) those edits are combined into one, so one undo takes the whole run
 back. Every caption written gets the "needs-review" mark. A process killed outright (kill -9) leaves
 the groups it finished as separate, complete undo steps.
 """
@@ -37,17 +37,49 @@ GROUP_MAX = 16
 GROUP_WAIT_S = 0.5
 
 
+# Signals that stop a run the way Ctrl-C does: `kill`, systemd and `timeout` send SIGTERM, a closed
+# terminal SIGHUP. Left at their default they killed the process between two groups, leaving the run
+# as a dozen undo steps of 16 captions each.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _no_second_interrupt() -> Iterator[None]:
-    """Ignore SIGINT while finishing (main thread only; elsewhere signals cannot be set)."""
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the run (main thread only; a signal whose
+    handler is not the default, e.g. SIGHUP under ``nohup``, is left as the caller set it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig, handler in previous.items():
+        if handler is signal.SIG_DFL:
+            signal.signal(sig, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            if handler is signal.SIG_DFL:
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _no_second_interrupt() -> Iterator[None]:
+    """Ignore SIGINT (and SIGTERM/SIGHUP while they would interrupt) while finishing (main thread
+    only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGINT, *(s for s in STOP_SIGNALS if signal.getsignal(s) is _interrupt)]
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Captioner(Protocol):
@@ -185,7 +217,14 @@ class Writer:
 def caption_images(project: Project, todo: Sequence[Target], captioner: Captioner, *, mode: str,
                    prefix: str = "", batch_size: int = 8, reporter: Reporter, dry_run: bool = False,
                    workers: int | None = None) -> Summary:
-    """Caption ``todo``; returns what happened. Ctrl-C stops after writing what finished."""
+    """Caption ``todo``; returns what happened. Ctrl-C, SIGTERM and SIGHUP stop after writing what finished."""
+    with _stop_signals_interrupt():
+        return _caption_images(project, todo, captioner, mode=mode, prefix=prefix, batch_size=batch_size,
+                               reporter=reporter, dry_run=dry_run, workers=workers)
+
+
+def _caption_images(project: Project, todo: Sequence[Target], captioner: Captioner, *, mode: str, prefix: str,
+                    batch_size: int, reporter: Reporter, dry_run: bool, workers: int | None) -> Summary:
     summary = Summary()
     total = len(todo)
     start = time.perf_counter()
