@@ -187,18 +187,31 @@ class Writer:
                     self.error = exc
 
     def _apply(self, items: list[tuple[Change, str]]) -> None:
+        """Mark, then write: a process killed between the two (kill -9) leaves a mark on an image whose
+        caption did not land (the review lists only captioned images) rather than a model's caption
+        without its mark; the marks of captions left alone are taken back unless they were there before."""
         changes = [c for c, _ in items]
-        outcome = self.journal.apply(self.label, changes)
+        self.marks.reload()
+        fresh = {self.images[c.path] for c in changes if not self.marks.has(self.images[c.path], NEEDS_REVIEW)}
+        self.marks.set([self.images[c.path] for c in changes], NEEDS_REVIEW, True)
+        try:
+            outcome = self.journal.apply(self.label, changes)
+        except BaseException:  # nothing written (another writer held the captions, Ctrl-C): marks back
+            with contextlib.suppress(Exception):
+                self.marks.set(fresh, NEEDS_REVIEW, False)
+            raise
+        left = {c.path for c in changes} if outcome is None else {Path(p) for p, _ in outcome.left_alone}
+        unmark = [self.images[c.path] for c in changes if c.path in left and self.images[c.path] in fresh]
+        if unmark:
+            self.marks.set(unmark, NEEDS_REVIEW, False)
         if outcome is None:
             return
         if outcome.seq is not None and outcome.applied:
             self.seqs.append(outcome.seq)
-        left = {Path(p) for p, _ in outcome.left_alone}
         self.left_alone.extend(outcome.left_alone)
         done = [c for c in changes if c.path not in left]
         self.written += len(done)
         images = [self.images[c.path] for c in done]
-        self.marks.set(images, NEEDS_REVIEW, True)
         if self.on_written is not None:
             self.on_written(images, [str(c.path) for c in done])
 
