@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from lora_tui.caption.compose import tag_key
 from lora_tui.caption.detect import ModelSpec
 from lora_tui.caption.loader import open_rgb
 from lora_tui.core.errors import ModelError
@@ -58,10 +59,6 @@ def read_tags(path: Path) -> TagTable:
     return TagTable(names, cats)
 
 
-def _norm(tag: str) -> str:
-    return " ".join(tag.replace("_", " ").casefold().split())
-
-
 class TagSelector:
     """The selection rules for one tag list and one set of settings, prepared once for every image.
 
@@ -74,9 +71,9 @@ class TagSelector:
     def __init__(self, table: TagTable, settings: TagSettings) -> None:
         import numpy as np
 
-        excluded = {_norm(t) for t in settings.exclude}
+        excluded = {tag_key(t) for t in settings.exclude}
         cats = np.asarray(table.categories, dtype=np.int64)
-        keep = np.array([_norm(n) not in excluded for n in table.names], dtype=bool)
+        keep = np.array([tag_key(n) not in excluded for n in table.names], dtype=bool)
         self.names = [n if settings.underscores or n in KAOMOJI else n.replace("_", " ") for n in table.names]
         thresholds = np.where(cats == CHARACTER, settings.character_threshold, settings.threshold).astype(np.float64)
         # NaN, not inf, for "never picked as a general tag": no score compares >= NaN, while a broken
