@@ -279,6 +279,8 @@ def _caption_images(project: Project, todo: Sequence[Target], captioner: Caption
             elapsed = time.perf_counter() - start
             rate = summary.done / elapsed if elapsed > 0 else None
             reporter.progress(summary.done, total, rate, (total - summary.done) / rate if rate else None)
+            if reporter.lost:  # nobody reads the progress any more: stop as if interrupted
+                raise KeyboardInterrupt
         elapsed = time.perf_counter() - start
         reporter.progress(summary.done, total, summary.done / elapsed if elapsed > 0 else None, 0.0, final=True)
     except KeyboardInterrupt:
