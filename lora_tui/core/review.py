@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.fsio import WriteError, atomic_write_text
 from lora_tui.core.writelock import WriteLock
 
 REVIEW_FILE = "review.json"
@@ -121,7 +121,11 @@ class ReviewMarks:
         for n in range(1000):
             aside = self.file.with_name(f"{REVIEW_FILE}.unreadable" + (f"-{n}" if n else ""))
             if not aside.exists():
-                os.replace(self.file, aside)
+                try:
+                    os.replace(self.file, aside)
+                except OSError as exc:
+                    raise WriteError(f"cannot set the unreadable marks file aside: {exc.strerror or exc}",
+                                     path=self.file, hint="fix or remove it") from None
                 return
 
     def _save(self) -> None:
