@@ -77,15 +77,25 @@ def _channels(value: Any) -> np.ndarray | None:
     return np.asarray(values, dtype=np.float32).reshape(1, 1, -1) if len(values) == 3 else None
 
 
-# The steps the recipe knows. Any other ``do_*`` switched on (Gemma 3's pan-and-scan, Idefics'
-# image splitting, Donut's thumbnail, ...) may act only on images larger or longer than the probes,
-# so the probes passing proves nothing about it.
-KNOWN_STEPS = frozenset({"do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb", "do_pad"})
+# The switches the recipe knows (``default_to_square`` changes the resize, which the probes check).
+# Any other switched on (Gemma 3's ``do_pan_and_scan``, Idefics' ``do_image_splitting``, InternVL's
+# ``crop_to_patches``, Aria's ``split_image``, Donut's ``do_thumbnail``, ...) may act only on images
+# larger or longer than the probes, so the probes passing proves nothing about it.
+KNOWN_SWITCHES = frozenset({"do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb", "do_pad",
+                            "default_to_square"})
 
 
 def _unknown_step(image_processor: Any) -> bool:
-    names = {n for n in dir(image_processor) if n.startswith("do_") and n not in KNOWN_STEPS}
-    return any(isinstance(value := getattr(image_processor, n, None), (bool, int)) and value for n in names)
+    for name in dir(image_processor):
+        if name.startswith("_") or name in KNOWN_SWITCHES:
+            continue
+        try:
+            value = getattr(image_processor, name, None)
+        except Exception:  # a property that needs more than the settings
+            continue
+        if value is True or (name.startswith("do_") and isinstance(value, int) and value):
+            return True
+    return False
 
 
 def recipe_for(image_processor: Any) -> PixelRecipe | None:

@@ -93,7 +93,8 @@ def test_a_processor_that_tiles_large_images_keeps_doing_every_image() -> None:
     assert pixels.fast_path(SimpleNamespace(image_processor=image_processor), run) is None
 
 
-@pytest.mark.parametrize("flag", ["do_pan_and_scan", "do_image_splitting", "do_thumbnail", "do_align_long_axis"])
+@pytest.mark.parametrize("flag", ["do_pan_and_scan", "do_image_splitting", "do_thumbnail", "do_align_long_axis",
+                                  "crop_to_patches", "split_image"])
 def test_a_processor_with_a_step_the_recipe_does_not_know_keeps_doing_every_image(flag: str) -> None:
     plain = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 3, "do_rescale": True,
              "rescale_factor": 1 / 255, "do_normalize": False, "do_convert_rgb": True, "do_center_crop": None}
