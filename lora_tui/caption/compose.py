@@ -19,9 +19,12 @@ from lora_tui.core.scan import ImageRecord, caption_target, load_caption
 MODES = ("missing-only", "overwrite", "append")
 
 
-def _key(tag: str) -> str:
-    """Tags that differ only in case or underscores are the same tag (``long_hair`` = ``long hair``)."""
-    return " ".join(tag.replace("_", " ").casefold().split())
+def tag_key(tag: str) -> str:
+    """Tags that differ only in case, underscores or escaped parentheses are the same tag
+    (``long_hair`` = ``Long hair``; ``judy \\(character\\)``, as captions for A1111-style prompts
+    write it, = ``judy (character)``; the one booru tag written with such a backslash, ``\\(^o^)/``,
+    still matches only itself)."""
+    return " ".join(tag.replace("\\(", "(").replace("\\)", ")").replace("_", " ").casefold().split())
 
 
 def dedupe(tags: Iterable[str]) -> list[str]:
@@ -29,7 +32,7 @@ def dedupe(tags: Iterable[str]) -> list[str]:
     out = []
     for tag in tags:
         tag = tag.strip()
-        key = _key(tag)
+        key = tag_key(tag)
         if tag and key not in seen:
             seen.add(key)
             out.append(tag)

@@ -77,9 +77,32 @@ def _channels(value: Any) -> np.ndarray | None:
     return np.asarray(values, dtype=np.float32).reshape(1, 1, -1) if len(values) == 3 else None
 
 
+# The switches the recipe knows (``default_to_square`` changes the resize, which the probes check).
+# Any other switched on (Gemma 3's ``do_pan_and_scan``, Idefics' ``do_image_splitting``, InternVL's
+# ``crop_to_patches``, Aria's ``split_image``, Donut's ``do_thumbnail``, ...) may act only on images
+# larger or longer than the probes, so the probes passing proves nothing about it.
+KNOWN_SWITCHES = frozenset({"do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb", "do_pad",
+                            "default_to_square"})
+
+
+def _unknown_step(image_processor: Any) -> bool:
+    for name in dir(image_processor):
+        if name.startswith("_") or name in KNOWN_SWITCHES:
+            continue
+        try:
+            value = getattr(image_processor, name, None)
+        except Exception:  # a property that needs more than the settings
+            continue
+        if value is True or (name.startswith("do_") and isinstance(value, int) and value):
+            return True
+    return False
+
+
 def recipe_for(image_processor: Any) -> PixelRecipe | None:
     """The plain recipe this processor's settings describe, or None when they describe something else."""
     if image_processor is None or _get(image_processor, "do_pad") or not _get(image_processor, "do_resize"):
+        return None
+    if _unknown_step(image_processor):
         return None
     size = _get(image_processor, "size")
     height, width, short = (_get(size, k) for k in ("height", "width", "shortest_edge"))

@@ -44,12 +44,23 @@ class Reporter:
         self._drawn = False
         self._last_done = -1
         self._lock = threading.Lock()  # the writer thread reports "written" while the main thread runs
+        # the reader of our output went away (the app quit, ``| head``): the run stops like Ctrl-C.
+        # Raising instead failed the writer thread on its "written" event and dropped finished captions.
+        self.lost = False
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        if self.lost:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):  # EPIPE, a closed stream, a hung-up terminal (EIO)
+            self.lost = True
 
     def _emit(self, kind: str, **data: Any) -> None:
         line = json.dumps({"event": kind, **data}, ensure_ascii=False) + "\n"
         with self._lock:
-            self.out.write(line)
-            self.out.flush()
+            self._write(self.out, line)
 
     def line(self, text: str) -> None:
         """A message for people (stderr in text mode, so stdout stays clean for pipes)."""
@@ -57,15 +68,13 @@ class Reporter:
             self._emit("message", text=text)
             return
         self._clear()
-        self.err.write(text + "\n")
-        self.err.flush()
+        self._write(self.err, text + "\n")
 
     def sample(self, text: str) -> None:
         """A dry run's "what would be written" (stdout: it is the command's result)."""
         if not self.json:
             self._clear()
-            self.out.write(text + "\n")
-            self.out.flush()
+            self._write(self.out, text + "\n")
 
     def start(self, total: int, **info: Any) -> None:
         if self.json:
@@ -97,19 +106,17 @@ class Reporter:
         if self.tty:
             if final or now - self._last_draw >= 0.2:
                 self._last_draw = now
-                self.err.write("\r" + bar_line(done, total, rate, eta) + "\x1b[K")
-                self.err.flush()
+                self._write(self.err, "\r" + bar_line(done, total, rate, eta) + "\x1b[K")
                 self._drawn = True
             return
         tenth = int(10 * done / total) if total else 10
         if tenth != self._last_tenth:
             self._last_tenth = tenth
-            self.err.write(bar_line(done, total, rate, eta) + "\n")
-            self.err.flush()
+            self._write(self.err, bar_line(done, total, rate, eta) + "\n")
 
     def _clear(self) -> None:
         if self._drawn:
-            self.err.write("\r\x1b[K")
+            self._write(self.err, "\r\x1b[K")
             self._drawn = False
 
     def end(self, summary: dict[str, Any]) -> None:
@@ -117,6 +124,5 @@ class Reporter:
             self._emit("end", **summary)
         else:
             if self._drawn:
-                self.err.write("\n")
+                self._write(self.err, "\n")
                 self._drawn = False
-            self.err.flush()

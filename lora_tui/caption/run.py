@@ -1,7 +1,7 @@
 """One captioning run: pick the images, run the model batch by batch, write through the journal.
 
 Captions are written as they are made, by a writer thread, each group as a journal edit; at the end
-(also after Ctrl-C, or a failure) those edits are combined into one, so one undo takes the whole run
+(also after Ctrl-C, SIGTERM or SIGHUP, or a failure) those edits are combined into one, so one undo takes the whole run
 back. Every caption written gets the "needs-review" mark. A process killed outright (kill -9) leaves
 the groups it finished as separate, complete undo steps.
 """
@@ -37,17 +37,49 @@ GROUP_MAX = 16
 GROUP_WAIT_S = 0.5
 
 
+# Signals that stop a run the way Ctrl-C does: `kill`, systemd and `timeout` send SIGTERM, a closed
+# terminal SIGHUP. Left at their default they killed the process between two groups, leaving the run
+# as a dozen undo steps of 16 captions each.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _no_second_interrupt() -> Iterator[None]:
-    """Ignore SIGINT while finishing (main thread only; elsewhere signals cannot be set)."""
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the run (main thread only; a signal whose
+    handler is not the default, e.g. SIGHUP under ``nohup``, is left as the caller set it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig, handler in previous.items():
+        if handler is signal.SIG_DFL:
+            signal.signal(sig, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            if handler is signal.SIG_DFL:
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _no_second_interrupt() -> Iterator[None]:
+    """Ignore SIGINT (and SIGTERM/SIGHUP while they would interrupt) while finishing (main thread
+    only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGINT, *(s for s in STOP_SIGNALS if signal.getsignal(s) is _interrupt)]
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Captioner(Protocol):
@@ -155,18 +187,31 @@ class Writer:
                     self.error = exc
 
     def _apply(self, items: list[tuple[Change, str]]) -> None:
+        """Mark, then write: a process killed between the two (kill -9) leaves a mark on an image whose
+        caption did not land (the review lists only captioned images) rather than a model's caption
+        without its mark; the marks of captions left alone are taken back unless they were there before."""
         changes = [c for c, _ in items]
-        outcome = self.journal.apply(self.label, changes)
+        self.marks.reload()
+        fresh = {self.images[c.path] for c in changes if not self.marks.has(self.images[c.path], NEEDS_REVIEW)}
+        self.marks.set([self.images[c.path] for c in changes], NEEDS_REVIEW, True)
+        try:
+            outcome = self.journal.apply(self.label, changes)
+        except BaseException:  # nothing written (another writer held the captions, Ctrl-C): marks back
+            with contextlib.suppress(Exception):
+                self.marks.set(fresh, NEEDS_REVIEW, False)
+            raise
+        left = {c.path for c in changes} if outcome is None else {Path(p) for p, _ in outcome.left_alone}
+        unmark = [self.images[c.path] for c in changes if c.path in left and self.images[c.path] in fresh]
+        if unmark:
+            self.marks.set(unmark, NEEDS_REVIEW, False)
         if outcome is None:
             return
         if outcome.seq is not None and outcome.applied:
             self.seqs.append(outcome.seq)
-        left = {Path(p) for p, _ in outcome.left_alone}
         self.left_alone.extend(outcome.left_alone)
         done = [c for c in changes if c.path not in left]
         self.written += len(done)
         images = [self.images[c.path] for c in done]
-        self.marks.set(images, NEEDS_REVIEW, True)
         if self.on_written is not None:
             self.on_written(images, [str(c.path) for c in done])
 
@@ -185,7 +230,14 @@ class Writer:
 def caption_images(project: Project, todo: Sequence[Target], captioner: Captioner, *, mode: str,
                    prefix: str = "", batch_size: int = 8, reporter: Reporter, dry_run: bool = False,
                    workers: int | None = None) -> Summary:
-    """Caption ``todo``; returns what happened. Ctrl-C stops after writing what finished."""
+    """Caption ``todo``; returns what happened. Ctrl-C, SIGTERM and SIGHUP stop after writing what finished."""
+    with _stop_signals_interrupt():
+        return _caption_images(project, todo, captioner, mode=mode, prefix=prefix, batch_size=batch_size,
+                               reporter=reporter, dry_run=dry_run, workers=workers)
+
+
+def _caption_images(project: Project, todo: Sequence[Target], captioner: Captioner, *, mode: str, prefix: str,
+                    batch_size: int, reporter: Reporter, dry_run: bool, workers: int | None) -> Summary:
     summary = Summary()
     total = len(todo)
     start = time.perf_counter()
@@ -227,6 +279,8 @@ def caption_images(project: Project, todo: Sequence[Target], captioner: Captione
             elapsed = time.perf_counter() - start
             rate = summary.done / elapsed if elapsed > 0 else None
             reporter.progress(summary.done, total, rate, (total - summary.done) / rate if rate else None)
+            if reporter.lost:  # nobody reads the progress any more: stop as if interrupted
+                raise KeyboardInterrupt
         elapsed = time.perf_counter() - start
         reporter.progress(summary.done, total, summary.done / elapsed if elapsed > 0 else None, 0.0, final=True)
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from lora_tui.caption.compose import tag_key
 from lora_tui.caption.detect import ModelSpec
 from lora_tui.caption.loader import open_rgb
 from lora_tui.core.errors import ModelError
@@ -58,10 +59,6 @@ def read_tags(path: Path) -> TagTable:
     return TagTable(names, cats)
 
 
-def _norm(tag: str) -> str:
-    return " ".join(tag.replace("_", " ").casefold().split())
-
-
 class TagSelector:
     """The selection rules for one tag list and one set of settings, prepared once for every image.
 
@@ -74,12 +71,14 @@ class TagSelector:
     def __init__(self, table: TagTable, settings: TagSettings) -> None:
         import numpy as np
 
-        excluded = {_norm(t) for t in settings.exclude}
+        excluded = {tag_key(t) for t in settings.exclude}
         cats = np.asarray(table.categories, dtype=np.int64)
-        keep = np.array([_norm(n) not in excluded for n in table.names], dtype=bool)
+        keep = np.array([tag_key(n) not in excluded for n in table.names], dtype=bool)
         self.names = [n if settings.underscores or n in KAOMOJI else n.replace("_", " ") for n in table.names]
         thresholds = np.where(cats == CHARACTER, settings.character_threshold, settings.threshold).astype(np.float64)
-        self.thresholds = np.where(keep & (cats != RATING), thresholds, np.inf)  # never picked as general
+        # NaN, not inf, for "never picked as a general tag": no score compares >= NaN, while a broken
+        # model's +inf would pass an inf threshold and bring back an excluded tag or a rating
+        self.thresholds = np.where(keep & (cats != RATING), thresholds, np.nan)
         self.ratings = np.flatnonzero(keep & (cats == RATING)) if settings.ratings else np.empty(0, np.int64)
 
     def select(self, probs: Sequence[float]) -> list[str]:
@@ -91,9 +90,12 @@ class TagSelector:
         if p.shape[0] != self.thresholds.shape[0]:
             raise ModelError(f"the model gave {p.shape[0]} scores but the tag list has {self.thresholds.shape[0]} rows",
                              hint="use the selected_tags.csv that came with this model")
-        picked = np.flatnonzero(p >= self.thresholds)
+        with np.errstate(invalid="ignore"):
+            picked = np.flatnonzero(p >= self.thresholds)  # a NaN score (fp16 overflow) passes nothing
         picked = picked[np.argsort(-p[picked], kind="stable")]
-        lead = [self.names[int(self.ratings[int(np.argmax(p[self.ratings]))])]] if self.ratings.size else []
+        rating = p[self.ratings]
+        known = ~np.isnan(rating)  # argmax would take a NaN for the largest
+        lead = [self.names[int(self.ratings[known][int(np.argmax(rating[known]))])]] if known.any() else []
         return lead + [self.names[i] for i in picked.tolist()]
 
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from lora_tui.core.fsio import atomic_write_text
+from lora_tui.core.fsio import WriteError, atomic_write_text
 from lora_tui.core.writelock import WriteLock
 
 REVIEW_FILE = "review.json"
@@ -33,6 +33,7 @@ class ReviewMarks:
         self._prefix = os.path.join(str(self.root), "")
         self._marks: dict[str, set[str]] = {}
         self._stamp: tuple[int, int, int] | None = None
+        self._damaged = False  # the file on disk could not be read: keep it before replacing it
         self.lock = WriteLock(self.file.parent, name=REVIEW_LOCK, subject="review marks")
         self.reload()
 
@@ -48,14 +49,19 @@ class ReviewMarks:
             return False
         self._stamp = stamp
         self._marks = {}
+        self._damaged = False
         try:
             data = json.loads(self.file.read_text("utf-8"))
             for key, marks in data.get("images", {}).items():
-                valid = {m for m in marks if m in MARKS}
+                valid = {m for m in marks if isinstance(m, str) and m in MARKS} if isinstance(marks, list) else ()
                 if valid:
                     self._marks[key] = valid
-        except (OSError, ValueError, AttributeError):
-            pass  # no file yet, or an unreadable one: start empty rather than refuse to open
+        except OSError:
+            pass  # no file yet: start empty
+        except (ValueError, AttributeError):
+            # not JSON (a merge conflict, a hand edit): start empty rather than refuse to open, and
+            # set the file aside before the first new mark replaces it (see :meth:`_save`)
+            self._damaged = stamp is not None
         return True
 
     def key(self, image: Path | str) -> str:
@@ -110,8 +116,23 @@ class ReviewMarks:
     def excluded(self) -> set[str]:
         return {k for k, marks in self._marks.items() if "excluded" in marks}
 
+    def _set_aside(self) -> None:
+        """Keep the unreadable file as ``review.json.unreadable[-N]`` (the user's marks may be in it)."""
+        for n in range(1000):
+            aside = self.file.with_name(f"{REVIEW_FILE}.unreadable" + (f"-{n}" if n else ""))
+            if not aside.exists():
+                try:
+                    os.replace(self.file, aside)
+                except OSError as exc:
+                    raise WriteError(f"cannot set the unreadable marks file aside: {exc.strerror or exc}",
+                                     path=self.file, hint="fix or remove it") from None
+                return
+
     def _save(self) -> None:
         self.file.parent.mkdir(parents=True, exist_ok=True)
+        if self._damaged:
+            self._set_aside()
+            self._damaged = False
         data = {"version": 1, "images": {k: sorted(v) for k, v in sorted(self._marks.items())}}
         # compact: json's C encoder (``indent`` falls back to the pure-Python one, ~10x slower,
         # which a captioning run paid per group of captions on a 10,000-image project)

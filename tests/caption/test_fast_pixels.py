@@ -72,3 +72,31 @@ def test_a_processor_whose_output_the_recipe_does_not_reproduce_is_not_replaced(
     assert pixels.fast_path(processor, tokens_follow_the_image) is None
     fast = pixels.fast_path(processor, exact)
     assert fast is not None and torch.equal(fast.shared["input_ids"], torch.tensor([[1, 2]]))
+
+
+def test_a_processor_that_tiles_large_images_keeps_doing_every_image() -> None:
+    """Gemma 3's pan-and-scan adds crops only for images past a size the probes stay under: its
+    settings otherwise read as the plain recipe, and the probes alone would have let it through."""
+    import transformers
+
+    cls = getattr(transformers, "Gemma3ImageProcessorPil", None) or getattr(transformers, "Gemma3ImageProcessor", None)
+    if cls is None:
+        pytest.skip("this transformers has no Gemma 3")
+    image_processor = cls(size={"height": 64, "width": 64}, do_pan_and_scan=True, pan_and_scan_min_crop_size=512,
+                          pan_and_scan_max_num_crops=4, pan_and_scan_min_ratio_to_activate=1.2)
+
+    def run(image: Image.Image) -> dict:
+        return dict(image_processor(image, return_tensors="pt"))
+
+    wide = Image.fromarray(np.random.default_rng(0).integers(0, 256, (1000, 2400, 3), dtype=np.uint8))
+    assert run(wide)["pixel_values"].shape[0] == 3  # the image and two crops: not one image's recipe
+    assert pixels.fast_path(SimpleNamespace(image_processor=image_processor), run) is None
+
+
+@pytest.mark.parametrize("flag", ["do_pan_and_scan", "do_image_splitting", "do_thumbnail", "do_align_long_axis",
+                                  "crop_to_patches", "split_image"])
+def test_a_processor_with_a_step_the_recipe_does_not_know_keeps_doing_every_image(flag: str) -> None:
+    plain = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 3, "do_rescale": True,
+             "rescale_factor": 1 / 255, "do_normalize": False, "do_convert_rgb": True, "do_center_crop": None}
+    assert pixels.recipe_for(SimpleNamespace(**plain, **{flag: False})) is not None
+    assert pixels.recipe_for(SimpleNamespace(**plain, **{flag: True})) is None

@@ -42,3 +42,16 @@ def test_a_tagger_exported_with_batch_size_one_runs_image_by_image(tmp_path) -> 
     images = [str(root / "data" / "pics" / n) for n in ("red1.png", "blue1.png")]
     assert tagger.one_at_a_time
     assert [tags[0] for tags in tagger.run([tagger.prepare(p) for p in images])] == ["red theme", "blue theme"]
+
+
+def test_an_excluded_tag_or_a_rating_stays_out_even_with_an_infinite_score() -> None:
+    inf = float("inf")
+    probs = (inf, 0.3, inf, 0.4, 0.5, 0.7, 0.2)  # a broken export: +inf on a rating and an excluded tag
+    assert select_tags(probs, TABLE, TagSettings(exclude=frozenset({"long hair"}))) == ["^_^", "smile"]
+
+
+def test_a_nan_score_never_picks_a_tag_or_a_rating() -> None:
+    nan = float("nan")
+    probs = (nan, 0.3, 0.9, nan, 0.5, nan, 0.2)  # fp16 overflow gives NaN for some outputs
+    assert select_tags(probs, TABLE, TagSettings(ratings=True)) == ["sensitive", "long hair", "^_^"]
+    assert select_tags((nan,) * len(TABLE.names), TABLE, TagSettings(ratings=True)) == []

@@ -146,3 +146,17 @@ def test_nothing_to_do_says_how_to_caption_anyway(tmp_path: Path, tagger: Path,
     root = colour_project(tmp_path / "p", ["red1"], captions={"red1": "done\n"})
     assert caption(root, "--model", str(tagger)) == 0
     assert "use --overwrite or --append" in capsys.readouterr().err
+
+
+def test_append_knows_a_tag_the_caption_has_with_escaped_parentheses(tmp_path: Path, tagger: Path) -> None:
+    """Captions made for A1111-style prompts escape parentheses: ``judy \\(character\\)`` is the same tag."""
+    root = colour_project(tmp_path / "p", ["red1"], captions={"red1": "judy \\(character\\), me\n"})
+    assert caption(root, "--model", str(tagger), "--append", "--character-threshold", "0.4") == 0
+    assert (pics(root) / "red1.txt").read_text() == "judy \\(character\\), me, red theme, long hair, ^_^\n"
+
+
+def test_exclude_takes_a_tag_written_with_escaped_parentheses(tmp_path: Path, tagger: Path) -> None:
+    root = colour_project(tmp_path / "p", ["red1"])
+    assert caption(root, "--model", str(tagger), "--character-threshold", "0.4",
+                   "--exclude", "Judy_\\(Character\\)") == 0
+    assert (pics(root) / "red1.txt").read_text() == "red theme, long hair, ^_^\n"
