@@ -1,13 +1,15 @@
 """``lora-tui caption``: auto-caption a subset's images from a local model, journaled and marked for review.
 
 Exit codes: 0 done; 3 done except for the images listed (unreadable, or a caption changed elsewhere
-meanwhile); 130 interrupted (what finished is written and undoable); 2 an error (one line).
+meanwhile); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (what finished is written and
+undoable in every case); 2 an error (one line).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,7 @@ def add_caption_parser(sub: Any, handler: Callable[[argparse.Namespace], int] | 
                     "BLIP-2, GIT, or a chat-style vision-language model with --prompt) or a WD14-style ONNX "
                     "tagger (model.onnx + selected_tags.csv; needs pip install 'lora-tui[tagger]'). Captions are "
                     "journaled (one `lora-tui captions PROJECT undo` takes the whole run back) and marked "
-                    "needs-review. Exit 0 done, 3 some images were skipped (listed), 130 interrupted, 2 error.")
+                    "needs-review. Exit 0 done, 3 some images were skipped (listed), 130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP, 2 error.")
     p.add_argument("project")
     p.add_argument("--model", required=True, metavar="PATH", help="local model folder (or the tagger's .onnx)")
     p.add_argument("--kind", choices=("auto", "vlm", "tagger"), default="auto",
@@ -143,13 +145,15 @@ def run_caption(args: argparse.Namespace) -> int:
         captioner.close()
     failed = [*todo.skipped, *summary.failed]
     reporter.end({"written": summary.written, "failed": len(failed), "interrupted": summary.interrupted,
+                  "stopped_by": signal.Signals(summary.signal).name if summary.interrupted else None,
                   "undo_steps": summary.undo_steps, "seconds": round(summary.seconds, 3),
                   "model_seconds": round(summary.forward_s, 3), "dry_run": args.dry_run})
     if not args.json:
         _say_done(args, summary, failed)
     if summary.interrupted:
-        sys.stderr.write("lora-tui: interrupted\n")
-        return EXIT_INTERRUPTED
+        by = signal.Signals(summary.signal or signal.SIGINT)
+        sys.stderr.write("lora-tui: interrupted\n" if by == signal.SIGINT else f"lora-tui: stopped by {by.name}\n")
+        return 128 + by  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: as the shell and `lora-tui train` report them
     return EXIT_PARTIAL if failed else 0
 
 

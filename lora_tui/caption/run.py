@@ -43,8 +43,16 @@ GROUP_WAIT_S = 0.5
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) taken like Ctrl-C; ``signum`` says which, for the exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Stopped(signum)
 
 
 @contextlib.contextmanager
@@ -131,6 +139,7 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): unreadable, or left alone
     done: int = 0
     interrupted: bool = False
+    signal: int = 0  # what interrupted it: SIGINT (Ctrl-C, or the reader gone), SIGTERM, SIGHUP
     seconds: float = 0.0
     forward_s: float = 0.0
     undo_steps: int = 0
@@ -283,8 +292,9 @@ def _caption_images(project: Project, todo: Sequence[Target], captioner: Caption
                 raise KeyboardInterrupt
         elapsed = time.perf_counter() - start
         reporter.progress(summary.done, total, summary.done / elapsed if elapsed > 0 else None, 0.0, final=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.interrupted = True
+        summary.signal = getattr(exc, "signum", signal.SIGINT)
     finally:
         with _no_second_interrupt():  # a second Ctrl-C must not cut the last writes or the undo step short
             batches.close()
