@@ -2,31 +2,24 @@
 
 The supervisor starts `train_network.py` with stdout and stderr both going into `train.log` (one file,
 not a terminal) and feeds the bytes, as they arrive, to `SdScriptsFollower`. sd-scripts has no machine
-readable progress, so everything here is read from what people see in a terminal:
-
-- the tqdm bar `steps:  50%|█████     | 3/6 [00:22<00:22,  7.40s/it, avr_loss=1.17]` on stderr, redrawn
-  with a bare `\\r` (never a newline until it closes); nested bars (sampling, validation) add `\\n` and
-  cursor-up `ESC[A`;
-- `print()` lines on stdout (the 'running training' summary, `epoch N/M`, `saving checkpoint: PATH`);
-- Rich log records on stderr (`2026-12-01 23:12:02 INFO     message      file.py:123`), where the time
-  column is blank when it repeats and, without COLUMNS, messages wrap at 80 columns onto continuation
-  lines indented by 29 spaces;
-- Python tracebacks, with accelerate's own `CalledProcessError` traceback after the trainer's.
-
-The facts about that output the parser relies on are in ``sdscripts_format``.
+readable progress, so everything here is read from what people see in a terminal: the tqdm bar's
+counter and `avr_loss`; `print()` lines on stdout (the 'running training' summary, `epoch N/M`,
+`saving checkpoint: PATH`); Rich log records on stderr; Python tracebacks, with accelerate's own
+`CalledProcessError` traceback after the trainer's. How the bytes become bar draws, records and lines
+is ``sdscripts_lines`` (the follower's base class, :class:`ConsoleLines`); this module says what they
+mean. The facts about the output both rely on are in ``sdscripts_format``.
 
 Every event is a dict with `"t": now` (the `now` given to the feed()/finish() call that produced it)
 and `"kind"`; the supervisor appends them to events.jsonl as they are. Non-finite numbers never reach an
 event (JSON has no NaN): an `avr_loss=nan` step has `loss_avg: None` and `loss_avg_raw: "nan"`.
 
 Memory is bounded for a ten-hour log: lines are not kept (only a ring of the last `RECENT_LINES` non-bar
-lines and the last few tracebacks), a line without a break is cut at `MAX_LINE` characters, and a
-Rich record at `MAX_RECORD_PARTS` continuation lines. Pure stdlib, no torch/textual/rich.
+lines and the last few tracebacks; ConsoleLines cuts a line at `MAX_LINE` characters and a Rich record
+at `MAX_RECORD_PARTS` continuation lines). Pure stdlib, no torch/textual/rich.
 """
 
 from __future__ import annotations
 
-import codecs
 import math
 import re
 from collections import deque
@@ -34,31 +27,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_tui.runs.sdscripts_format import (
-    ANSI,
     BACKEND,
-    BAR,
-    BREAK,
     EPOCH,
-    LEVELS,
     MAX_LINE,
     MAX_PROMPTS,
-    MAX_RECORD_PARTS,
     MAX_TEXT,
     OOM,
     OOM_ADVICE,
     RECENT_LINES,
-    RICH_HEAD,
-    RICH_INDENT,
     SAMPLE_STEP,
-    SRC_TAIL,
     STATE_LOADED,
     STATE_SAVED,
     SUMMARY,
-    TIMESTAMP,
-    RichRecord,
-    cells,
     english,
 )
+from lora_tui.runs.sdscripts_lines import ConsoleLines
+
+__all__ = ["MAX_LINE", "RECENT_LINES", "SdScriptsFollower"]  # the limits tests and callers read from here
 
 
 @dataclass
@@ -68,7 +53,7 @@ class _Traceback:
     exception: list[str] = field(default_factory=list)
 
 
-class SdScriptsFollower:
+class SdScriptsFollower(ConsoleLines):
     """Turns sd-scripts' raw train.log bytes, fed as they arrive, into run-contract events.
 
     `feed(data, now)` accepts any chunking (partial lines, split UTF-8 sequences, a lone \\r at the end);
@@ -95,6 +80,7 @@ class SdScriptsFollower:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.summary: dict[str, Any] | None = None
         self.step: int = 0
         self.epoch: int = 0
@@ -108,13 +94,8 @@ class SdScriptsFollower:
         self.resume_path: str | None = None
         self.recent_lines: deque[str] = deque(maxlen=RECENT_LINES)
 
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
-        self._after_cr = False
-        self._eager: str | None = None  # bar draw at the end of the data already read (see feed)
         self._events: list[dict[str, Any]] = []
         self._now = 0.0
-        self._record: RichRecord | None = None
         self._summary: dict[str, Any] = {}
         self._pending: int | None = None  # counter whose step event waits for its avr_loss
         self._pending_loss: float | None = None
@@ -133,21 +114,7 @@ class SdScriptsFollower:
     def feed(self, data: bytes, now: float) -> list[dict[str, Any]]:
         """Read more output; return the events it completes."""
         self._now = now
-        text = self._decoder.decode(data)
-        if not text:
-            return self._take()
-        if self._after_cr and text.startswith("\n"):  # '\r\n' split across two chunks is one break
-            text = text[1:]
-        self._after_cr = text.endswith("\r")
-        text = self._partial + text
-        lines = BREAK.split(text)
-        partial = lines.pop()
-        for line in lines:
-            self._physical(line)
-        if len(partial) > MAX_LINE:
-            partial = partial[:MAX_LINE]
-        self._partial = partial
-        self._read_eager_bar()
+        self._read(data)
         return self._take()
 
     def finish(self, now: float) -> list[dict[str, Any]]:
@@ -156,11 +123,7 @@ class SdScriptsFollower:
         if self._finished:
             return []
         self._finished = True
-        tail = self._partial + self._decoder.decode(b"", final=True)
-        self._partial = ""
-        if tail:
-            self._physical(tail)
-        self._end_record()
+        self._read_tail()
         self._end_sample()
         self._close_traceback()
         self._flush_step()
@@ -206,83 +169,10 @@ class SdScriptsFollower:
     def _emit(self, kind: str, **fields: Any) -> None:
         self._events.append({"t": self._now, "kind": kind, **fields})
 
-    def _read_eager_bar(self) -> None:
-        """Read a complete bar draw sitting at the end of the data, without waiting for its line end."""
-        partial = self._partial
-        if not partial.startswith("steps:"):
-            return
-        if self._eager is not None and partial.startswith(self._eager):
-            return
-        m = BAR.match(partial)
-        if m:
-            self._eager = partial[: m.end()]
-            self._end_record()
-            self._bar(m)
-
-    def _physical(self, raw: str) -> None:
-        """One line as split on \\r / \\n, before ANSI escapes are removed."""
-        if len(raw) > MAX_LINE:
-            raw = raw[:MAX_LINE]
-        if self._eager is not None:
-            eager, self._eager = self._eager, None
-            if raw.startswith(eager):
-                rest = raw[len(eager):]
-                if rest.strip():
-                    self._glued(rest)
-                return
-        line = ANSI.sub("", raw) if "\x1b" in raw else raw
-        self._line(line)
-
-    def _line(self, line: str) -> None:
-        if line.startswith("steps:"):
-            m = BAR.match(line)
-            if m:
-                self._end_record()
-                self._bar(m)
-                rest = line[m.end():]
-                if rest.strip():
-                    self._glued(rest)
-                return
-        record = self._record
-        if record is not None and line.startswith(RICH_INDENT):
-            if len(record.parts) < MAX_RECORD_PARTS:
-                record.parts.append(line[29:].rstrip())
-            return
-        if record is not None:
-            self._end_record()
-        if line.startswith((" " * 19, "1", "2")):  # Rich head: blank time column or a timestamp
-            m = RICH_HEAD.match(line)
-            if m:
-                self._start_record(line, m)
-                return
-        self._plain(line)
-
-    def _glued(self, rest: str) -> None:
-        """Text that followed a bar draw on the same line: tqdm's padding, then usually a Rich record."""
-        stripped = rest.lstrip(" ")
-        if TIMESTAMP.match(stripped):
-            self._line(stripped)
-        elif stripped.startswith(LEVELS):
-            self._line(" " * 20 + stripped)
-        else:
-            self._line(stripped)
-
-    def _start_record(self, line: str, m: re.Match[str]) -> None:
-        rest = m.group(2)
-        width: int | None = None
-        src = SRC_TAIL.search(rest)
-        if src:
-            width = cells(line) - 29 - len(src.group(1)) - 1
-            rest = rest[: src.start(1)]
-        self._record = RichRecord(level=m.group(1), parts=[rest.strip()], width=width)
-
-    def _end_record(self) -> None:
-        record, self._record = self._record, None
-        if record is not None:
-            text = record.text()[:MAX_TEXT]
-            if text:
-                self.recent_lines.append(text)
-            self._message(text, record.level)
+    def _on_record(self, text: str, level: str) -> None:
+        if text:
+            self.recent_lines.append(text)
+        self._message(text, level)
 
     # ------------------------------------------------------------------ meaning
 

@@ -4,7 +4,8 @@ One optimizer step = ``gradient_accumulation_steps`` batches per process. Each s
 or VAE-encoded), noise (+ noise_offset), a random timestep, the captions through the text encoder
 (memoised when it is frozen), the U-Net with the LoRA patched in, MSE against noise or velocity,
 weighted by prior_loss_weight and min-SNR, then backward, gradients averaged across processes,
-clipped, stepped. Saves, samples, the NaN watchdog, and SIGINT/SIGTERM are handled between steps.
+clipped, stepped. Saves, samples, the NaN watchdog, and SIGINT/SIGTERM are handled between steps;
+what each step reports (events, curves, the progress line) is ``loop.progress``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import os
 import random
 import signal
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from lora_tui.core.errors import LoraTuiError, TrainError
 from lora_tui.train.data.dataset import BatchKey, TrainData, build_dataset, collate_first
 from lora_tui.train.loop.args import TrainArgs
 from lora_tui.train.loop.events import RunWriter
+from lora_tui.train.loop.progress import Progress, report_step, report_unreadable
 from lora_tui.train.loop.setup import Setup, StopRequested, prepare
 from lora_tui.train.loop.tracking import Tracker, open_tracker
 from lora_tui.train.network.saves import TrainState, read_state, restore_rng
@@ -57,22 +57,6 @@ class ShardedSampler(Sampler[BatchKey]):
         for local in range(self.start, self.per_process):
             position = (local * self.world + self.rank) % total
             yield BatchKey(self.epoch, position, self.step + (local - self.start) // self.grad_accum)
-
-
-@dataclass
-class Progress:
-    """Running figures for the step events and the progress line."""
-
-    window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=20))
-    epoch_losses: list[float] = field(default_factory=list)
-    last_line: float = 0.0
-
-    def samples_per_s(self) -> float | None:
-        if len(self.window) < 2:
-            return None
-        (t0, _), (t1, _) = self.window[0], self.window[-1]
-        samples = sum(n for _, n in list(self.window)[1:])
-        return samples / (t1 - t0) if t1 > t0 else None
 
 
 class Trainer:
@@ -138,21 +122,6 @@ class Trainer:
     def global_step_or_0(self) -> int:
         return getattr(self, "global_step", 0)
 
-    def _report_unreadable(self, unreadable: list[tuple[Path, str]]) -> None:
-        """Images left out because they cannot be read: one warn event naming them, and a log line each
-        (the first 50), so a dataset never shrinks without the user seeing which files went."""
-        if not unreadable:
-            return
-        message = (f"{len(unreadable)} unreadable image(s) left out of training (empty, cut short or not an "
-                   f"image): {', '.join(p.name for p, _ in unreadable[:5])}{' …' if len(unreadable) > 5 else ''}")
-        self.writer.event("warn", code="unreadable_images", message=message,
-                          paths=[str(p) for p, _ in unreadable], reasons=[why for _, why in unreadable])
-        self.writer.say(f"warning: {message}")
-        for path, why in unreadable[:50]:
-            self.writer.say(f"  left out {path}: {why}")
-        if len(unreadable) > 50:
-            self.writer.say(f"  … and {len(unreadable) - 50} more (events.jsonl lists them all)")
-
     def _fail(self, code: str, message: str) -> int:
         self.writer.event("error", code=code, message=message,
                           last_good_save=self.last_save, step=self.global_step_or_0())
@@ -177,7 +146,7 @@ class Trainer:
         for warning in data.warnings:
             self.writer.event("warn", message=warning)
             self.writer.say(f"warning: {warning}")
-        self._report_unreadable(data.unreadable)
+        report_unreadable(self.writer, data.unreadable)
         try:
             setup = prepare(args, data, accelerator, seed=seed, writer=self.writer,
                             should_stop=lambda: self._stopped_early(accelerator))
@@ -291,7 +260,7 @@ class Trainer:
                 progress.epoch_losses.append(current)
                 progress.window.append((time.monotonic(), samples * world_size(accelerator)))
                 samples = 0
-                self._report(setup, progress, step, epoch, current)
+                report_step(self.writer, self.tracker, setup, progress, step, epoch, current)
                 state = TrainState(epoch, local + 1, step, data.seed)
                 if setup.should_save_step(step):
                     self.last_save = setup.save_step(step, epoch, state)
@@ -326,32 +295,6 @@ class Trainer:
         self.writer.event("sync", step=step, ranks=len(sums), in_sync=in_sync, checksums=sums)
         if not in_sync:
             self.writer.event("warn", code="rank_divergence", message=f"LoRA weights differ across ranks: {sums}")
-
-    def _report(self, setup: Setup, progress: Progress, step: int, epoch: int, loss: float) -> None:
-        avg = sum(progress.epoch_losses) / len(progress.epoch_losses)
-        lrs = setup.learning_rates()
-        sps = progress.samples_per_s()
-        mem_alloc = mem_peak = None
-        if torch.cuda.is_available():
-            mem_alloc = round(torch.cuda.memory_allocated() / 2**20, 1)
-            mem_peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        self.writer.event("step", step=step, epoch=epoch, loss=round(loss, 6), loss_avg=round(avg, 6), lr=lrs,
-                          samples_per_s=round(sps, 3) if sps else None, mem_alloc_mb=mem_alloc,
-                          mem_peak_mb=mem_peak)
-        self.writer.set_status(force=False, last_step=step)
-        self.tracker.log(step, {"loss/current": loss, "loss/average": avg, "samples_per_s": sps,
-                                **{f"lr/{name}": value for name, value in lrs.items()}})
-        now = time.monotonic()
-        if now - progress.last_line >= 1.0 or step == setup.total_steps:
-            progress.last_line = now
-            eta = ""
-            if sps:
-                steps_per_s = sps / max(1, setup.samples_per_step)
-                remaining = (setup.total_steps - step) / steps_per_s if steps_per_s else 0
-                eta = f" ETA {int(remaining // 60)}m{int(remaining % 60):02d}s"
-            lr = next(iter(lrs.values())) if lrs else 0.0
-            self.writer.say(f"step {step}/{setup.total_steps} epoch {epoch}/{max(epoch, setup.epochs)} loss {loss:.4f} "
-                            f"avg {avg:.4f} lr {lr:.2e}" + (f" {sps:.2f} samples/s" if sps else "") + eta)
 
     def _nan(self, step: int, epoch: int) -> int:
         where = f"the last good save is {self.last_save}" if self.last_save else "nothing was saved yet"

@@ -5,7 +5,9 @@ reaches the file follows sd-scripts exactly (reference §5): the targets (Linear
 `Transformer2DModel`; with `conv_dim` also inside `ResnetBlock2D`/`Downsample2D`/`Upsample2D`;
 Linear inside the CLIP attention and MLP blocks), the names (`lora_unet_`/`lora_te_` + the module
 path with "." → "_"), the tensors (`lora_down.weight`, `lora_up.weight`, `alpha` = the real alpha)
-and the maths (scale = alpha / rank, alpha None or 0 → rank).
+and the maths (scale = alpha / rank, alpha None or 0 → rank). Which layers are targets and what
+their adapters are named is :mod:`lora_tui.train.network.lora_targets`; this module holds the adapter
+and the network built from those targets.
 
 SDXL (sd-scripts' `sdxl_train_network.py` file): pass both text encoders as a pair,
 `LoRANetwork((clip_l, clip_bigg), unet, …)` — their adapters are named `lora_te1_…` and `lora_te2_…` —
@@ -30,36 +32,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_tui.core.errors import TrainError
-from lora_tui.train.network.sdxl_names import TE_PREFIXES_SDXL, family_words, is_sdxl_unet, lora_family, sgm_paths
+from lora_tui.train.network.lora_targets import (
+    TE_PREFIX,
+    UNET_CONV_TARGETS,
+    UNET_PREFIX,
+    UNET_TARGETS,
+    find_targets,
+    is_te_target,
+    te_path_prefix,
+)
+from lora_tui.train.network.sdxl_names import TE_PREFIXES_SDXL, family_words, is_sdxl_unet, lora_family
 from lora_tui.train.network.weights_style import read_kohya_weights
-
-UNET_PREFIX = "lora_unet"
-TE_PREFIX = "lora_te"
-# sd-scripts' UNET_TARGET_REPLACE_MODULE and UNET_TARGET_REPLACE_MODULE_CONV2D_3X3.
-UNET_TARGETS = ("Transformer2DModel",)
-UNET_CONV_TARGETS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
-# sd-scripts' TEXT_ENCODER_TARGET_REPLACE_MODULE; transformers renames the attention class per
-# backend (CLIPSdpaAttention, CLIPFlashAttention2, …), so any CLIP*Attention matches.
-TE_TARGETS = ("CLIPAttention", "CLIPMLP")
 
 
 def _autocasting(x: torch.Tensor) -> bool:
     """Autocast casts a product's input itself; casting it first to the LoRA's dtype made a second copy of
     every adapted input that the backward kept (~0.8 GiB per 1024 px SDXL sample). Meta has no autocast."""
     return x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
-
-
-def _is_te_target(class_name: str) -> bool:
-    return class_name in TE_TARGETS or (class_name.startswith("CLIP") and class_name.endswith("Attention"))
-
-
-def _te_path_prefix(text_encoder: nn.Module) -> str:
-    """"text_model." when the CLIP text model has no `text_model` wrapper (transformers ≥ 5 folds it in).
-
-    The file keeps the names sd-scripts writes (`lora_te_text_model_encoder_layers_…`) whatever the
-    transformers version; diffusers strips the prefix again when its text encoder lacks it.
-    """
-    return "" if hasattr(text_encoder, "text_model") else "text_model."
 
 
 class LoRAModule(nn.Module):
@@ -163,26 +152,6 @@ class LoRAModule(nn.Module):
             self.scale = float(self.alpha) / self.lora_dim
 
 
-def _find_targets(root: nn.Module, prefix: str, match: Callable[[str], bool],
-                  path_prefix: str = "", sgm: bool = False) -> list[tuple[str, nn.Module]]:
-    """(lora_name, layer) for every Linear/Conv2d inside a module whose class matches, sd-scripts' walk.
-
-    `sgm`: `root` is an SDXL diffusers U-Net and the names take the original layout's module paths.
-    """
-    layers: dict[str, nn.Module] = {}
-    for name, module in root.named_modules():
-        if not match(type(module).__name__):
-            continue
-        for child_name, child in module.named_modules():
-            if child_name and isinstance(child, (nn.Linear, nn.Conv2d)):
-                layers.setdefault(f"{name}.{child_name}", child)
-    rename = sgm_paths(root.config, layers) if sgm else {}
-    found: dict[str, nn.Module] = {}
-    for path, child in layers.items():
-        found.setdefault(f"{prefix}.{path_prefix}{rename.get(path, path)}".replace(".", "_"), child)
-    return list(found.items())
-
-
 @dataclass
 class WeightsInfo:
     """What `load_weights` found in a file: for the log line and for resuming."""
@@ -216,7 +185,7 @@ class LoRANetwork(nn.Module):
         def make(root: nn.Module, prefix: str, match: Callable[[str], bool], path_prefix: str = "",
                  sgm: bool = False) -> list[LoRAModule]:
             loras = []
-            for lora_name, layer in _find_targets(root, prefix, match, path_prefix, sgm):
+            for lora_name, layer in find_targets(root, prefix, match, path_prefix, sgm):
                 small = isinstance(layer, nn.Linear) or tuple(layer.kernel_size) == (1, 1)
                 if modules_dim is not None:
                     if lora_name not in modules_dim:
@@ -244,7 +213,7 @@ class LoRANetwork(nn.Module):
         self.unet_loras: list[LoRAModule] = []
         self.te_counts: list[int] = []
         for encoder, prefix in zip(encoders, prefixes):
-            loras = make(encoder, prefix, _is_te_target, _te_path_prefix(encoder)) \
+            loras = make(encoder, prefix, is_te_target, te_path_prefix(encoder)) \
                 if train_text_encoder or from_file else []
             self.te_counts.append(len(loras))
             self.text_encoder_loras += loras

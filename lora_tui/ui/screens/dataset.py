@@ -2,9 +2,9 @@
 
 The screen wires parts that each own one job: the :class:`ImageList`, :class:`ImagePreview`,
 :class:`CaptionPane` and :class:`TagPanel` widgets, and the controllers :class:`Filters`,
-:class:`BulkEdits`, :class:`JournalWriter` (undo, redo, bulk writes off the UI thread) and
-:class:`OutsideChanges` (the folder watcher and edit conflicts). They talk through messages the
-screen handles with ``@on``.
+:class:`BulkEdits`, :class:`JournalWriter` (undo, redo, bulk writes off the UI thread),
+:class:`CaptionSaver` (the editor's saves) and :class:`OutsideChanges` (the folder watcher and edit
+conflicts). They talk through messages the screen handles with ``@on``.
 
 Captions save automatically (leaving an image, leaving the editor, after a pause in typing, on
 exit) through the core journal, so every edit is atomic and undoable across restarts. Saves never
@@ -14,7 +14,6 @@ outside change only the files concerned are re-read (:meth:`DatasetScreen.refres
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,19 +23,19 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Header, Static, TextArea
 
-from lora_tui.core.caption_edit import CaptionConflict, current_text, save_caption
+from lora_tui.core.caption_edit import current_text
 from lora_tui.core.dataset_index import DatasetIndex, Filter, Row
-from lora_tui.core.errors import BusyError, LoraTuiError
+from lora_tui.core.errors import LoraTuiError
 from lora_tui.core.journal import Journal
 from lora_tui.core.project import Project
 from lora_tui.core.review import ReviewMarks
-from lora_tui.core.scan import caption_target
 from lora_tui.core.tag_complete import TagVocabulary
 from lora_tui.ui.actions import ActionScreen
 from lora_tui.ui.screens.dataset_actions import BulkEdits, Filters
 from lora_tui.ui.screens.dataset_caption import AutoCaption
 from lora_tui.ui.screens.dataset_journal import JournalWriter
 from lora_tui.ui.screens.dataset_load import IndexLoader
+from lora_tui.ui.screens.dataset_save import CaptionSaver
 from lora_tui.ui.screens.dataset_table import DATASET_ACTIONS
 from lora_tui.ui.screens.dataset_watch import OutsideChanges
 from lora_tui.ui.widgets.dataset.caption_pane import CaptionPane
@@ -82,6 +81,7 @@ class DatasetScreen(ActionScreen):
         self.tag_panel.display = False  # hidden from the start: no second layout after the first one
         self.outside = OutsideChanges(self)
         self.writer = JournalWriter(self, self.journal, expect=self.outside.expect)
+        self.saver = CaptionSaver(self)
         self.filters = Filters(self)
         self.bulk = BulkEdits(self)
         self.captioner = AutoCaption(self)  # lora-tui caption in a child process
@@ -203,43 +203,8 @@ class DatasetScreen(ActionScreen):
         self.update_status()
 
     def save_current(self, wait: float | None = 0.0) -> bool:
-        """Save the editor's text; False (the edit stays in the editor) if it cannot be saved now.
-
-        ``wait`` 0: never block the UI on another writer (autosave retries); quitting waits.
-        """
-        editor, row = self.editor, self.row
-        if row is None or not editor.dirty:
-            return True
-        if self.outside.in_conflict(row):
-            self.notify("this caption changed on disk while you edited it: ctrl+o keeps yours, ctrl+l loads theirs",
-                        severity="warning", markup=False)
-            return False
-        target = caption_target(row.subset, row.record)
-        self.writer.saving = True  # the watcher waits until we have said what we wrote
-        try:
-            changed = save_caption(self.journal, row.subset, row.record, editor.text, wait=wait)
-            if changed:
-                self.outside.expect_file(target) if row.record.meta_key is not None \
-                    else self.outside.expect_text(target, current_text(row.record))
-        except BusyError as exc:
-            self.writer.save_blocked(exc)
-            return False
-        except CaptionConflict:
-            self.outside.conflict_key = row.key
-            self.notify(f"{row.record.name}: its caption was changed outside lora-tui while you edited it: "
-                        "ctrl+o keeps your text, ctrl+l loads the one on disk",
-                        severity="error", markup=False, timeout=15)
-            return False
-        except LoraTuiError as exc:
-            self.notify(str(exc), severity="error", markup=False, timeout=8)
-            return False
-        finally:
-            self.writer.saving = False
-        self.writer.save_unblocked()
-        editor.loaded_text = editor.text
-        if changed:
-            self.refresh_files([target], keep_editor=True)  # counts and completion follow
-        return True
+        """Save the editor's text (:meth:`CaptionSaver.save`); False: the edit stays in the editor."""
+        return self.saver.save(wait)
 
     def _autosave(self) -> None:
         """Save after a pause in typing, not in the middle of a word: each save is one undo step."""
@@ -396,26 +361,5 @@ class DatasetScreen(ActionScreen):
 
     def on_unmount(self) -> None:
         self.loader.opened()
-        self._save_on_exit()
+        self.saver.save_on_exit()  # no edit in progress is lost
         self.outside.stop()
-
-    def _save_on_exit(self) -> None:
-        """Quitting never loses an edit in progress: it waits for another writer, and what still cannot
-        be saved (or conflicts with a change on disk) is kept in .lora-tui/unsaved/; the next start says so.
-        No screen updates here: the widgets are going away."""
-        row, editor = self.row, self.editor
-        if row is None or not editor.dirty:
-            return
-        target = caption_target(row.subset, row.record)
-        why = "it changed on disk while you edited it"
-        if not self.outside.in_conflict(row):
-            try:
-                self.outside.expect_text(target, editor.text)
-                save_caption(self.journal, row.subset, row.record, editor.text, wait=None)
-                return
-            except (LoraTuiError, OSError) as exc:  # BusyError, CaptionConflict, a read-only file…
-                why = str(exc)
-        from lora_tui.core import unsaved
-
-        with contextlib.suppress(LoraTuiError, OSError):
-            unsaved.stash(self.project.root, target, editor.text, why, entry=row.record.meta_key)
