@@ -324,7 +324,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def exiting_quietly() -> None:
+    """The command is done and the process exits next: a Ctrl-C during the interpreter's teardown
+    (torch's, say) ends it at once instead of printing a KeyboardInterrupt traceback. Only for the
+    real command line: a program calling main() keeps its own SIGINT handling."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse(argv)
@@ -339,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lora_tui.cli_captions import recover_before
 
         recover_before(args)  # finish a caption edit a crash interrupted, before anything reads captions
-        return func(args)
+        code = func(args)
+        if argv_given is None:
+            exiting_quietly()
+        return code
     except LoraTuiError as exc:
         sys.stderr.write(f"lora-tui: error: {exc}\n")
         return exc.exit_code

@@ -26,7 +26,8 @@ def add_caption_parser(sub: Any, handler: Callable[[argparse.Namespace], int] | 
                     "BLIP-2, GIT, or a chat-style vision-language model with --prompt) or a WD14-style ONNX "
                     "tagger (model.onnx + selected_tags.csv; needs pip install 'lora-tui[tagger]'). Captions are "
                     "journaled (one `lora-tui captions PROJECT undo` takes the whole run back) and marked "
-                    "needs-review. Exit 0 done, 3 some images were skipped (listed), 130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP, 2 error.")
+                    "needs-review. Exit 0 done, 3 some images were skipped (listed), 130/143/129 stopped by "
+                    "Ctrl-C/SIGTERM/SIGHUP (what finished is kept), 2 error.")
     p.add_argument("project")
     p.add_argument("--model", required=True, metavar="PATH", help="local model folder (or the tagger's .onnx)")
     p.add_argument("--kind", choices=("auto", "vlm", "tagger"), default="auto",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from lora_tui.cli import main
+from lora_tui.cli import exiting_quietly, main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["caption", *sys.argv[1:]]))
+    code = main(["caption", *sys.argv[1:]])
+    exiting_quietly()
+    raise SystemExit(code)
