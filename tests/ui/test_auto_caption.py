@@ -100,3 +100,22 @@ async def test_a_bad_model_folder_is_one_notification(tmp_path: Path) -> None:
         await _start(pilot, tmp_path / "nowhere")
         await wait_until(pilot, lambda: _said(app, "model folder does not exist"), "the error", 600)
         assert not list((root / "data" / "pics").glob("*.txt"))
+
+
+async def test_a_run_stopped_by_sigterm_from_outside_says_so_and_keeps_what_finished(tmp_path: Path) -> None:
+    import signal
+
+    slow = write_tiny_tagger(tmp_path / "big-input", size=1536)
+    names = [f"{c}{i}" for i in range(60) for c in ("red", "green", "blue")]
+    root = colour_project(tmp_path / "p", names)
+    pics = root / "data" / "pics"
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(140, 45), notifications=True) as pilot:
+        screen = await _open_dataset(pilot)
+        await _start(pilot, slow, "--batch-size 1")
+        await wait_until(pilot, lambda: screen.captioner.written > 0, "the first captions", 600)
+        screen.captioner.process.send_signal(signal.SIGTERM)  # `kill`, an OOM guard, a job scheduler
+        await wait_until(pilot, lambda: _said(app, "stopped by a signal: auto-captioned"), "the stopped run", 600)
+        assert not any(n.severity == "error" for n in app._notifications)
+        done = len(list(pics.glob("*.txt")))
+        assert 0 < done < len(names) and len(screen.marks.with_mark(NEEDS_REVIEW)) == done

@@ -23,7 +23,7 @@ from textual.widgets import Static
 from lora_tui.ui.screens.caption_modal import AskCaption, CaptionRequest, load_last, save_last
 from lora_tui.ui.widgets.dataset.image_list import ImageList
 
-INTERRUPTED = 130
+INTERRUPTED = (130, 143, 129)  # Ctrl-C (our cancel), SIGTERM, SIGHUP: what finished is written
 REFRESH_S = 0.25
 
 
@@ -181,11 +181,11 @@ class AutoCaption:
             self.bar = None
         self._show_landed()
         self.host.update_status()
-        if error and code not in (0, 3, INTERRUPTED):
+        if error and code not in (0, 3, *INTERRUPTED):
             self.host.notify(error.removeprefix("lora-tui: "), severity="error", markup=False, timeout=15)
             return
         end = self.end or {}
-        what = "cancelled: " if code == INTERRUPTED else ""
+        what = "cancelled: " if code == 130 else "stopped by a signal: " if code in INTERRUPTED else ""
         text = f"{what}auto-captioned {end.get('written', self.written)} images, marked needs-review"
         if end.get("written", self.written):
             text += " (v shows them first; u undoes the whole run)"
