@@ -249,3 +249,28 @@ def test_classify_names_conflicting_evidence() -> None:
                         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320, 1, 1)})
     assert verdict.family == "unknown" and verdict.conflict and verdict.is_sdxl is None
     assert verdict.reason().startswith("conflicting evidence: ")
+
+
+def test_bake_takes_the_models_family_for_a_file_that_cannot_say(tiny_sdxl_kohya, tmp_path: Path) -> None:
+    """An SDXL base model settles what the LoRA's names and shapes leave open: same checkpoint as its kohya twin."""
+    from safetensors.torch import load_file
+
+    from lora_tui.train.model.tiny_sdxl import make_tiny_sdxl
+
+    kohya, _ = tiny_sdxl_kohya
+    model = make_tiny_sdxl(tmp_path / "model", seed=0)
+    bare = _bare_diffusers(kohya, tmp_path)
+    only = _subset(bare, _self_attention_of_first_transformers, tmp_path, "attn1.safetensors")
+    assert classify({k: v.shape for k, v in load_lora(only)[0].items()}).family == "unknown"
+    twin = tmp_path / "twin.safetensors"
+    assert main(["lora", "convert", str(only), "--to", "kohya", "--base", "sdxl", "--out", str(twin)]) == 0
+    baked = {}
+    for name, lora in (("bare", only), ("twin", twin)):
+        baked[name] = tmp_path / f"baked-{name}.safetensors"
+        assert main(["lora", "bake", str(model), str(lora), "--out", str(baked[name])]) == 0
+    a, b = load_file(str(baked["bare"])), load_file(str(baked["twin"]))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    plain = tmp_path / "plain.safetensors"
+    assert main(["lora", "bake", str(model), str(twin), "--weight", "0", "--out", str(plain)]) == 0
+    changed = [k for k, v in load_file(str(plain)).items() if not torch.equal(a[k], v)]
+    assert changed and all(".attn1." in k for k in changed)  # the delta went where the names said

@@ -107,13 +107,16 @@ def family_of(shapes: dict[str, tuple[int, ...]], meta: dict[str, str] | None, b
     return base == "sdxl"
 
 
-def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None, base: str | None = None) -> bool:
-    """Whether diffusers-style parts belong to an SDXL LoRA. Where that cannot be told, a LoraToolError
-    asks for --base: the kohya names differ (SDXL's U-Net takes the original layout, its encoders
-    lora_te1_/lora_te2_)."""
+def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None, base: str | None = None,
+                   fallback: str | None = None) -> bool:
+    """Whether diffusers-style parts belong to an SDXL LoRA. Where that cannot be told, `fallback` (the
+    family of the model it is for, when there is one) decides, else a LoraToolError asks for --base: the
+    kohya names differ (SDXL's U-Net takes the original layout, its encoders lora_te1_/lora_te2_)."""
     shapes = {f"{part}.{key}": tuple(value.shape) for part, (tensors, _) in parts.items()
               for key, value in tensors.items()}
     sdxl = family_of(shapes, meta, base)
+    if sdxl is None and fallback is not None:
+        return fallback == "sdxl"
     if sdxl is None:
         raise LoraToolError(f"this LoRA's base model family is unclear: {classify(shapes, meta).reason()}",
                             hint="say which with --base sdxl or --base sd (SD1.x/SD2.x)")
@@ -173,9 +176,10 @@ _DOWN_UP = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.u
 
 
 def parts_to_kohya(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any] | None]],
-                   meta: dict[str, str] | None = None, base: str | None = None) -> dict[str, torch.Tensor]:
+                   meta: dict[str, str] | None = None, base: str | None = None,
+                   fallback: str | None = None) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
-    sdxl = parts_are_sdxl(parts, meta, base)
+    sdxl = parts_are_sdxl(parts, meta, base, fallback)
     for part, (tensors, config) in parts.items():
         for key, value in tensors.items():
             for down, up in _DOWN_UP:
@@ -211,9 +215,11 @@ def _split_prefixed(state_dict: dict[str, torch.Tensor], meta: dict[str, str]) -
     return parts
 
 
-def load_as_kohya(path: Path, base: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_as_kohya(path: Path, base: str | None = None, *,
+                  fallback: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Any supported file or peft folder, as a kohya state dict (+ its metadata); `base` ("sdxl" or
-    "sd") says the family of a diffusers/peft file whose names and shapes cannot."""
+    "sd", the user's --base) says the family of a diffusers/peft file whose names and shapes cannot;
+    `fallback` is the same from the base model a tool applies it to (bake)."""
     path = Path(path)
     if path.is_dir():
         parts, family = {}, {}
@@ -226,17 +232,17 @@ def load_as_kohya(path: Path, base: str | None = None) -> tuple[dict[str, torch.
         if not parts:
             raise LoraToolError(f"no {PEFT_WEIGHTS} under unet/, text_encoder/ or text_encoder_2/", path=path,
                                 hint="give a LoRA file or a folder written by `lora convert --to peft`")
-        return parts_to_kohya(parts, family, base), {}
+        return parts_to_kohya(parts, family, base, fallback), {}
     state_dict, meta = load_lora(path)
     style = key_style(list(state_dict))
     if style == "kohya":
         return state_dict, meta
     if style == "diffusers":
-        return (parts_to_kohya(_split_prefixed(state_dict, meta), meta, base),
+        return (parts_to_kohya(_split_prefixed(state_dict, meta), meta, base, fallback),
                 {k: v for k, v in meta.items() if k not in (META_KEY, FAMILY_KEY)})
     if style == "peft":
         config = json.loads(meta[META_KEY]) if meta.get(META_KEY) else None
-        return parts_to_kohya({"unet": (state_dict, config)}, meta, base), {}
+        return parts_to_kohya({"unet": (state_dict, config)}, meta, base, fallback), {}
     raise LoraToolError(f"{style} LoRA files are not supported here", path=path,
                         hint="only LoRA (down/up) files: kohya, diffusers or peft style")
 
