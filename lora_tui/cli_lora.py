@@ -43,10 +43,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def _load(path: Path, base: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     from lora_tui.train.lora_tools.convert import load_as_kohya
 
-    return load_as_kohya(path)
+    return load_as_kohya(path, base)
 
 
 def cmd_resize(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def cmd_resize(args: argparse.Namespace) -> int:
     dim = args.dim if args.dim is not None else 10_000  # dynamic without --dim: no cap
     suffix = f"r{dim}" if method is None else f"{method}-{param:g}"
     target = factors.output_path(src, args.out, suffix, in_place=args.in_place, force=args.force)
-    state_dict, metadata = _load(src)
+    state_dict, metadata = _load(src, args.base)
     modules, results = resize.resize(state_dict, dim=dim, conv_dim=args.conv_dim, method=method, param=param,
                                      device=args.device, path=src)
     dtype = factors.pick_dtype(args.save_precision, state_dict)
@@ -91,7 +91,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     target = factors.output_path(paths[0], args.out, "merged", in_place=False, force=args.force)
     if any(target.exists() and target.resolve() == p.resolve() for p in paths):
         raise LoraTuiError("the output would overwrite an input", path=target, hint="choose another --out")
-    loaded = [_load(p) for p in paths]
+    loaded = [_load(p, args.base) for p in paths]
     modules = merge.merge([sd for sd, _ in loaded], ratios, dim=args.dim, conv_dim=args.conv_dim,
                           clamp_quantile=args.clamp_quantile, device=args.device, paths=paths)
     dtype = factors.pick_dtype(args.save_precision, loaded[0][0])
@@ -131,7 +131,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     else:
         target = factors.output_path(src, args.out, suffix, in_place=False, force=args.force)
     dtype = factors.DTYPES[args.save_precision] if args.save_precision else None
-    source = convert.convert(src, args.to, target, dtype=dtype)
+    source = convert.convert(src, args.to, target, dtype=dtype, base=args.base)
     _out(f"converted {source} → {args.to}: wrote {target}")
     return 0
 
@@ -152,6 +152,9 @@ def add_lora_parsers(sub: Any) -> None:
         p.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
         p.add_argument("--save-precision", choices=("float", "fp16", "bf16"),
                        help="dtype of the written tensors (default: the input's)")
+        p.add_argument("--base", choices=("sdxl", "sd"),
+                       help="the base model family (SDXL or SD1.x/SD2.x) of a diffusers/peft file whose "
+                            "metadata, names and shapes cannot tell (asked for when needed)")
 
     p = lsub.add_parser("resize", help="lower the rank by SVD (sd-scripts' resize_lora.py methods)")
     p.add_argument("file")
@@ -186,7 +189,7 @@ def add_lora_parsers(sub: Any) -> None:
     p.add_argument("--save-precision", choices=("float", "fp16", "bf16"), help="dtype of the checkpoint")
     p.set_defaults(func=cmd_bake)
 
-    p = lsub.add_parser("convert", help="between kohya, diffusers and peft key styles (SD1/SD2)")
+    p = lsub.add_parser("convert", help="between kohya, diffusers and peft key styles (SD1/SD2/SDXL)")
     p.add_argument("file", help="a LoRA file, or a peft folder")
     p.add_argument("--to", required=True, choices=("kohya", "diffusers", "peft"))
     output_options(p)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.core.errors import LoraTuiError
+from lora_tui.core.lora_arch import SDXL, Verdict, classify
 
 MAX_HEADER = 100 << 20  # safetensors' own limit
 _SCALAR = {"F32": "<f", "F16": "<e", "F64": "<d", "I64": "<q", "I32": "<i"}
@@ -177,26 +178,9 @@ def modules_of(header: Header) -> list[Module]:
     return modules
 
 
-def architecture(header: Header, modules: list[Module]) -> str:
-    """SD1 / SD2 / SDXL from the metadata, else from the cross-attention and text-encoder widths."""
-    meta = header.metadata
-    arch = meta.get("modelspec.architecture", "")
-    base = meta.get("ss_base_model_version", "")
-    if "xl" in arch or base.startswith("sdxl"):
-        return "SDXL"
-    if any(m.part in ("te1", "te2") for m in modules):
-        return "SDXL"
-    if meta.get("ss_v2") == "True" or base.startswith("sd_v2") or "-v2" in arch:
-        return "SD2"
-    if meta.get("ss_v2") == "False" or base == "sd_v1" or "-v1" in arch:
-        return "SD1"
-    for m in modules:  # attn2 to_k/to_v read the text encoder's width
-        if m.part == "unet" and ("attn2_to_k" in m.name or "attn2.to_k" in m.name):
-            return {768: "SD1", 1024: "SD2", 2048: "SDXL"}.get(m.in_features, "unknown")
-    for m in modules:
-        if m.part == "te":
-            return {768: "SD1", 1024: "SD2"}.get(m.in_features, "unknown")
-    return "unknown"
+def architecture(header: Header) -> Verdict:
+    """SD1 / SD2 / SDXL from the metadata, else from the tensors' names and shapes (core/lora_arch.py)."""
+    return classify({k: v.get("shape") or () for k, v in header.tensors.items()}, header.metadata)
 
 
 def _json_field(meta: Mapping[str, str], key: str) -> Any:
@@ -226,6 +210,7 @@ class Report:
     training: dict[str, Any] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     metadata_keys: int = 0
+    architecture_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -307,8 +292,9 @@ def inspect(path: str | Path, *, top_tags: int = 10) -> Report:
               "text_encoder": sum(m.part != "unet" for m in modules),
               "conv": sum(m.conv for m in modules),
               "conv3x3": sum(m.conv and m.kernel != (1, 1) for m in modules), "total": len(modules)}
-    arch = architecture(header, modules)
-    if arch == "SDXL":  # CLIP-L (lora_te1_ / text_encoder.) and OpenCLIP bigG (lora_te2_ / text_encoder_2.)
+    verdict = architecture(header)
+    arch = verdict.family
+    if arch == SDXL:  # CLIP-L (lora_te1_ / text_encoder.) and OpenCLIP bigG (lora_te2_ / text_encoder_2.)
         counts["text_encoder_1"] = sum(m.part in ("te1", "te") for m in modules)
         counts["text_encoder_2"] = sum(m.part == "te2" for m in modules)
     meta = header.metadata
@@ -317,7 +303,7 @@ def inspect(path: str | Path, *, top_tags: int = 10) -> Report:
     return Report(path=str(path), size_bytes=Path(path).stat().st_size, style=style,
                   architecture=arch, tensors=len(header.tensors), modules=counts,
                   ranks=_rank_summary(modules), training=_training(meta, top_tags), hashes=hashes,
-                  metadata_keys=len(meta))
+                  metadata_keys=len(meta), architecture_reason=verdict.reason())
 
 
 def render(report: Report) -> list[str]:
@@ -325,7 +311,7 @@ def render(report: Report) -> list[str]:
     mb = report.size_bytes / 1e6
     lines = [f"{report.path}  ({mb:.1f} MB, {report.tensors} tensors)",
              f"  style         {report.style}",
-             f"  architecture  {report.architecture}"]
+             f"  architecture  {report.architecture}   ({report.architecture_reason})"]
     r = report.ranks
     if r:
         line = f"  rank / alpha  {r['rank']} / {_fmt(r['alpha'])}"

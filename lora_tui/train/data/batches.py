@@ -87,6 +87,10 @@ class DatasetData:
     entries: list[ImageEntry]
     buckets: dict[Bucket, list[int]]
     steps: DatasetSteps
+    # the resolved [[datasets]] entry (core.project.Dataset) and sd-scripts' tag counts of its folders:
+    # what the LoRA file's ss_datasets reports, as sd-scripts' dataset objects hold it
+    config: Any = None
+    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def num_batches(self) -> int:

@@ -134,7 +134,40 @@ def _build_one(ds: ConfigDataset, source: Path, seed: int, warnings: list[str],
     buckets = dict(sorted(buckets.items()))
     return DatasetData(index=ds.index, resolution=steps.resolution, batch_size=steps.batch_size,
                        network_multiplier=float(ds.get("network_multiplier")), entries=entries, buckets=buckets,
-                       steps=steps)
+                       steps=steps, config=ds, tag_frequency=tag_frequency(ds, scans, steps))
+
+
+def tag_frequency(ds: ConfigDataset, scans: list[SubsetScan], steps: Any) -> dict[str, dict[str, int]]:
+    """sd-scripts' ``dataset.tag_frequency`` (``set_tag_frequency``): per folder (fine-tuning: metadata
+    file) name, how often each lower-cased tag occurs in the captions of ALL its images, reg images
+    included, before registration; a folder found empty is there with no tags."""
+    out: dict[str, dict[str, int]] = {}
+    finetune = ds.style == "finetune"
+    for scan, sub_steps in zip(scans, steps.subsets):
+        if sub_steps.skipped not in (None, "no images"):
+            continue
+        sub = scan.subset
+        key = sub.path("metadata_file") if finetune else sub.image_dir
+        if key is None:
+            continue
+        freq = out.setdefault(key.name, {})
+        opts = subset_options(sub).caption
+        for record in scan.records:
+            if record.size is None:
+                continue
+            if finetune:
+                tags = (record.meta_raw or (None, None))[1]
+                if tags is None or (not opts.enable_wildcard and not tags):
+                    continue
+                text = tags.replace("\n", opts.caption_separator) if opts.enable_wildcard else tags
+            else:
+                text = dreambooth_caption(record.path, sub.get("caption_extension"), opts.enable_wildcard,
+                                          sub.get("class_tokens"))[0]
+            for tag in text.split(","):
+                tag = tag.strip().lower()
+                if tag:
+                    freq[tag] = freq.get(tag, 0) + 1
+    return out
 
 
 def build_dataset(dataset_config: Path, *, seed: int, debug_dataset: bool = False,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -30,10 +29,11 @@ from typing import Any
 
 import torch
 
+from lora_tui.core.lora_arch import FAMILY_KEY, classify, shapes_of
 from lora_tui.core.lora_inspect import key_style, read_header
 from lora_tui.train.lora_tools.factors import ALPHA, DOWN, UP, LoraToolError
 from lora_tui.train.network.file import SDXL_ARCHITECTURE, load_lora, save_lora
-from lora_tui.train.network.sdxl_names import diffusers_to_sgm, lora_family, sgm_to_diffusers
+from lora_tui.train.network.sdxl_names import diffusers_to_sgm, sgm_to_diffusers
 
 STYLES = ("kohya", "diffusers", "peft")
 META_KEY = "lora_adapter_metadata"
@@ -92,23 +92,35 @@ def path_to_kohya(part: str, path: str, sdxl: bool = False) -> str:
     return prefix + path.replace(".", "_")
 
 
-_LATER_TRANSFORMER = re.compile(r"\.transformer_blocks\.[1-9]")
+BASES = ("sdxl", "sd")
 
 
-def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None) -> bool:
-    """Whether diffusers-style parts belong to an SDXL LoRA (metadata, a second text encoder, or the U-Net).
+def family_of(shapes: dict[str, tuple[int, ...]], meta: dict[str, str] | None, base: str | None) -> bool | None:
+    """SDXL or not (None: cannot tell) from the metadata, names and shapes (core/lora_arch.py); `base`
+    ("sdxl" or "sd", the user's --base) decides where they cannot and must agree where they can."""
+    verdict = classify(shapes, meta)
+    if base is None:
+        return verdict.is_sdxl
+    if verdict.is_sdxl is not None and verdict.is_sdxl != (base == "sdxl"):
+        raise LoraToolError(f"--base {base} contradicts the file: it is {verdict.family} ({verdict.reason()})",
+                            hint="leave --base out")
+    return base == "sdxl"
 
-    Only SDXL's U-Net has a transformer depth above 1; only SD1/SD2's has attention in its first down block.
-    """
-    family = lora_family([], meta)
-    if family is not None:
-        return family == "sdxl"
-    if "text_encoder_2" in parts:
-        return True
-    unet = list(parts.get("unet", ({}, None))[0])
-    if any(k.startswith("down_blocks.0.attentions.") for k in unet):
-        return False
-    return any(_LATER_TRANSFORMER.search(k) for k in unet)
+
+def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None, base: str | None = None,
+                   fallback: str | None = None) -> bool:
+    """Whether diffusers-style parts belong to an SDXL LoRA. Where that cannot be told, `fallback` (the
+    family of the model it is for, when there is one) decides, else a LoraToolError asks for --base: the
+    kohya names differ (SDXL's U-Net takes the original layout, its encoders lora_te1_/lora_te2_)."""
+    shapes = {f"{part}.{key}": tuple(value.shape) for part, (tensors, _) in parts.items()
+              for key, value in tensors.items()}
+    sdxl = family_of(shapes, meta, base)
+    if sdxl is None and fallback is not None:
+        return fallback == "sdxl"
+    if sdxl is None:
+        raise LoraToolError(f"this LoRA's base model family is unclear: {classify(shapes, meta).reason()}",
+                            hint="say which with --base sdxl or --base sd (SD1.x/SD2.x)")
+    return sdxl
 
 
 def _config(ranks: dict[str, int], alphas: dict[str, float]) -> dict[str, Any]:
@@ -164,9 +176,10 @@ _DOWN_UP = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.u
 
 
 def parts_to_kohya(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any] | None]],
-                   meta: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+                   meta: dict[str, str] | None = None, base: str | None = None,
+                   fallback: str | None = None) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
-    sdxl = parts_are_sdxl(parts, meta)
+    sdxl = parts_are_sdxl(parts, meta, base, fallback)
     for part, (tensors, config) in parts.items():
         for key, value in tensors.items():
             for down, up in _DOWN_UP:
@@ -202,8 +215,11 @@ def _split_prefixed(state_dict: dict[str, torch.Tensor], meta: dict[str, str]) -
     return parts
 
 
-def load_as_kohya(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Any supported file or peft folder, as a kohya state dict (+ its metadata)."""
+def load_as_kohya(path: Path, base: str | None = None, *,
+                  fallback: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Any supported file or peft folder, as a kohya state dict (+ its metadata); `base` ("sdxl" or
+    "sd", the user's --base) says the family of a diffusers/peft file whose names and shapes cannot;
+    `fallback` is the same from the base model a tool applies it to (bake)."""
     path = Path(path)
     if path.is_dir():
         parts, family = {}, {}
@@ -212,20 +228,21 @@ def load_as_kohya(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             if file.is_file():
                 tensors, meta = load_lora(file)
                 parts[part] = (tensors, json.loads(meta[META_KEY]) if meta.get(META_KEY) else None)
-                family.update({k: v for k, v in meta.items() if k == "modelspec.architecture"})
+                family.update({k: v for k, v in meta.items() if k in ("modelspec.architecture", FAMILY_KEY)})
         if not parts:
             raise LoraToolError(f"no {PEFT_WEIGHTS} under unet/, text_encoder/ or text_encoder_2/", path=path,
                                 hint="give a LoRA file or a folder written by `lora convert --to peft`")
-        return parts_to_kohya(parts, family), {}
+        return parts_to_kohya(parts, family, base, fallback), {}
     state_dict, meta = load_lora(path)
     style = key_style(list(state_dict))
     if style == "kohya":
         return state_dict, meta
     if style == "diffusers":
-        return parts_to_kohya(_split_prefixed(state_dict, meta), meta), {k: v for k, v in meta.items() if k != META_KEY}
+        return (parts_to_kohya(_split_prefixed(state_dict, meta), meta, base, fallback),
+                {k: v for k, v in meta.items() if k not in (META_KEY, FAMILY_KEY)})
     if style == "peft":
         config = json.loads(meta[META_KEY]) if meta.get(META_KEY) else None
-        return parts_to_kohya({"unet": (state_dict, config)}, meta), {}
+        return parts_to_kohya({"unet": (state_dict, config)}, meta, base, fallback), {}
     raise LoraToolError(f"{style} LoRA files are not supported here", path=path,
                         hint="only LoRA (down/up) files: kohya, diffusers or peft style")
 
@@ -244,24 +261,33 @@ def _atomic_folder(target: Path, fill: Any) -> None:
         raise
 
 
-def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = None) -> str:
-    """Write `src` in style `to` at `target`; returns the source style."""
+def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = None, base: str | None = None) -> str:
+    """Write `src` in style `to` at `target`; returns the source style. `base` ("sdxl"/"sd") names the
+    family of a file whose metadata, names and shapes cannot (see `parts_are_sdxl`)."""
     if to not in STYLES:
         raise LoraToolError(f"unknown style {to!r}", hint="use kohya, diffusers or peft")
-    state_dict, meta = load_as_kohya(src)
+    if base is not None and base not in BASES:
+        raise LoraToolError(f"unknown base {base!r}", hint="use sdxl or sd")
+    state_dict, meta = load_as_kohya(src, base)
     if src.is_dir():
         source_style = "peft"
     elif src.suffix.lower() == ".safetensors":
         source_style = key_style(list(read_header(src).tensors))
     else:  # a .ckpt/.pt (read with weights_only by load_lora)
         source_style = key_style(list(load_lora(src)[0]))
+    sdxl = family_of(shapes_of(state_dict), meta, base)
+    if sdxl:  # SDXL's kohya names take the original layout, as sd-scripts writes and webui reads them
+        from lora_tui.train.network.weights_style import sdxl_unet_to_original_layout
+
+        state_dict = dict(sdxl_unet_to_original_layout(state_dict))
+    # the file says its family in its header, so the way back does not depend on names and shapes
+    family = {} if sdxl is None else {FAMILY_KEY: "sdxl" if sdxl else "sd"}
+    if sdxl:
+        family["modelspec.architecture"] = f"{SDXL_ARCHITECTURE}/lora"
     if to == "kohya":
-        save_lora(target, state_dict, meta, dtype=dtype)
+        save_lora(target, state_dict, {**meta, **family}, dtype=dtype)
         return source_style
     parts = kohya_to_parts(state_dict)
-    # an SDXL file says so in its header, so the way back does not depend on guessing from the U-Net
-    family = {"modelspec.architecture": f"{SDXL_ARCHITECTURE}/lora"} \
-        if lora_family(state_dict, meta) == "sdxl" else {}
     if to == "diffusers":
         tensors = {f"{part}.{k}": v for part, (sd, _) in parts.items() for k, v in sd.items()}
         config = {f"{part}.{k}": v for part, (_, cfg) in parts.items() for k, v in cfg.items()}

@@ -104,7 +104,8 @@ def bake(model: Path, lora: Path, weight: float, target: Path, *, dtype: torch.d
     from lora_tui.train.network.file import _write_atomically
     from lora_tui.train.network.lora import LoRANetwork
 
-    state_dict, _ = load_as_kohya(lora)
+    # a diffusers/peft file that cannot say its family takes the base model's (a mismatch is caught on load)
+    state_dict, _ = load_as_kohya(lora, fallback="sdxl" if is_sdxl(model) else "sd")
     if is_sdxl(model):
         return _bake_sdxl(model, lora, state_dict, weight, target, dtype=dtype)
     base = load_base_model(model)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,45 +37,75 @@ def model_hashes(path: Path) -> tuple[str | None, str | None]:
     return old, full.hexdigest()
 
 
-def _tags(caption: str) -> list[str]:
-    return [t.strip() for t in caption.split(",") if t.strip()]
+def _subset_facts(sub: Any, sub_steps: Any, dreambooth: bool) -> dict[str, Any]:
+    """One entry of ss_datasets[i].subsets, the keys and values sd-scripts' train_network.py writes."""
+    facts: dict[str, Any] = {
+        "img_count": sub_steps.images, "num_repeats": int(sub.get("num_repeats")),
+        "color_aug": bool(sub.get("color_aug")), "flip_aug": bool(sub.get("flip_aug")),
+        "random_crop": bool(sub.get("random_crop")), "shuffle_caption": bool(sub.get("shuffle_caption")),
+        "keep_tokens": int(sub.get("keep_tokens")), "keep_tokens_separator": sub.get("keep_tokens_separator"),
+        "secondary_separator": sub.get("secondary_separator"), "enable_wildcard": bool(sub.get("enable_wildcard")),
+        "caption_prefix": sub.get("caption_prefix"), "caption_suffix": sub.get("caption_suffix"),
+        "resize_interpolation": sub.get("resize_interpolation"),
+    }
+    if sub.image_dir is not None:
+        facts["image_dir"] = sub.image_dir.name
+    if dreambooth:
+        facts["class_tokens"] = sub.get("class_tokens")
+        facts["is_reg"] = sub.is_reg
+    else:
+        meta_file = sub.path("metadata_file")
+        facts["metadata_file"] = meta_file.name if meta_file else None
+    return facts
+
+
+def _bucket_facts(ds: Any, config: Any) -> tuple[bool, int | None, int | None, dict[str, Any] | None]:
+    """(enable_bucket, min_bucket_reso, max_bucket_reso, bucket_info) as sd-scripts' dataset holds them:
+    the setting itself (dataset → general → --enable_bucket), not whether the images fell in several
+    buckets; the bounds rounded to bucket_reso_steps, and all None without bucketing."""
+    from lora_tui.core.buckets import rounded_bucket_bounds
+
+    if not bool(config.get("enable_bucket")):
+        return False, None, None, None
+    lo, hi = rounded_bucket_bounds(int(config.get("min_bucket_reso")), int(config.get("max_bucket_reso")),
+                                   int(config.get("bucket_reso_steps")))
+    buckets = {i: {"resolution": list(b), "count": len(items)}
+               for i, (b, items) in enumerate(sorted(ds.buckets.items()))}
+    return True, lo, hi, {"buckets": buckets, "mean_img_ar_error": ds.steps.mean_ar_error}
 
 
 def dataset_facts(data: TrainData) -> dict[str, Any]:
-    """``ss_datasets``, ``ss_tag_frequency`` and ``ss_dataset_dirs`` for a dataset-config run."""
-    datasets, tag_frequency, dirs = [], {}, {}
+    """``ss_datasets``, ``ss_tag_frequency`` and ``ss_dataset_dirs`` of a dataset-config run, key for key
+    what sd-scripts' train_network.py writes (its `use_user_config` branch; the tests compare them)."""
+    datasets: list[dict[str, Any]] = []
+    tag_frequency: dict[str, dict[str, int]] = {}
+    dirs: dict[str, dict[str, int]] = {}
     for ds in data.datasets:
-        subsets: dict[str, dict[str, Any]] = {}
-        for entry in ds.entries:
-            folder = entry.path.parent.name
-            label = entry.subset.label
-            sub = subsets.setdefault(label, {
-                "img_count": 0, "num_repeats": entry.repeats, "color_aug": entry.subset.color_aug,
-                "flip_aug": entry.subset.flip_aug, "random_crop": entry.subset.random_crop,
-                "shuffle_caption": entry.subset.caption.shuffle_caption,
-                "keep_tokens": entry.subset.caption.keep_tokens, "image_dir": folder, "is_reg": entry.is_reg,
-                "class_tokens": entry.caption if entry.caption_source == "class_tokens" else None})
-            sub["img_count"] += 1
-            freq = tag_frequency.setdefault(folder, Counter())
-            freq.update(_tags(entry.caption))
-        for sub in subsets.values():
-            if not sub["is_reg"]:
-                name = sub["image_dir"]
-                while name in dirs:
-                    name += " (2)"
-                dirs[name] = {"n_repeats": sub["num_repeats"], "img_count": sub["img_count"]}
+        config = ds.config
+        dreambooth = config.style != "finetune"
+        used = [(sub, st) for sub, st in zip(config.subsets, ds.steps.subsets) if st.skipped is None]
+        enable, lo, hi, bucket_info = _bucket_facts(ds, config)
+        subsets = []
+        for sub, sub_steps in used:
+            subsets.append(_subset_facts(sub, sub_steps, dreambooth))
+            name = subsets[-1].get("image_dir") if dreambooth else subsets[-1].get("metadata_file")
+            if name is None or (dreambooth and sub.is_reg):
+                continue  # sd-scripts lists no reg folder in ss_dataset_dirs
+            unique, i = name, 2
+            while unique in dirs:
+                unique, i = f"{name} ({i})", i + 1
+            dirs[unique] = {"n_repeats": int(sub.get("num_repeats")), "img_count": sub_steps.images}
         datasets.append({
-            "is_dreambooth": True, "batch_size_per_device": ds.batch_size,
-            "num_train_images": sum(e.repeats for e in ds.entries if not e.is_reg),
-            "num_reg_images": sum(e.repeats for e in ds.entries if e.is_reg),
-            "resolution": list(ds.resolution), "enable_bucket": len(ds.buckets) > 1,
-            "tag_frequency": {k: dict(v) for k, v in tag_frequency.items()},
-            "bucket_info": {"buckets": {i: {"resolution": list(b), "count": len(items)}
-                                        for i, (b, items) in enumerate(sorted(ds.buckets.items()))}},
-            "subsets": list(subsets.values()),
+            "is_dreambooth": dreambooth, "batch_size_per_device": ds.batch_size,
+            "num_train_images": sum(st.samples for _, st in used if not (dreambooth and st.is_reg)),
+            "num_reg_images": sum(st.samples for _, st in used if dreambooth and st.is_reg),
+            "resolution": list(ds.resolution), "enable_bucket": enable, "min_bucket_reso": lo,
+            "max_bucket_reso": hi, "tag_frequency": ds.tag_frequency, "bucket_info": bucket_info,
+            "resize_interpolation": config.get("resize_interpolation"), "subsets": subsets,
         })
-    return {"datasets": datasets, "tag_frequency": {k: dict(v) for k, v in tag_frequency.items()},
-            "dataset_dirs": dirs}
+        for folder, freq in ds.tag_frequency.items():  # a folder used by several datasets counts once
+            tag_frequency.setdefault(folder, freq)
+    return {"datasets": datasets, "tag_frequency": tag_frequency, "dataset_dirs": dirs}
 
 
 def training_facts(args: TrainArgs, data: TrainData, *, session_id: int, started_at: float, optimizer: str,

@@ -24,9 +24,6 @@ from torch import nn
 
 # sd-scripts' LORA_PREFIX_TEXT_ENCODER1 / LORA_PREFIX_TEXT_ENCODER2: CLIP-L, then OpenCLIP bigG
 TE_PREFIXES_SDXL = ("lora_te1", "lora_te2")
-SDXL_UNET_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_",
-                    "lora_unet_label_emb_", "lora_unet_time_embed_", "lora_unet_out_")
-SD_UNET_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_")
 
 
 def is_sdxl_unet(unet: nn.Module | None) -> bool:
@@ -95,24 +92,14 @@ def sgm_to_diffusers(path: str) -> str:
     raise KeyError(f"{path!r} is not a module of SDXL's U-Net")
 
 
-def lora_family(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
-    """"sdxl" or "sd" (SD1.x/SD2.x) for a kohya-style LoRA's keys (metadata first); None when unclear."""
-    meta = metadata or {}
-    base = str(meta.get("ss_base_model_version", "")).lower()
-    arch = str(meta.get("modelspec.architecture", "")).lower()
-    if base.startswith("sdxl") or "-xl-" in arch:
-        return "sdxl"
-    if base.startswith("sd_v") or arch.startswith("stable-diffusion-v"):
-        return "sd"
-    sdxl = sd = False
-    for key in keys:
-        if key.startswith(("lora_te1_", "lora_te2_")) or key.startswith(SDXL_UNET_BLOCKS):
-            sdxl = True
-        elif key.startswith("lora_te_") or key.startswith(SD_UNET_BLOCKS):
-            sd = True
-    if sdxl != sd:
-        return "sdxl" if sdxl else "sd"
-    return None
+def lora_family(keys: Iterable[str] | Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> str | None:
+    """"sdxl" or "sd" (SD1.x/SD2.x) for a LoRA (metadata first, then its names and, given a state
+    dict, its tensor shapes: core/lora_arch.py); None when that cannot be told."""
+    from lora_tui.core.lora_arch import classify, shapes_of
+
+    source = shapes_of(keys) if isinstance(keys, Mapping) else keys
+    is_sdxl = classify(source, metadata).is_sdxl
+    return None if is_sdxl is None else ("sdxl" if is_sdxl else "sd")
 
 
 def family_words(family: str, metadata: Mapping[str, str] | None = None) -> str:
