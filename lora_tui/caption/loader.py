@@ -38,12 +38,25 @@ def open_rgb(path: str, draft: int | None = None) -> Image.Image:
             img.draft("RGB", (draft, draft))
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
+        if img.mode.startswith("I"):  # 16/32-bit grayscale: convert() would clip it to almost white
+            return _gray16_to_rgb(img)
         if img.mode in ("RGBA", "LA", "P", "PA"):
             rgba = img.convert("RGBA")
             canvas = Image.new("RGB", rgba.size, (255, 255, 255))
             canvas.paste(rgba, mask=rgba.getchannel("A"))
             return canvas
         return img if img.mode == "RGB" else img.convert("RGB")  # convert() would copy an RGB image
+
+
+def _gray16_to_rgb(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (a scan, a depth map) as 8-bit RGB, scaled rather than clipped, so a
+    captioner describes what is in it (lint warns that sd-scripts itself trains on it clipped)."""
+    import numpy as np
+
+    values = np.asarray(img).astype(np.float32)
+    if img.mode.startswith("I;16") or float(values.max(initial=0)) > 255:
+        values *= 255.0 / 65535.0
+    return Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
 
 
 def cores() -> int:

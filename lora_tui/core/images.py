@@ -155,15 +155,36 @@ def _jpeg(f, head: bytes) -> tuple[int, int] | None:
         f.seek(length - 2, os.SEEK_CUR)
 
 
+GRAY16_NOTE = ("16-bit grayscale PNG: Pillow's convert('RGB'), which sd-scripts trains with, clips it to almost "
+               "white")
+
+
+def _png_note(head: bytes) -> str | None:
+    """What a PNG header says sd-scripts will get wrong (IHDR byte 24: bit depth, 25: colour type)."""
+    if len(head) >= 26 and head[24] == 16 and head[25] == 0:  # 16-bit grayscale: Pillow's mode I;16
+        return GRAY16_NOTE
+    return None
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header; :class:`ImageError` for anything unreadable."""
+    return image_header(path)[0]
+
+
+def image_header(path: Path) -> tuple[tuple[int, int], str | None]:
+    """(width, height) and, for the odd file, a note on pixels sd-scripts will read wrongly; from one
+    header read."""
+    note = None
     try:
         with open(path, "rb") as f:
             head = f.read(32)
             if not head:
                 raise ImageError("image file is empty (0 bytes)", path=path,
                                  hint="delete it or replace it with the real image")
-            size = _png(head) or _webp(head) or _bmp(head)
+            size = _png(head)
+            if size is not None:
+                note = _png_note(head)
+            size = size or _webp(head) or _bmp(head)
             if size is None and head[:2] == b"\xff\xd8":
                 size = _jpeg(f, head)
     except ImageError:
@@ -176,7 +197,7 @@ def image_size(path: Path) -> tuple[int, int]:
         size = _pillow_size(path)
     if size[0] <= 0 or size[1] <= 0:
         raise ImageError("image header gives a zero size", path=path, hint="re-export the image")
-    return size
+    return size, note
 
 
 def _pillow_size(path: Path) -> tuple[int, int]:

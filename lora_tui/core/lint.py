@@ -181,6 +181,12 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
         add(ERROR, "image-corrupt", why, str(path), "re-export or remove the image")
     if len(truncated) > 20:
         add(ERROR, "image-corrupt", f"{sub.label}: {len(truncated) - 20} more corrupt images", str(sub.image_dir))
+    odd = [r.path for r in scan.records if r.pixel_note and not r.unreadable]
+    if odd:
+        what = "1 image is a 16-bit grayscale PNG" if len(odd) == 1 else f"{len(odd)} images are 16-bit grayscale PNGs"
+        add(WARNING, "image-16bit", f"{sub.label}: {what}, which sd-scripts (and lora-tui, to train the same) reads "
+            f"as almost white ({_some(odd)})", str(sub.image_dir),
+            "save them as 8-bit PNGs (e.g. ImageMagick: mogrify -depth 8 *.png)")
     if sub.get("enable_bucket") and not sub.get("bucket_no_upscale"):
         limit = int(sub.get("min_bucket_reso"))
         small = [r.path for r in scan.records if r.size and min(r.size) < limit]

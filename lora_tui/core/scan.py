@@ -42,6 +42,7 @@ class ImageRecord:
     caption_pending: bool = False  # a sidecar exists but was not read yet (see load_caption)
     damage: str | None = None  # the header reads but the file is cut short (see fill_sizes)
     checked: bool = False  # fill_sizes has looked at the file
+    pixel_note: str | None = None  # trainable, but sd-scripts reads its pixels wrongly (16-bit gray PNG)
 
     @property
     def unreadable(self) -> str | None:
@@ -233,7 +234,7 @@ def fill_sizes(records: Iterable[ImageRecord]) -> None:
             continue
         record.checked = True
         try:
-            size = images.image_size(record.path)
+            size, record.pixel_note = images.image_header(record.path)
         except LoraTuiError as exc:
             record.size_error = str(exc)
             continue

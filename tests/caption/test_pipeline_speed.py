@@ -191,3 +191,14 @@ def test_a_sentence_captioner_generates_on_its_threads_until_closed_then_gives_t
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_16_bit_grayscale_png_is_captioned_as_it_looks_not_clipped_to_white(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    path = tmp_path / "depth.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = loader.open_rgb(str(path))
+    assert img.mode == "RGB"
+    row = np.asarray(img)[0, :, 0]
+    assert row[0] == 0 and row[-1] == 255 and 120 <= row[32] <= 135  # a ramp, not white
