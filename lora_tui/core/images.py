@@ -125,10 +125,12 @@ def _bmp(head: bytes) -> tuple[int, int] | None:
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _jpeg(f, head: bytes) -> tuple[int, int] | None:
+def _jpeg(f, head: bytes) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation: 1 when none) from the markers before the first frame."""
     if head[:2] != b"\xff\xd8":
         return None
     f.seek(2)
+    orientation = 1
     while True:
         byte = f.read(1)
         while byte and byte != b"\xff":
@@ -151,18 +153,46 @@ def _jpeg(f, head: bytes) -> tuple[int, int] | None:
             if len(data) < 5:
                 return None
             h, w = struct.unpack(">HH", data[1:5])
-            return w, h
+            return w, h, orientation
+        if marker == 0xE1 and length > 16 and orientation == 1:
+            head_of_segment = f.read(min(length - 2, 4096))  # IFD0 comes first; a thumbnail may follow
+            orientation = _exif_orientation(head_of_segment)
+            f.seek(length - 2 - len(head_of_segment), os.SEEK_CUR)
+            continue
         f.seek(length - 2, os.SEEK_CUR)
 
 
-GRAY16_NOTE = ("16-bit grayscale PNG: Pillow's convert('RGB'), which sd-scripts trains with, clips it to almost "
-               "white")
+def _exif_orientation(segment: bytes) -> int:
+    """The Orientation tag (0x0112) of an APP1 Exif segment's first IFD; 1 (as stored) if absent or odd."""
+    if segment[:6] != b"Exif\x00\x00" or len(segment) < 14:
+        return 1
+    tiff = segment[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    try:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[ifd:ifd + 2])
+        for i in range(min(count, 512)):
+            at = ifd + 2 + 12 * i
+            tag, kind = struct.unpack(order + "HH", tiff[at:at + 4])
+            if tag == 0x0112 and kind == 3:  # SHORT
+                (value,) = struct.unpack(order + "H", tiff[at + 8:at + 10])
+                return value if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+# Notes on files sd-scripts trains on, but not as the user sees them (ImageRecord.pixel_note).
+GRAY16 = "gray16"  # a 16-bit grayscale PNG: Pillow's convert('RGB') clips it to almost white
+EXIF_TURNED = "exif-turned"  # an EXIF orientation viewers apply and sd-scripts does not: trained turned
 
 
 def _png_note(head: bytes) -> str | None:
     """What a PNG header says sd-scripts will get wrong (IHDR byte 24: bit depth, 25: colour type)."""
     if len(head) >= 26 and head[24] == 16 and head[25] == 0:  # 16-bit grayscale: Pillow's mode I;16
-        return GRAY16_NOTE
+        return GRAY16
     return None
 
 
@@ -172,8 +202,8 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def image_header(path: Path) -> tuple[tuple[int, int], str | None]:
-    """(width, height) and, for the odd file, a note on pixels sd-scripts will read wrongly; from one
-    header read."""
+    """(width, height) and, for the odd file, a note (GRAY16, EXIF_TURNED) on pixels sd-scripts will
+    not train as the user sees them; from the one header read the size needs."""
     note = None
     try:
         with open(path, "rb") as f:
@@ -186,7 +216,9 @@ def image_header(path: Path) -> tuple[tuple[int, int], str | None]:
                 note = _png_note(head)
             size = size or _webp(head) or _bmp(head)
             if size is None and head[:2] == b"\xff\xd8":
-                size = _jpeg(f, head)
+                found = _jpeg(f, head)
+                if found is not None:
+                    size, note = found[:2], (EXIF_TURNED if found[2] != 1 else None)
     except ImageError:
         raise
     except IsADirectoryError:

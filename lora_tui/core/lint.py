@@ -181,12 +181,7 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
         add(ERROR, "image-corrupt", why, str(path), "re-export or remove the image")
     if len(truncated) > 20:
         add(ERROR, "image-corrupt", f"{sub.label}: {len(truncated) - 20} more corrupt images", str(sub.image_dir))
-    odd = [r.path for r in scan.records if r.pixel_note and not r.unreadable]
-    if odd:
-        what = "1 image is a 16-bit grayscale PNG" if len(odd) == 1 else f"{len(odd)} images are 16-bit grayscale PNGs"
-        add(WARNING, "image-16bit", f"{sub.label}: {what}, which sd-scripts (and lora-tui, to train the same) reads "
-            f"as almost white ({_some(odd)})", str(sub.image_dir),
-            "save them as 8-bit PNGs (e.g. ImageMagick: mogrify -depth 8 *.png)")
+    _check_pixel_notes(sub, scan, add)
     if sub.get("enable_bucket") and not sub.get("bucket_no_upscale"):
         limit = int(sub.get("min_bucket_reso"))
         small = [r.path for r in scan.records if r.size and min(r.size) < limit]
@@ -201,6 +196,22 @@ def _check_images(sub: Subset, scan: SubsetScan, add: Callable[..., None], deep:
             add(ERROR, "image-tiny", f"{sub.label}: {len(tiny)} images are smaller than bucket_reso_steps "
                 f"{step} and cannot be bucketed without upscaling ({_some(tiny)})", str(sub.image_dir),
                 "remove them or turn off bucket_no_upscale")
+
+
+def _check_pixel_notes(sub: Subset, scan: SubsetScan, add: Callable[..., None]) -> None:
+    """Files sd-scripts trains on, but not as the user sees them (notes from the header read)."""
+    for note, code, one, many, how, fix in (
+            (images.GRAY16, "image-16bit", "1 image is a 16-bit grayscale PNG",
+             "{n} images are 16-bit grayscale PNGs", "which sd-scripts (and lora-tui, to train the same) reads as "
+             "almost white", "save them as 8-bit PNGs (ImageMagick: mogrify -depth 8 *.png)"),
+            (images.EXIF_TURNED, "image-exif-rotated", "1 image carries an EXIF rotation",
+             "{n} images carry an EXIF rotation", "which viewers (and the preview here) apply but sd-scripts (and "
+             "lora-tui, to train the same) does not: they train turned or mirrored",
+             "save them with the rotation applied (ImageMagick: mogrify -auto-orient *.jpg; or exiftran -ai *.jpg)")):
+        odd = [r.path for r in scan.records if r.pixel_note == note and not r.unreadable]
+        if odd:
+            what = one if len(odd) == 1 else many.format(n=len(odd))
+            add(WARNING, code, f"{sub.label}: {what}, {how} ({_some(odd)})", str(sub.image_dir), fix)
 
 
 def _check_captions(sub: Subset, scan: SubsetScan, add: Callable[..., None]) -> None:
