@@ -20,17 +20,9 @@ from lora_tui.core.project import Dataset as ConfigDataset
 from lora_tui.core.project import Subset, datasets_from_config
 from lora_tui.core.scan import SubsetScan, fill_sizes, scan_subset
 from lora_tui.core.steps import Registered, register_dataset
-from lora_tui.train.data.batches import (
-    BatchKey,
-    CacheStats,
-    DatasetData,
-    EpochSampler,
-    ImageEntry,
-    SubsetOptions,
-    TrainData,
-    collate_first,
-)
+from lora_tui.train.data.batches import EpochSampler, TrainData, collate_first
 from lora_tui.train.data.captions import CaptionOptions, dreambooth_caption, metadata_caption
+from lora_tui.train.data.records import BatchKey, CacheStats, DatasetData, ImageEntry, SubsetOptions
 
 __all__ = ["BatchKey", "CacheStats", "DatasetData", "EpochSampler", "ImageEntry", "SubsetOptions", "TrainData",
            "build_dataset", "collate_first", "subset_options"]
