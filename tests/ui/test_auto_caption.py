@@ -70,16 +70,25 @@ async def test_captions_from_the_palette_land_marked_for_review_and_undo_in_one_
         assert (pics / "green1.txt").read_text() == "grass\n"
 
 
-async def test_cancelling_keeps_what_finished_as_one_undo_step(tmp_path: Path, tagger: Path) -> None:
-    slow = write_tiny_tagger(tmp_path / "big-input", size=1536)  # ~40 ms an image: time to cancel
+def _slow_run(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A tagger slow enough (~40 ms an image) to stop mid-run, and a 180-image project: (model, pics, names)."""
+    slow = write_tiny_tagger(tmp_path / "big-input", size=1536)
     names = [f"{c}{i}" for i in range(60) for c in ("red", "green", "blue")]
-    root = colour_project(tmp_path / "p", names)
-    pics = root / "data" / "pics"
-    app = LoraTuiApp(project.load(root))
+    return slow, colour_project(tmp_path / "p", names) / "data" / "pics", names
+
+
+async def _started_slow_run(pilot, slow: Path):
+    screen = await _open_dataset(pilot)
+    await _start(pilot, slow, "--batch-size 1")
+    await wait_until(pilot, lambda: screen.captioner.written > 0, "the first captions", 600)
+    return screen
+
+
+async def test_cancelling_keeps_what_finished_as_one_undo_step(tmp_path: Path, tagger: Path) -> None:
+    slow, pics, names = _slow_run(tmp_path)
+    app = LoraTuiApp(project.load(pics.parents[1]))
     async with app.run_test(size=(140, 45), notifications=True) as pilot:
-        screen = await _open_dataset(pilot)
-        await _start(pilot, slow, "--batch-size 1")
-        await wait_until(pilot, lambda: screen.captioner.written > 0, "the first captions", 600)
+        screen = await _started_slow_run(pilot, slow)
         assert screen.captioner.running
         titles = [t for t, _ in DATASET_ACTIONS.palette_entries(screen)]
         assert "captions: Cancel auto-captioning (what finished stays, undoable)" in titles
@@ -105,15 +114,10 @@ async def test_a_bad_model_folder_is_one_notification(tmp_path: Path) -> None:
 async def test_a_run_stopped_by_sigterm_from_outside_says_so_and_keeps_what_finished(tmp_path: Path) -> None:
     import signal
 
-    slow = write_tiny_tagger(tmp_path / "big-input", size=1536)
-    names = [f"{c}{i}" for i in range(60) for c in ("red", "green", "blue")]
-    root = colour_project(tmp_path / "p", names)
-    pics = root / "data" / "pics"
-    app = LoraTuiApp(project.load(root))
+    slow, pics, names = _slow_run(tmp_path)
+    app = LoraTuiApp(project.load(pics.parents[1]))
     async with app.run_test(size=(140, 45), notifications=True) as pilot:
-        screen = await _open_dataset(pilot)
-        await _start(pilot, slow, "--batch-size 1")
-        await wait_until(pilot, lambda: screen.captioner.written > 0, "the first captions", 600)
+        screen = await _started_slow_run(pilot, slow)
         screen.captioner.process.send_signal(signal.SIGTERM)  # `kill`, an OOM guard, a job scheduler
         await wait_until(pilot, lambda: _said(app, "stopped by a signal: auto-captioned"), "the stopped run", 600)
         assert not any(n.severity == "error" for n in app._notifications)
