@@ -16,6 +16,11 @@ module names on SD1, SD2 and SDXL. The shapes differ, and so does which modules 
 - the text encoders: sd-scripts names SDXL's two `lora_te1_`/`lora_te2_` (diffusers
   `text_encoder`/`text_encoder_2`) and SD's one `lora_te_`; SD2's is 1024 wide.
 
+Metadata can be wrong (a merge or a hand edit keeps another file's `ss_base_model_version`): where
+the tensors alone name a family the metadata excludes, the tensors win and the reason says so.
+Metadata or names of another model family (Flux, SD3, Lumina…: sd-scripts writes `ss_v2: False` for
+those too, and names Flux's CLIP-L `lora_te1_` as SDXL's) make the verdict "other", never SD1/SDXL.
+
 These facts are those of the configs shipped in `lora_tui/train/model/model_configs` (sd_v1, sd_v2,
 sdxl). Each piece of evidence narrows the set of candidate families; the answer is what is left.
 When nothing narrows it to one family (e.g. self-attention only, on widths no real base has), the
@@ -33,6 +38,7 @@ SD1, SD2, SDXL = "SD1", "SD2", "SDXL"
 ALL = frozenset({SD1, SD2, SDXL})
 SD = frozenset({SD1, SD2})
 AMBIGUOUS_SD = "SD1/SD2"  # an SD1.x/SD2.x LoRA whose files cannot say which of the two
+OTHER = "other"  # a LoRA for another model family (Flux, SD3, …), said by its metadata or names
 UNKNOWN = "unknown"
 FAMILY_KEY = "lora_tui.family"  # "sdxl" | "sd": what `lora convert` marks a file it wrote, when it knew
 
@@ -57,9 +63,12 @@ class Verdict:
     candidates: frozenset[str]
     evidence: tuple[str, ...] = field(default=())
     conflict: bool = False
+    foreign: str = ""  # what says the LoRA is for another model family, when something does
 
     @property
     def family(self) -> str:
+        if self.foreign:
+            return OTHER
         if len(self.candidates) == 1:
             return next(iter(self.candidates))
         return AMBIGUOUS_SD if self.candidates == SD else UNKNOWN
@@ -75,6 +84,8 @@ class Verdict:
 
     def reason(self) -> str:
         """One line: the evidence used, or why the family cannot be told."""
+        if self.foreign:
+            return f"{self.foreign}: not an SD1, SD2 or SDXL LoRA"
         if self.conflict:
             return "conflicting evidence: " + "; ".join(self.evidence)
         if self.family == UNKNOWN:
@@ -112,6 +123,16 @@ _STRUCTURE: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = tuple(
         (r"^up_blocks_0_attentions_", frozenset({SDXL}), "attention in up_blocks.0 (SD1/SD2 have none there)"),
         (r"^add_embedding_", frozenset({SDXL}), "the size/pooled-text embedding (SDXL's add_embedding)"),
     ))
+
+
+# names only other families' LoRAs have: sd-scripts' Flux (double/single blocks, T5 as lora_te3_),
+# SD3 (MMDiT joint blocks), and diffusers' transformer-based pipelines (`transformer.` prefix)
+_FOREIGN = re.compile(r"^(lora_te3_|lora_unet_(double_blocks|single_blocks|joint_blocks)_|transformer\.)")
+
+
+def _foreign_names(keys: Iterable[str]) -> str:
+    key = next((k for k in keys if _FOREIGN.match(k.removeprefix("base_model.model."))), None)
+    return "" if key is None else f"{key.split('.lora')[0]!r} is a Flux/SD3-style module name"
 
 
 def _evidence(shapes: Mapping[str, Sequence[int]]) -> list[tuple[frozenset[str], str]]:
@@ -159,13 +180,20 @@ def _from_metadata(metadata: Mapping[str, str]) -> tuple[frozenset[str], str] | 
     mark = metadata.get(FAMILY_KEY)
     if mark in ("sdxl", "sd"):
         return (frozenset({SDXL}), "metadata says SDXL") if mark == "sdxl" else (SD, "metadata says SD1/SD2")
-    base = str(metadata.get("ss_base_model_version", "") or "").lower()
-    arch = str(metadata.get("modelspec.architecture", "") or "").lower()
-    if base.startswith("sdxl") or "-xl-" in arch:
+    base = str(metadata.get("ss_base_model_version", "") or "").strip().lower()
+    arch = str(metadata.get("modelspec.architecture", "") or "").strip().lower()
+    base = "" if base == "none" else base
+    if base.startswith("sdxl") or "-xl-" in arch or arch.startswith("sdxl"):
         return frozenset({SDXL}), "metadata says SDXL"
-    if metadata.get("ss_v2") == "True" or base.startswith("sd_v2") or arch.startswith("stable-diffusion-v2"):
+    if base.startswith("sd_v2") or arch.startswith("stable-diffusion-v2"):
         return frozenset({SD2}), "metadata says SD2"
-    if metadata.get("ss_v2") == "False" or base == "sd_v1" or arch.startswith("stable-diffusion-v1"):
+    if base.startswith("sd_v1") or arch.startswith("stable-diffusion-v1"):
+        return frozenset({SD1}), "metadata says SD1"
+    if base or arch:  # sd-scripts' flux1, lumina2, …; modelspec's flux-1-dev, stable-diffusion-3-…
+        return frozenset(), f"metadata says {base or arch.split('/')[0]}"
+    if metadata.get("ss_v2") == "True":  # files older than ss_base_model_version
+        return frozenset({SD2}), "metadata says SD2"
+    if metadata.get("ss_v2") == "False":
         return frozenset({SD1}), "metadata says SD1"
     return None
 
@@ -174,19 +202,31 @@ def classify(shapes: Mapping[str, Sequence[int]] | Iterable[str],
              metadata: Mapping[str, str] | None = None) -> Verdict:
     """The family of a LoRA from {tensor key: shape} (or bare keys: names only) and its metadata.
 
-    Metadata wins when it names a family (sd-scripts and lora-tui write it). Otherwise every piece
-    of evidence narrows the candidates; evidence that contradicts itself leaves none (`conflict`).
+    Every piece of tensor evidence narrows the candidates; evidence that contradicts itself leaves
+    none (`conflict`). Metadata naming a family (sd-scripts and lora-tui write it) answers alone when
+    the tensors agree, or cannot say, or contradict themselves; it narrows the tensors' answer when
+    that is wider; where the tensors exclude what it names, the tensors win (loaders go by them).
     """
-    meta = _from_metadata(metadata or {})
-    if meta is not None:
-        return Verdict(meta[0], (meta[1],))
     if not isinstance(shapes, Mapping):
         shapes = dict.fromkeys(shapes, ())
+    meta = _from_metadata(metadata or {})
+    if meta is not None and not meta[0]:  # another family's metadata is a claim no SD file makes
+        return Verdict(frozenset(), (meta[1],), foreign=meta[1])
+    foreign = _foreign_names(shapes)
+    if foreign:
+        return Verdict(frozenset(), (foreign,), foreign=foreign)
     candidates, used = ALL, []
     for families, why in _evidence(shapes):
         used.append(why)
         candidates = candidates & families
-    return Verdict(candidates, tuple(used), conflict=not candidates)
+    if meta is None:
+        return Verdict(candidates, tuple(used), conflict=not candidates)
+    said, why = meta
+    if not used or not candidates or said <= candidates:
+        return Verdict(said, (why,))
+    if said & candidates:
+        return Verdict(said & candidates, (why, *used))
+    return Verdict(candidates, (f"{why}, but the tensors say otherwise", *used))
 
 
 def shapes_of(state_dict: Mapping[str, object]) -> dict[str, tuple[int, ...]]:

@@ -93,13 +93,14 @@ def read_scalars(header: Header, keys: list[str]) -> dict[str, float]:
 _DOWN_UP = ((".lora_down.weight", ".lora_up.weight"), (".lora_A.weight", ".lora_B.weight"),
             (".lora.down.weight", ".lora.up.weight"), (".lora_linear_layer.down.weight",
                                                        ".lora_linear_layer.up.weight"))
-_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".oft_blocks", ".b1.weight", ".diff")
+# suffixes, never substrings: a checkpoint's `model.diffusion_model.` holds ".diff"
+_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".oft_blocks", ".b1.weight", ".diff", ".diff_b")
 
 
 def key_style(keys: list[str]) -> str:
     """kohya (lora_unet_/lora_te_ + lora_down/up), diffusers (unet./text_encoder. prefixes),
     peft (base_model.model. prefix, lora_A/B), lycoris (LoHa/LoKr tensors), or unknown."""
-    if any(any(m in k for m in _LYCORIS) for k in keys):
+    if any(k.endswith(_LYCORIS) for k in keys):
         return "lycoris"
     if any(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in keys):
         return "kohya"

@@ -92,8 +92,10 @@ def test_tensors_that_contradict_themselves_leave_the_metadata_answer() -> None:
 FLUX = {"ss_base_model_version": "flux1", "ss_v2": "False", "modelspec.architecture": "flux-1-dev/lora"}
 
 
-@pytest.mark.parametrize("metadata", [FLUX, {"ss_v2": "False", "modelspec.architecture": "stable-diffusion-3-medium/lora"},
-                                      {"ss_v2": "False", "ss_base_model_version": "lumina2"}],
+SD3 = {"ss_v2": "False", "modelspec.architecture": "stable-diffusion-3-medium/lora"}
+
+
+@pytest.mark.parametrize("metadata", [FLUX, SD3, {"ss_v2": "False", "ss_base_model_version": "lumina2"}],
                          ids=["flux", "sd3", "lumina"])
 def test_metadata_of_another_model_family_is_never_read_as_sd1(metadata: dict[str, str]) -> None:
     shapes = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 3072)}
@@ -126,9 +128,12 @@ def test_converting_a_flux_lora_back_to_kohya_says_it_is_not_an_sd_lora(tmp_path
     assert str(path) in err and "not an SD1, SD2 or SDXL LoRA" in err
 
 
+UNET_WEIGHT = "model.diffusion_model.input_blocks.0.0.weight"
+
+
 def test_inspect_of_a_full_checkpoint_says_it_is_not_a_lora(tmp_path: Path, capsys) -> None:
     # `model.diffusion_model.` holds ".diff", a LyCORIS suffix: the check must look at suffixes only
-    path = _save(tmp_path / "sd15.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3),
+    path = _save(tmp_path / "sd15.safetensors", {UNET_WEIGHT: torch.zeros(8, 4, 3, 3),
                                                   "first_stage_model.decoder.conv_out.bias": torch.zeros(3)})
     assert main(["lora", "inspect", str(path)]) == 2
     err = _one_line_error(capsys)
@@ -136,7 +141,7 @@ def test_inspect_of_a_full_checkpoint_says_it_is_not_a_lora(tmp_path: Path, caps
 
 
 def test_convert_of_a_full_checkpoint_is_not_called_lycoris(tmp_path: Path, capsys) -> None:
-    path = _save(tmp_path / "sd15.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)})
+    path = _save(tmp_path / "sd15.safetensors", {UNET_WEIGHT: torch.zeros(8, 4, 3, 3)})
     assert main(["lora", "convert", str(path), "--to", "diffusers"]) == 2
     err = _one_line_error(capsys)
     assert "lycoris" not in err and str(path) in err
@@ -152,7 +157,8 @@ def test_convert_of_a_dora_file_says_dora_is_not_supported(tmp_path: Path, capsy
 
 
 def test_convert_of_a_file_with_alphas_only_names_the_file(tmp_path: Path, capsys) -> None:
-    path = _save(tmp_path / "alphas.safetensors", {"lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.tensor(4.0)})
+    alpha = {"lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.tensor(4.0)}
+    path = _save(tmp_path / "alphas.safetensors", alpha)
     assert main(["lora", "convert", str(path), "--to", "diffusers"]) == 2
     err = _one_line_error(capsys)
     assert str(path) in err and "lora_down/lora_up" in err

@@ -88,7 +88,10 @@ def path_to_kohya(part: str, path: str, sdxl: bool = False) -> str:
             path = diffusers_to_sgm(path)
         except KeyError:
             raise LoraToolError(f"unet.{path} is no module of SDXL's U-Net") from None
-    prefix = {p: k for k, p in (SDXL_PARTS if sdxl else PARTS)}[part]
+    prefix = {p: k for k, p in (SDXL_PARTS if sdxl else PARTS)}.get(part)
+    if prefix is None:  # text_encoder_2 told (or said with --base) to be SD1/SD2's
+        raise LoraToolError(f"{part}.{path}: SD1/SD2 LoRAs have one text encoder; {part} is SDXL's",
+                            hint="this is an SDXL LoRA: use --base sdxl, or leave --base out")
     return prefix + path.replace(".", "_")
 
 
@@ -114,6 +117,10 @@ def parts_are_sdxl(parts: dict[str, Any], meta: dict[str, str] | None = None, ba
     kohya names differ (SDXL's U-Net takes the original layout, its encoders lora_te1_/lora_te2_)."""
     shapes = {f"{part}.{key}": tuple(value.shape) for part, (tensors, _) in parts.items()
               for key, value in tensors.items()}
+    verdict = classify(shapes, meta)
+    if verdict.foreign and base is None:
+        raise LoraToolError(verdict.reason(), hint="lora-tui's LoRA tools are for SD1/SD2/SDXL LoRAs; --base sdxl "
+                            "or --base sd renames it as one of those anyway")
     sdxl = family_of(shapes, meta, base)
     if sdxl is None and fallback is not None:
         return fallback == "sdxl"
@@ -142,6 +149,14 @@ def _pattern(part: str, path: str) -> str:
 def kohya_to_parts(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]]:
     """Per part ('unet', 'text_encoder'): (peft state dict without prefix, LoraConfig fields)."""
     parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, int], dict[str, float]]] = {}
+    dora = next((k for k in state_dict if k.endswith(".dora_scale")), None)
+    if dora is not None:
+        raise LoraToolError(f"{dora}: DoRA (dora_scale) LoRAs are not supported by convert",
+                            hint="only plain LoRA (lora_down/lora_up/alpha) files convert")
+    other = next((k for k in state_dict if not k.endswith((DOWN, UP, ALPHA))), None)
+    if other is not None:
+        raise LoraToolError(f"{other!r} is not a LoRA tensor this tool knows",
+                            hint="only plain LoRA (lora_down/lora_up/alpha) files convert")
     names = dict.fromkeys(k.rsplit(".", 2)[0] if k.endswith((DOWN, UP)) else k[: -len(ALPHA)]
                           for k in state_dict)
     for name in names:
@@ -219,8 +234,17 @@ def load_as_kohya(path: Path, base: str | None = None, *,
                   fallback: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Any supported file or peft folder, as a kohya state dict (+ its metadata); `base` ("sdxl" or
     "sd", the user's --base) says the family of a diffusers/peft file whose names and shapes cannot;
-    `fallback` is the same from the base model a tool applies it to (bake)."""
-    path = Path(path)
+    `fallback` is the same from the base model a tool applies it to (bake). Errors name the file."""
+    try:
+        return _load_as_kohya(Path(path), base, fallback)
+    except LoraToolError as error:
+        if error.path is None:
+            error.path = Path(path)
+        raise
+
+
+def _load_as_kohya(path: Path, base: str | None,
+                   fallback: str | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.is_dir():
         parts, family = {}, {}
         for part in PART_NAMES:
@@ -268,6 +292,15 @@ def convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None = Non
         raise LoraToolError(f"unknown style {to!r}", hint="use kohya, diffusers or peft")
     if base is not None and base not in BASES:
         raise LoraToolError(f"unknown base {base!r}", hint="use sdxl or sd")
+    try:
+        return _convert(Path(src), to, Path(target), dtype=dtype, base=base)
+    except LoraToolError as error:  # what is wrong is in the file: say which
+        if error.path is None:
+            error.path = Path(src)
+        raise
+
+
+def _convert(src: Path, to: str, target: Path, *, dtype: torch.dtype | None, base: str | None) -> str:
     state_dict, meta = load_as_kohya(src, base)
     if src.is_dir():
         source_style = "peft"
