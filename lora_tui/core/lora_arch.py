@@ -127,7 +127,8 @@ _STRUCTURE: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = tuple(
 
 # names only other families' LoRAs have: sd-scripts' Flux (double/single blocks, T5 as lora_te3_),
 # SD3 (MMDiT joint blocks), and diffusers' transformer-based pipelines (`transformer.` prefix)
-_FOREIGN = re.compile(r"^(lora_te3_|lora_unet_(double_blocks|single_blocks|joint_blocks)_|transformer\.)")
+_FOREIGN = re.compile(r"^(lora_te3_|text_encoder_3\.|transformer\."
+                      r"|(lora_unet_|unet\.)?(double|single|joint)_blocks[._])")
 
 
 def _foreign_names(keys: Iterable[str]) -> str:

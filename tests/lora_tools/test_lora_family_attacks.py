@@ -113,6 +113,14 @@ def test_a_bare_flux_lora_with_a_clip_l_encoder_is_not_called_sdxl() -> None:
     assert verdict.family == "other" and verdict.is_sdxl is None
 
 
+@pytest.mark.parametrize("key", ["unet.double_blocks.0.img_attn.qkv.lora_A.weight",
+                                 "base_model.model.single_blocks.0.linear1.lora_A.weight",
+                                 "transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"],
+                         ids=["diffusers", "peft", "diffusers-transformer"])
+def test_a_bare_flux_lora_in_other_layouts_is_not_an_sd_lora(key: str) -> None:
+    assert classify({key: (4, 3072)}).family == "other"
+
+
 def test_inspect_says_a_flux_lora_is_not_for_sd(tmp_path: Path, capsys) -> None:
     path = _save(tmp_path / "flux.safetensors", _module("lora_unet_double_blocks_0_img_attn_qkv", 3072, 9216), FLUX)
     report = _inspect(path, capsys)
@@ -162,3 +170,11 @@ def test_convert_of_a_file_with_alphas_only_names_the_file(tmp_path: Path, capsy
     assert main(["lora", "convert", str(path), "--to", "diffusers"]) == 2
     err = _one_line_error(capsys)
     assert str(path) in err and "lora_down/lora_up" in err
+
+
+def test_a_mismatch_message_does_not_quote_metadata_the_tensors_contradict() -> None:
+    from lora_tui.train.network.sdxl_names import family_words
+
+    assert family_words("sdxl", WRONG_SD1) == "SDXL"
+    assert family_words("sd", {"ss_base_model_version": "sd_v1"}) == "SD1.x/SD2.x (sd_v1)"
+    assert family_words("sdxl", {"ss_base_model_version": "sdxl_base_v1-0"}) == "SDXL (sdxl_base_v1-0)"

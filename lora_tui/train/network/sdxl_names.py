@@ -104,6 +104,8 @@ def lora_family(keys: Iterable[str] | Mapping[str, Any], metadata: Mapping[str, 
 
 def family_words(family: str, metadata: Mapping[str, str] | None = None) -> str:
     """How a mismatch message names a LoRA's base: "SDXL" or "SD1.x/SD2.x (sd_v1)"."""
-    base = (metadata or {}).get("ss_base_model_version")
+    base = str((metadata or {}).get("ss_base_model_version") or "")
     words = "SDXL" if family == "sdxl" else "SD1.x/SD2.x"
-    return f"{words} ({base})" if base and base != "None" else words
+    # metadata the tensors contradict (core/lora_arch.py lets them win) is not quoted as the family
+    agrees = base.startswith("sdxl") if family == "sdxl" else base.startswith(("sd_v1", "sd_v2"))
+    return f"{words} ({base})" if agrees else words
