@@ -68,3 +68,18 @@ def test_a_trained_file_says_buckets_were_on_with_one_bucket(tmp_path: Path, tin
     assert ds["enable_bucket"] is True and len(ds["bucket_info"]["buckets"]) == 1
     assert (ds["min_bucket_reso"], ds["max_bucket_reso"]) == (64, 128)
     assert "ss_enable_bucket" not in meta  # sd-scripts writes it only for runs without a dataset config
+
+
+def test_fine_tuning_subsets_metadata_equals_what_sd_scripts_writes(tmp_path: Path) -> None:
+    """metadata_file subsets (captions+tags, tags only) beside a DreamBooth dataset with reg images."""
+    from tests.train.fixtures_ss_datasets_finetune.make_fixture import write_dataset
+
+    here = FIXTURES.with_name("fixtures_ss_datasets_finetune")
+    data = build_dataset(write_dataset(tmp_path), seed=42, root=tmp_path)
+    meta = build_metadata(dataset_facts(data))
+    ours = {key: json.loads(meta[key]) for key in ("ss_datasets", "ss_tag_frequency", "ss_dataset_dirs")}
+    theirs = json.loads((here / "sd_scripts_metadata.json").read_text())
+    for ds in theirs["ss_datasets"] + ours["ss_datasets"]:
+        if ds["bucket_info"]:
+            ds["bucket_info"]["mean_img_ar_error"] = pytest.approx(ds["bucket_info"]["mean_img_ar_error"])
+    assert ours == theirs
