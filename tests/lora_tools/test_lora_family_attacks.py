@@ -178,3 +178,38 @@ def test_a_mismatch_message_does_not_quote_metadata_the_tensors_contradict() -> 
     assert family_words("sdxl", WRONG_SD1) == "SDXL"
     assert family_words("sd", {"ss_base_model_version": "sd_v1"}) == "SD1.x/SD2.x (sd_v1)"
     assert family_words("sdxl", {"ss_base_model_version": "sdxl_base_v1-0"}) == "SDXL (sdxl_base_v1-0)"
+
+
+def test_merging_an_sd1_lora_with_a_flux_lora_is_refused(tmp_path: Path, capsys) -> None:
+    sd1 = _save(tmp_path / "sd1.safetensors", _module("lora_te_text_model_encoder_layers_0_self_attn_q_proj", 768, 768),
+                {"ss_base_model_version": "sd_v1"})
+    flux = _save(tmp_path / "flux.safetensors", _module("lora_unet_double_blocks_0_img_attn_qkv", 3072, 9216), FLUX)
+    assert main(["lora", "merge", str(sd1), str(flux), "--dim", "2", "--out", str(tmp_path / "m.safetensors")]) == 2
+    err = _one_line_error(capsys)
+    assert "flux.safetensors" in err and "not an SD1, SD2 or SDXL LoRA" in err
+
+
+@pytest.mark.parametrize("action", [["resize", "--dim", "1"], ["merge", "--dim", "1"]])
+def test_resize_and_merge_of_a_dora_file_say_dora(action: list[str], tmp_path: Path, capsys) -> None:
+    tensors = _sdxl_kohya()
+    tensors["lora_te1_text_model_encoder_layers_0_self_attn_q_proj.dora_scale"] = torch.ones(1, 768)
+    path = _save(tmp_path / "dora.safetensors", tensors)
+    assert main(["lora", action[0], str(path), *action[1:], "--out", str(tmp_path / "o.safetensors")]) == 2
+    err = _one_line_error(capsys)
+    assert "DoRA" in err and "LyCORIS" not in err and str(path) in err
+
+
+def test_inspect_of_a_peft_folder_says_to_convert_it(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "adapter"
+    (folder / "unet").mkdir(parents=True)
+    assert main(["lora", "inspect", str(folder)]) == 2
+    err = _one_line_error(capsys)
+    assert "not found" not in err and "lora convert" in err
+
+
+def test_a_ckpt_that_is_not_a_pickle_is_not_told_to_retry_without_weights_only(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "junk.ckpt"
+    path.write_bytes(b"garbage, not a checkpoint")
+    assert main(["lora", "convert", str(path), "--to", "kohya", "--out", str(tmp_path / "k.safetensors")]) == 2
+    err = _one_line_error(capsys)
+    assert "weights_only` set to `False`" not in err and "not a PyTorch checkpoint" in err and str(path) in err
