@@ -93,7 +93,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
         raise LoraTuiError("the output would overwrite an input", path=target, hint="choose another --out")
     loaded = [_load(p, args.base) for p in paths]
     modules = merge.merge([sd for sd, _ in loaded], ratios, dim=args.dim, conv_dim=args.conv_dim,
-                          clamp_quantile=args.clamp_quantile, device=args.device, paths=paths)
+                          clamp_quantile=args.clamp_quantile, device=args.device, paths=paths,
+                          metas=[m for _, m in loaded])
     dtype = factors.pick_dtype(args.save_precision, loaded[0][0])
     meta = merge.merge_metadata(paths, ratios, args.dim, [m for _, m in loaded])
     save_lora(target, factors.to_state_dict(modules, dtype), meta)

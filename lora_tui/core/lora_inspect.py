@@ -41,6 +41,9 @@ class Header:
 def read_header(path: str | Path) -> Header:
     """Parse a .safetensors header without touching tensor data; a bad file is one LoraFileError."""
     path = Path(path)
+    if path.is_dir():
+        raise LoraFileError("inspect reads one .safetensors file, not a folder", path=path,
+                            hint=f"for a peft folder, convert it first: lora-tui lora convert {path} --to kohya")
     if not path.is_file():
         raise LoraFileError("file not found", path=path, hint="check the path")
     if path.suffix.lower() in (".ckpt", ".pt", ".pth"):

@@ -66,6 +66,9 @@ def split_modules(state_dict: Mapping[str, torch.Tensor], path: Path | None = No
                 names.setdefault(key[: -len(tail)])
                 break
         else:
+            if key.endswith(".dora_scale"):
+                raise LoraToolError(f"{key!r}: DoRA (dora_scale) LoRAs are not supported", path=path,
+                                    hint="only plain LoRA (lora_down/lora_up/alpha) files")
             raise LoraToolError(f"{key!r} is not a kohya LoRA tensor (lora_down/lora_up/alpha)", path=path,
                                 hint="LyCORIS (LoHa/LoKr) files are not supported; convert diffusers/peft files "
                                      "first with `lora-tui lora convert FILE --to kohya`")

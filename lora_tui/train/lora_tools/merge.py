@@ -23,12 +23,12 @@ from lora_tui.train.lora_tools.factors import Factors, LoraToolError, factored_s
 
 def merge(loras: list[Mapping[str, torch.Tensor]], ratios: list[float], *, dim: int, conv_dim: int | None = None,
           clamp_quantile: float | None = None, device: str | None = None,
-          paths: list[Path] | None = None) -> dict[str, Factors]:
+          paths: list[Path] | None = None, metas: list[Mapping[str, str]] | None = None) -> dict[str, Factors]:
     if len(loras) != len(ratios):
         raise LoraToolError(f"{len(loras)} files but {len(ratios)} ratios", hint="give one ratio per file")
     if dim < 1:
         raise LoraToolError("--dim must be at least 1")
-    _same_family(loras, paths)
+    _same_family(loras, paths, metas)
     dev = torch.device(device or "cpu")
     split = [split_modules(sd, (paths or [None] * len(loras))[i]) for i, sd in enumerate(loras)]
     names = list(dict.fromkeys(n for modules in split for n in modules))
@@ -61,15 +61,24 @@ def merge(loras: list[Mapping[str, torch.Tensor]], ratios: list[float], *, dim: 
     return out
 
 
-def _same_family(loras: list[Mapping[str, torch.Tensor]], paths: list[Path] | None) -> None:
-    """SD1/SD2 and SDXL LoRAs share no module names, so their "merge" would be a union of both: refuse it."""
-    from lora_tui.train.network.sdxl_names import family_words, lora_family
+def _same_family(loras: list[Mapping[str, torch.Tensor]], paths: list[Path] | None,
+                 metas: list[Mapping[str, str]] | None = None) -> None:
+    """SD1/SD2 and SDXL LoRAs share no module names, so their "merge" would be a union of both: refuse it;
+    the same for a LoRA of another family (Flux, SD3…, said by its metadata or names) beside an SD one."""
+    from lora_tui.core.lora_arch import classify, shapes_of
+    from lora_tui.train.network.sdxl_names import family_words
 
-    families = [lora_family(sd) for sd in loras]
+    names = [p.name for p in paths] if paths else [f"LoRA {n + 1}" for n in range(len(loras))]
+    verdicts = [classify(shapes_of(sd), (metas or [{}] * len(loras))[i]) for i, sd in enumerate(loras)]
+    foreign = [i for i, v in enumerate(verdicts) if v.foreign]
+    if foreign and len(foreign) < len(loras):
+        i = foreign[0]
+        raise LoraToolError(f"{names[i]}: {verdicts[i].reason()}, unlike the others", path=paths[i] if paths else None,
+                            hint="merge LoRAs made for the same base model architecture")
+    families = [None if v.is_sdxl is None else ("sdxl" if v.is_sdxl else "sd") for v in verdicts]
     known = [(i, f) for i, f in enumerate(families) if f is not None]
     for i, family in known[1:]:
         if family != known[0][1]:
-            names = [p.name for p in paths] if paths else [f"LoRA {n + 1}" for n in range(len(loras))]
             raise LoraToolError(f"{names[i]} is an {family_words(family)} LoRA but {names[known[0][0]]} is "
                                 f"{family_words(known[0][1])}", path=paths[i] if paths else None,
                                 hint="merge LoRAs made for the same base model architecture")

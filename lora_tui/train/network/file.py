@@ -135,8 +135,10 @@ def load_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainError(f"refused to load: the file is not plain tensors ({first})", path=path,
+        if not _looks_like_torch_save(path):
+            raise TrainError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=path,
+                             hint="give a LoRA .safetensors, .ckpt or .pt file") from exc
+        raise TrainError(f"refused to load: the file is not plain tensors ({_pickle_reason(exc)})", path=path,
                          hint="only weights_only pickles are read; convert it to .safetensors with a trusted tool"
                          ) from exc
     if not isinstance(loaded, Mapping) or not all(
@@ -274,3 +276,19 @@ def build_metadata(facts: Mapping[str, Any], *, minimal: bool = False,
         spec[key.removeprefix("modelspec.")] = str(value)
     metadata.update({f"modelspec.{k}": v for k, v in spec.items()})
     return metadata
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """torch.save's zip archive (PK) or a legacy pickle (protocol 2+ opcode 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def _pickle_reason(exc: BaseException) -> str:
+    """torch's own reason (the WeightsUnpickler line), not its advice to retry with weights_only=False."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].split())
+        return reason.split(". ")[0].rstrip(".") or type(exc).__name__
+    return " ".join(text.split()).split(". ")[0] if text.strip() else type(exc).__name__
