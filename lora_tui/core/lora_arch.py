@@ -177,6 +177,11 @@ def _evidence(shapes: Mapping[str, Sequence[int]]) -> list[tuple[frozenset[str],
     return list(found.values())
 
 
+# what sd-scripts and modelspec call other model families; an unknown name is left to ss_v2 and the tensors
+_OTHER_FAMILIES = ("flux", "chroma", "sd3", "stable-diffusion-3", "lumina", "hunyuan", "anima", "auraflow",
+                   "pixart", "kolors", "hidream", "qwen", "stable-cascade", "wan")
+
+
 def _from_metadata(metadata: Mapping[str, str]) -> tuple[frozenset[str], str] | None:
     mark = metadata.get(FAMILY_KEY)
     if mark in ("sdxl", "sd"):
@@ -190,8 +195,9 @@ def _from_metadata(metadata: Mapping[str, str]) -> tuple[frozenset[str], str] | 
         return frozenset({SD2}), "metadata says SD2"
     if base.startswith("sd_v1") or arch.startswith("stable-diffusion-v1"):
         return frozenset({SD1}), "metadata says SD1"
-    if base or arch:  # sd-scripts' flux1, lumina2, …; modelspec's flux-1-dev, stable-diffusion-3-…
-        return frozenset(), f"metadata says {base or arch.split('/')[0]}"
+    other = next((said for said in (base, arch) if said.startswith(_OTHER_FAMILIES)), None)
+    if other is not None:  # sd-scripts' flux1, lumina2…; modelspec's flux-1-dev, stable-diffusion-3-…
+        return frozenset(), f"metadata says {other.split('/')[0]}"
     if metadata.get("ss_v2") == "True":  # files older than ss_base_model_version
         return frozenset({SD2}), "metadata says SD2"
     if metadata.get("ss_v2") == "False":

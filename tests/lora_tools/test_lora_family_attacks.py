@@ -213,3 +213,9 @@ def test_a_ckpt_that_is_not_a_pickle_is_not_told_to_retry_without_weights_only(t
     assert main(["lora", "convert", str(path), "--to", "kohya", "--out", str(tmp_path / "k.safetensors")]) == 2
     err = _one_line_error(capsys)
     assert "weights_only` set to `False`" not in err and "not a PyTorch checkpoint" in err and str(path) in err
+
+
+def test_an_unknown_base_model_name_in_the_metadata_is_left_to_the_tensors() -> None:
+    shapes = {k: tuple(v.shape) for k, v in _sdxl_kohya().items()}
+    assert classify(shapes, {"ss_base_model_version": "my-merge-v3"}).family == "SDXL"
+    assert classify(shapes, {"ss_base_model_version": "sd15", "ss_v2": "False"}).family == "SDXL"
