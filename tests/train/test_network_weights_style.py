@@ -85,3 +85,21 @@ def test_the_trainer_refuses_a_diffusers_style_network_weights_in_one_line(kohya
     assert "\n" not in error["message"] and str(diffusers_file) in error["message"]
     assert "lora-tui lora convert" in error["message"] + str(error.get("hint", ""))
     assert status(run)["state"] == "failed"
+
+
+def test_an_sdxl_network_weights_file_labelled_sd_v1_in_diffusers_layout_still_continues_on_sdxl(
+        xl, kohya_file: Path, tmp_path: Path) -> None:
+    """Metadata a merge or hand edit left wrong: the 2048-wide cross-attention and lora_te1_/lora_te2_
+    keys say SDXL and win, so the diffusers-layout U-Net names are renamed as for any SDXL file."""
+    state_dict, meta = load_lora(kohya_file)
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, tail = key.partition(".")
+        if module.startswith("lora_unet_"):
+            module = "lora_unet_" + kohya_to_path(module)[1].replace(".", "_")
+        renamed[f"{module}.{tail}"] = value
+    wrong = tmp_path / "xl-labelled-sd1.safetensors"
+    save_lora(wrong, renamed, {**meta, "ss_base_model_version": "sd_v1", "ss_v2": "False",
+                               "modelspec.architecture": "stable-diffusion-v1/lora"})
+    info = LoRANetwork(tuple(xl.text_encoders), xl.unet, dim=4, alpha=2.0).load_weights(wrong)
+    assert info.loaded_keys == len(state_dict) and not info.missing_keys
