@@ -133,7 +133,7 @@ _FOREIGN = re.compile(r"^(lora_te3_|text_encoder_3\.|transformer\."
 
 def _foreign_names(keys: Iterable[str]) -> str:
     key = next((k for k in keys if _FOREIGN.match(k.removeprefix("base_model.model."))), None)
-    return "" if key is None else f"{key.split('.lora')[0]!r} is a Flux/SD3-style module name"
+    return "" if key is None else f"{re.split(r'[.](lora|alpha)', key)[0]!r} is a Flux/SD3-style module name"
 
 
 def _evidence(shapes: Mapping[str, Sequence[int]]) -> list[tuple[frozenset[str], str]]:
