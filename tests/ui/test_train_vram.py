@@ -292,3 +292,26 @@ async def test_a_launch_right_after_a_setting_changes_waits_for_the_new_estimate
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "Confirm", "the question")
         assert not launched
+
+
+async def test_a_launch_with_a_typed_unsaved_batch_asks_first_and_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form shows batch 2 (typed, no enter) while the run would train on the saved batch 1: ctrl+s says
+    so and asks, rather than launch on values the form does not show."""
+    from lora_tui.ui import launcher
+
+    root = full_size_project(tmp_path / "p")
+    launched: list[object] = []
+    monkeypatch.setattr(launcher, "launch", lambda *a, **k: launched.append(a) or (root / "runs" / "x", "launched"))
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await train_screen(pilot)
+        await retype(pilot, screen, "m-batch_size", "2")
+        await wait_until(pilot, lambda: "batch 2," in vram_text(screen), "the typed estimate")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "Confirm", "the question")
+        question = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert "unsaved" in question and "batch_size" in question
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert not launched and project.load(root).datasets[0].values["batch_size"] == 1

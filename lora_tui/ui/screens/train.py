@@ -335,9 +335,14 @@ class TrainScreen(ActionScreen):
         lines = [f.line() for f in result.warnings[:8]]
         if self._over() and self.vram is not None:
             lines.append(tv.question(self.vram))
+        unsaved = [("base model" if i == "model" else i[2:]) for i in self.drafts]
+        if unsaved:  # the form shows values the run would not get: say so rather than launch on the saved ones
+            lines.append(f"typed but not saved: {', '.join(unsaved)}; the run uses the saved values "
+                         "(enter in a field saves it)")
         if lines:
             what = [f"{len(result.warnings)} warning(s)"] if result.warnings else []
             what += ["VRAM estimate over the free memory"] if self._over() else []
+            what += ["unsaved edits"] if unsaved else []
 
             def answered(yes: bool | None) -> None:
                 if yes:
