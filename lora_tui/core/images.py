@@ -156,10 +156,25 @@ def _jpeg(f, head: bytes) -> tuple[int, int, int] | None:
             return w, h, orientation
         if marker == 0xE1 and length > 16 and orientation == 1:
             head_of_segment = f.read(min(length - 2, 4096))  # IFD0 comes first; a thumbnail may follow
+            if _exif_ifd_past(head_of_segment):  # IFD0 placed after a big block: read the rest (< 64 KB)
+                head_of_segment += f.read(length - 2 - len(head_of_segment))
             orientation = _exif_orientation(head_of_segment)
             f.seek(length - 2 - len(head_of_segment), os.SEEK_CUR)
             continue
         f.seek(length - 2, os.SEEK_CUR)
+
+
+def _exif_ifd_past(segment: bytes) -> bool:
+    """An Exif segment whose first IFD (its entries, up to 512) does not end within ``segment``."""
+    order = {b"II": "<", b"MM": ">"}.get(segment[6:8])
+    if segment[:6] != b"Exif\x00\x00" or order is None or len(segment) < 14:
+        return False
+    (ifd,) = struct.unpack(order + "I", segment[10:14])
+    at = 6 + ifd
+    if at + 2 > len(segment):
+        return True
+    (count,) = struct.unpack(order + "H", segment[at:at + 2])
+    return at + 2 + 12 * min(count, 512) > len(segment)
 
 
 def _exif_orientation(segment: bytes) -> int:
@@ -176,8 +191,9 @@ def _exif_orientation(segment: bytes) -> int:
         for i in range(min(count, 512)):
             at = ifd + 2 + 12 * i
             tag, kind = struct.unpack(order + "HH", tiff[at:at + 4])
-            if tag == 0x0112 and kind == 3:  # SHORT
-                (value,) = struct.unpack(order + "H", tiff[at + 8:at + 10])
+            if tag == 0x0112 and kind in (3, 4):  # SHORT, or LONG as some writers store it (Pillow reads both)
+                fmt, size = ("H", 2) if kind == 3 else ("I", 4)
+                (value,) = struct.unpack(order + fmt, tiff[at + 8:at + 8 + size])
                 return value if 1 <= value <= 8 else 1
     except struct.error:
         return 1

@@ -227,6 +227,20 @@ class Knob:
     costly: bool = False  # changes what is learned (batch, resolution): only when nothing else does it
 
 
+def _first(count: int, ok: Any) -> int | None:
+    """The smallest i in range(count) with ok(i), for an ok that stays true once true (a smaller batch
+    or resolution only lowers the estimate); found by halving, so a batch of 10**9 typed by mistake
+    costs some thirty estimates, not a billion."""
+    lo, hi = 0, count  # ok(hi) is taken as true; the answer is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo if lo < count else None
+
+
 def knobs(plan: Plan, fits: Any = None) -> list[Knob]:
     """The changes that lower memory, in order of least quality cost (gradient checkpointing first).
 
@@ -249,16 +263,22 @@ def knobs(plan: Plan, fits: Any = None) -> list[Knob]:
         name = EIGHT_BIT[key]
         out.append(Knob(f'optimizer_type = "{name}" (needs bitsandbytes)', replace(plan, optimizer=name)))
     if plan.batch > 1:
-        batch = next((b for b in range(plan.batch - 1, 0, -1) if fits and fits(replace(plan, batch=b))), 1)
+        batch = _first(plan.batch - 1, lambda i: bool(fits and fits(replace(plan, batch=plan.batch - 1 - i))))
+        batch = plan.batch - 1 - batch if batch is not None else 1
         out.append(Knob(f"train_batch_size = {batch}", replace(plan, batch=batch), costly=True))
     side = max(plan.width, plan.height)
-    for reso in range(side - 64, 255, -64):
-        scaled = replace(plan, width=max(64, plan.width * reso // side // 64 * 64),
-                         height=max(64, plan.height * reso // side // 64 * 64))
-        if reso <= 256 or (fits and fits(scaled)):
-            text = f"resolution = {reso} (largest bucket {scaled.width}×{scaled.height})"
-            out.append(Knob(text, scaled, costly=True))
-            break
+
+    def scaled(i: int) -> Plan:  # the i-th resolution down from `side`, in steps of 64
+        reso = side - 64 * (i + 1)
+        return replace(plan, width=max(64, plan.width * reso // side // 64 * 64),
+                       height=max(64, plan.height * reso // side // 64 * 64))
+
+    steps = len(range(side - 64, 255, -64))
+    first = _first(steps, lambda i: side - 64 * (i + 1) <= 256 or bool(fits and fits(scaled(i))))
+    if first is not None:
+        reso, smaller = side - 64 * (first + 1), scaled(first)
+        out.append(Knob(f"resolution = {reso} (largest bucket {smaller.width}×{smaller.height})", smaller,
+                        costly=True))
     return out
 
 

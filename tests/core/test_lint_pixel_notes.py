@@ -62,3 +62,39 @@ def test_the_size_of_an_exif_rotated_jpeg_is_the_stored_one_as_sd_scripts_bucket
 
     _jpeg_with_orientation(tmp_path / "phone.jpg", 6)
     assert images.image_header(tmp_path / "phone.jpg") == ((60, 40), images.EXIF_TURNED)
+
+
+def _jpeg_with_exif(path: Path, tiff: bytes) -> None:
+    """A 60×40 JPEG whose APP1 holds the given TIFF block (hand-made: Pillow writes only the common forms)."""
+    import io
+    import struct
+
+    out = io.BytesIO()
+    Image.new("RGB", (60, 40), (90, 90, 90)).save(out, "JPEG")
+    data = out.getvalue()
+    payload = b"Exif\x00\x00" + tiff
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:])
+
+
+def _tiff(order: str, *, kind: int, ifd_at: int = 8) -> bytes:
+    """A TIFF header and one IFD with Orientation 6 stored as `kind` (3 SHORT, 4 LONG) at offset `ifd_at`."""
+    import struct
+
+    o = "<" if order == "II" else ">"
+    value = struct.pack(o + "H", 6) + b"\x00\x00" if kind == 3 else struct.pack(o + "I", 6)
+    return (order.encode() + struct.pack(o + "HI", 42, ifd_at) + b"\x00" * (ifd_at - 8)
+            + struct.pack(o + "H", 1) + struct.pack(o + "HHI", 0x0112, kind, 1) + value + struct.pack(o + "I", 0))
+
+
+def test_an_exif_rotation_stored_as_a_long_or_past_a_big_maker_block_is_still_seen(tmp_path: Path) -> None:
+    """Pillow's exif_transpose (the preview) turns these too, so lint must say they train turned."""
+    from lora_tui.core import images
+
+    cases = {"long-le": _tiff("II", kind=4), "long-be": _tiff("MM", kind=4),
+             "far-le": _tiff("II", kind=3, ifd_at=6000), "far-be": _tiff("MM", kind=3, ifd_at=6000)}
+    for name, tiff in cases.items():
+        path = tmp_path / f"{name}.jpg"
+        _jpeg_with_exif(path, tiff)
+        with Image.open(path) as im:
+            assert im.getexif().get(0x0112) == 6, name  # what the preview turns by
+        assert images.image_header(path) == ((60, 40), images.EXIF_TURNED), name

@@ -215,3 +215,36 @@ def test_gpu_memory_reads_free_and_total_from_nvml_and_none_without_a_driver() -
 
     assert gpu_memory(Nvml()) == [GpuMemory(0, "GPU0", GIB, 24 * GIB), GpuMemory(1, "GPU1", 2 * GIB, 24 * GIB)]
     assert gpu_memory(NoDriver()) is None
+
+
+def _counting_estimate(monkeypatch: pytest.MonkeyPatch, limit: int) -> list[int]:
+    """vram.estimate, counted; past `limit` calls it fails the test instead of spinning on."""
+    real, calls = vram.estimate, [0]
+
+    def counted(plan: vram.Plan) -> vram.Estimate:
+        calls[0] += 1
+        if calls[0] > limit:
+            raise AssertionError(f"advice estimated more than {limit} plans")
+        return real(plan)
+
+    monkeypatch.setattr(vram, "estimate", counted)
+    return calls
+
+
+@pytest.mark.parametrize("change", [{"batch": 10**9}, {"width": 10**9, "height": 10**9}, {"batch": 10**30}])
+def test_advice_for_an_absurd_batch_or_resolution_probes_few_plans(change: dict[str, int],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch or resolution typed by mistake (99999, or a run of nines) is answered at once: the
+    largest batch and resolution that fit are searched by halving, not one step at a time."""
+    plan = replace(SD15, **change)
+    _counting_estimate(monkeypatch, 2000)
+    settings, _ = vram.advice(plan, 24 * GIB)
+    assert settings and any(s.startswith(("train_batch_size", "resolution")) for s in settings)
+
+
+def test_advice_still_picks_the_largest_resolution_that_fits() -> None:
+    plan = replace(SD15, batch=1, width=4096, height=4096, gradient_checkpointing=True, cache_latents=True,
+                   optimizer="AdamW8bit")
+    free = total(replace(plan, width=2048, height=2048)) + 1
+    settings, after = vram.advice(plan, free)
+    assert settings == ["resolution = 2048 (largest bucket 2048×2048)"] and after.total <= free

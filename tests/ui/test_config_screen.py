@@ -142,3 +142,33 @@ async def test_a_project_without_mixed_precision_opens_the_config_screen_and_can
         await wait_until(pilot, lambda: 'mixed_precision = "bf16"' in toml.read_text(), "bf16 saved")
         select.clear()
         await wait_until(pilot, lambda: "mixed_precision" not in toml.read_text(), "mixed_precision removed")
+
+
+async def test_a_width_height_resolution_typed_on_the_config_screen_is_saved_as_a_pair(sample_copy: Path) -> None:
+    """The field shows a [w, h] resolution as "384, 256"; typing one (or pressing enter on it) saves the pair,
+    where it used to be refused as "expected an integer or [width, height]"."""
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50), notifications=True) as pilot:
+        screen = await _open_config(pilot)
+        field = screen.query_one("#f-datasets-0-resolution", Input)
+        field.focus()
+        await pilot.press("end", "ctrl+u", *"384,256", "enter")
+        await wait_until(pilot, lambda: project.load(sample_copy).datasets[0].values["resolution"] == [384, 256],
+                         "the pair saved")
+        assert field.value == "384,256"
+        await pilot.press("end", "ctrl+u", *"320x320", "enter")
+        await wait_until(pilot, lambda: project.load(sample_copy).datasets[0].values["resolution"] == 320,
+                         "a square one saved as one number")
+
+
+async def test_a_learning_rate_of_nan_or_inf_is_refused(sample_copy: Path) -> None:
+    before = (sample_copy / "lora-tui.toml").read_text()
+    app = LoraTuiApp(project.load(sample_copy))
+    async with app.run_test(size=(150, 50), notifications=True) as pilot:
+        screen = await _open_config(pilot)
+        screen.query_one("#f-training-learning_rate", Input).focus()
+        for typed in ("nan", "inf"):
+            await pilot.press("end", "ctrl+u", *typed, "enter")
+            await pilot.pause()
+            assert any(f"'{typed}' is not a number" in str(n.message) for n in app._notifications)
+    assert (sample_copy / "lora-tui.toml").read_text() == before

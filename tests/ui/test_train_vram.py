@@ -255,3 +255,63 @@ def test_snapshot_of_an_estimate_over_the_assumed_card(snap_compare, fixed_root:
         await pilot.pause(0.1)
 
     assert snap_compare(LoraTuiApp(project.load(root)), terminal_size=(160, 48), run_before=run_before)
+
+
+async def test_a_launch_right_after_a_setting_changes_waits_for_the_new_estimate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching gradient checkpointing off puts batch 4 at 1024 px over the card; a ctrl+s pressed before
+    the new checks land must not launch on the old estimate (which fitted), and the panel must not show it."""
+    from lora_tui.ui import launcher
+
+    root = full_size_project(tmp_path / "p", gradient_checkpointing=True)
+    toml = root / "lora-tui.toml"
+    toml.write_text(toml.read_text().replace("resolution = 512", "resolution = 1024").replace(
+        "batch_size = 1", "batch_size = 4"))
+    launched: list[object] = []
+    monkeypatch.setattr(launcher, "launch", lambda *a, **k: launched.append(a) or (root / "runs" / "x", "launched"))
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await train_screen(pilot)
+        assert not screen.vram.over
+        old = vram_text(screen)
+        real, gate = launcher.preflight, __import__("threading").Event()
+
+        def slow(*args: object, **kwargs: object) -> object:
+            gate.wait(10)  # the new checks take as long as a big dataset's scan
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(launcher, "preflight", slow)
+        screen.query_one("#s-gradient_checkpointing", Switch).focus()
+        await pilot.press("space", "ctrl+s")
+        await pilot.pause(0.2)
+        assert vram_text(screen) != old  # the old figure is not shown for the new settings
+        assert not launched and type(app.screen).__name__ != "Confirm"
+        assert any("still checking" in n.message for n in app._notifications)
+        gate.set()
+        await wait_until(pilot, lambda: screen.vram is not None and screen.vram.over, "the new estimate")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "Confirm", "the question")
+        assert not launched
+
+
+async def test_a_launch_with_a_typed_unsaved_batch_asks_first_and_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form shows batch 2 (typed, no enter) while the run would train on the saved batch 1: ctrl+s says
+    so and asks, rather than launch on values the form does not show."""
+    from lora_tui.ui import launcher
+
+    root = full_size_project(tmp_path / "p")
+    launched: list[object] = []
+    monkeypatch.setattr(launcher, "launch", lambda *a, **k: launched.append(a) or (root / "runs" / "x", "launched"))
+    app = LoraTuiApp(project.load(root))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await train_screen(pilot)
+        await retype(pilot, screen, "m-batch_size", "2")
+        await wait_until(pilot, lambda: "batch 2," in vram_text(screen), "the typed estimate")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "Confirm", "the question")
+        question = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert "unsaved" in question and "batch_size" in question
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert not launched and project.load(root).datasets[0].values["batch_size"] == 1

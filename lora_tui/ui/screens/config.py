@@ -9,6 +9,7 @@ was saved), so the caller decides what to do with it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,17 +62,39 @@ def parse_value(key: str, text: str) -> Any:
     text = text.strip()
     if text == "":
         return None
+    if key == "resolution":  # sd-scripts' flag is a "w,h" string; the dataset key an int or [w, h]
+        return _resolution(text)
     kind, _ = _kind(key)
     try:
         if kind == "int":
             return int(text)
         if kind == "float":
-            return int(text) if key == "lr_warmup_steps" and text.isdigit() else float(text)
+            return int(text) if key == "lr_warmup_steps" and text.isdigit() else _finite(float(text))
         if kind == "list":
-            return [float(v) for v in text.replace(",", " ").split()]
+            return [_finite(float(v)) for v in text.replace(",", " ").split()]
     except ValueError:
         raise LoraTuiError(f"{key}: {text!r} is not a number", hint="type a number, or clear the field") from None
     return text
+
+
+def _finite(value: float) -> float:
+    """nan and inf parse as floats but no trainer can use them (a learning rate of nan trains nothing)."""
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
+
+
+def _resolution(text: str) -> int | list[int]:
+    """``512`` → 512; ``768,512`` (or ``768x512``, ``768 512``, as the field shows a pair) → [768, 512]."""
+    parts = [p for p in text.lower().replace("x", ",").replace("×", ",").replace(" ", ",").split(",") if p]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) in (1, 2):
+        return numbers[0] if len(numbers) == 1 or numbers[0] == numbers[1] else numbers
+    raise LoraTuiError(f"resolution: {text!r} is not 512, or width,height such as 768,512",
+                       hint="type a number, or clear the field")
 
 
 def _shown(value: Any) -> str:

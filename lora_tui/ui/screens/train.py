@@ -85,6 +85,7 @@ class TrainScreen(ActionScreen):
         self._vram_timer: Any = None
         self._vram_shown = 0  # which estimate the panel waits for (a late, older one is not shown)
         self._vram_note: str | None = None  # why the saved settings have no estimate
+        self._checks = 0  # which check's result the screen waits for (an older one is dropped)
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -222,20 +223,33 @@ class TrainScreen(ActionScreen):
     def backend(self) -> str:
         return self.project.backend
 
-    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def check(self) -> None:
-        proj = self.project
+        """Check the saved project again. Until the result lands the old one is gone: a launch waits
+        ("still checking") rather than ask (or not) on the estimate of settings no longer saved, and
+        the panel says it is estimating rather than show the old figure."""
+        self._checks += 1
+        self.preflight, self.vram = None, None
+        if self.is_mounted:
+            self._vram_shown += 1  # a typed edit's estimate still running is dropped too: it is redone after
+            self._show_vram(tv.render(None), self._vram_shown)
+            self._show_state()
+        self._check_worker(self.project, self._checks)
+
+    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
+    def _check_worker(self, proj: Project, nth: int) -> None:
         result = launcher.preflight(proj, backend=proj.backend)
         command = trainer_command(proj)
         try:
             found, note = tv.estimate_for(proj, result.scans, result.steps), None
         except Exception as exc:  # an estimate must never stop the checks: the panel says why it has none
             found, note = None, f"{type(exc).__name__}: {exc}"
-        self.app.call_from_thread(self._checked, result, command, found, note)
+        self.app.call_from_thread(self._checked, result, command, found, note, nth)
 
     def _checked(self, result: launcher.Preflight, command: str, found: tv.Assessment | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, nth: int | None = None) -> None:
         if not self.is_mounted:  # left before the checks finished
+            return
+        if nth is not None and nth != self._checks:  # an older check (its thread ran on): a newer one is due
             return
         self.preflight = result
         self.vram, self._vram_note = found, note
@@ -321,9 +335,14 @@ class TrainScreen(ActionScreen):
         lines = [f.line() for f in result.warnings[:8]]
         if self._over() and self.vram is not None:
             lines.append(tv.question(self.vram))
+        unsaved = [("base model" if i == "model" else i[2:]) for i in self.drafts]
+        if unsaved:  # the form shows values the run would not get: say so rather than launch on the saved ones
+            lines.append(f"typed but not saved: {', '.join(unsaved)}; the run uses the saved values "
+                         "(enter in a field saves it)")
         if lines:
             what = [f"{len(result.warnings)} warning(s)"] if result.warnings else []
             what += ["VRAM estimate over the free memory"] if self._over() else []
+            what += ["unsaved edits"] if unsaved else []
 
             def answered(yes: bool | None) -> None:
                 if yes:

@@ -50,6 +50,8 @@ def parse_dataset_value(key: str, text: str) -> Any:
     text = text.strip()
     if not text:
         return None
+    if key == "resolution":
+        return parse_value(key, text)  # the config screen's reading: one number, or width,height
     parts = [p for p in text.lower().replace("x", ",").replace("×", ",").replace(" ", ",").split(",") if p]
     try:
         numbers = [int(p) for p in parts]
@@ -57,10 +59,7 @@ def parse_dataset_value(key: str, text: str) -> Any:
         numbers = []
     if key == "batch_size" and len(numbers) == 1:
         return numbers[0]
-    if key == "resolution" and len(numbers) in (1, 2):
-        return numbers[0] if len(numbers) == 1 or numbers[0] == numbers[1] else numbers
-    example = "a whole number such as 4" if key == "batch_size" else "512, or width,height such as 768,512"
-    raise LoraTuiError(f"{key}: {text!r} is not {example}", hint="type a number, or clear the field")
+    raise LoraTuiError(f"{key}: {text!r} is not a whole number such as 4", hint="type a number, or clear the field")
 
 
 def with_field(proj: Project, widget_id: str, text: str) -> Project:
