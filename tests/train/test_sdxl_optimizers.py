@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
-pytestmark = pytest.mark.usefixtures("no_network")
+pytestmark = pytest.mark.usefixtures("no_network", "one_torch_thread")
 
 CASES = {
     "AdamW": ("AdamW", [], None),
@@ -36,13 +35,6 @@ CASES = {
 # lr per optimizer family, as its users set it (Prodigy/DAdaptation pick their own step size from lr 1.0)
 LR = {"Prodigy": 1.0, "DAdaptation": 1.0, "SGDNesterov": 0.1}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _keep_setup(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

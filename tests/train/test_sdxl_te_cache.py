@@ -3,7 +3,6 @@ and refused with the options it conflicts with in the words `lora-tui check` use
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,9 @@ import torch
 from lora_tui.core.family_checks import family_problems
 from tests.train.trainer_helpers import events, run_training, tiny_project, train_argv
 
-pytestmark = pytest.mark.usefixtures("no_network")
+pytestmark = pytest.mark.usefixtures("no_network", "one_torch_thread")
 UNET_ONLY = {"max_train_steps": 4, "network_train_unet_only": True}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _losses(run: Path) -> list[float]:

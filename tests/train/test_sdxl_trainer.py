@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,8 @@ from safetensors.torch import load_file
 
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
-pytestmark = pytest.mark.usefixtures("no_network")
+pytestmark = pytest.mark.usefixtures("no_network", "one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only fight over the shared cores
-    yield
-    torch.set_num_threads(threads)
 
 
 def _captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

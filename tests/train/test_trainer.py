@@ -13,13 +13,8 @@ from lora_tui.train.loop.args import parse_args
 from lora_tui.train.network.file import load_lora
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only fight over the 2 shared cores
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("kind", ["caption", "class", "finetune"])

@@ -7,20 +7,14 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from lora_tui.core.errors import TrainError
 from lora_tui.train.__main__ import main as trainer_main
 from lora_tui.train.loop.args import parse_args
 from tests.train.trainer_helpers import events, run_training, status, tiny_project, train_argv
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
